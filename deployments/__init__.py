@@ -1,0 +1,1 @@
+"""Ray Serve applications of PRSM and their config files."""

@@ -1,0 +1,172 @@
+"""The PRSM Serve application: Ingress (FastAPI) -> NWTN -> Router -> model replicas.
+
+`build_app` is the application builder named in `deployments/prsm.yaml`; `prsm up` and the tests
+call it too. Domain logic lives in `prsm/`; these classes only wire it to Ray Serve.
+"""
+
+# No `from __future__ import annotations` here: Serve pickles the ingress routes when the class
+# is decorated, and FastAPI must see the real body types (not strings) in the replica.
+import asyncio
+import os
+from dataclasses import asdict
+
+from ray import serve
+from ray.serve import Application
+
+from prsm.api import limits
+from prsm.api.http import create_api, model_entry, unwrapped
+from prsm.api.schemas import ChatCompletionRequest, ModelCardIn, QueryRequest, chat_completion
+from prsm.backends import ModelCall, ModelOutput, load_backend
+from prsm.db.engine import make_engine, session_factory, upgrade
+from prsm.nwtn.embed import Embedder
+from prsm.nwtn.orchestrator import Orchestrator
+from prsm.nwtn.plan import SubTask
+from prsm.nwtn.route import Candidate, Router
+from prsm.registry import DEFAULT_WEIGHTS, Registry
+from prsm.sessions import SessionStore
+from prsm.settings import Settings
+
+
+def _state(settings: dict) -> tuple[Settings, Registry, SessionStore]:
+    s = Settings(**settings)
+    sessions = session_factory(make_engine(s.resolved_database_url))
+    return s, Registry(sessions), SessionStore(sessions)
+
+
+@serve.deployment
+class ModelReplica:
+    """Hosts models by id (`@serve.multiplexed`): the first request for an id loads it."""
+
+    def __init__(self, settings: dict):
+        self.settings, self.registry, _ = _state(settings)
+        self.threads = os.cpu_count()
+
+    @serve.multiplexed(max_num_models_per_replica=4)
+    async def backend(self, model_id: str):
+        card = await asyncio.to_thread(self.registry.get, model_id)
+        return await asyncio.to_thread(load_backend, card, self.settings.resolved_model_dir, self.threads)
+
+    async def run(self, messages: list[dict], max_new_tokens: int) -> dict:
+        backend = await self.backend(serve.get_multiplexed_model_id())
+        output = await backend.run(ModelCall(tuple(messages), max_new_tokens))
+        return asdict(output)
+
+
+@serve.deployment
+class RouterDeployment:
+    def __init__(self, settings: dict):
+        _, registry, _ = _state(settings)
+        self.router = Router(registry, Embedder())
+
+    async def rank(self, task: dict, open_circuits: list[str]) -> list[dict]:
+        sub_task = SubTask(**{**task, "depends_on": tuple(task["depends_on"])})
+        ranked = await asyncio.to_thread(self.router.rank, sub_task, frozenset(open_circuits))
+        return [asdict(c) for c in ranked]
+
+
+@serve.deployment
+class NWTN:
+    def __init__(self, settings: dict, router, lm_replica, tool_replica):
+        self.settings, registry, store = _state(settings)
+        self.router, self.lm_replica, self.tool_replica = router, lm_replica, tool_replica
+        self.orchestrator = Orchestrator(self.settings, registry, store, self._rank, self._call)
+
+    async def _rank(self, task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
+        ranked = await self.router.rank.remote(asdict(task), sorted(open_circuits))
+        return [Candidate(**c) for c in ranked]
+
+    async def _call(self, model_id: str, kind: str, call: ModelCall) -> ModelOutput:
+        # transformers models share the heavy replicas; tools and remote endpoints are light.
+        replica = self.lm_replica if kind == "transformers" else self.tool_replica
+        handle = replica.options(multiplexed_model_id=model_id)
+        output = await handle.run.remote(list(call.messages), call.max_new_tokens)
+        return ModelOutput(**output)
+
+    async def query(self, prompt: str, user: str) -> dict:
+        return await self.orchestrator.query(prompt, user)
+
+    async def complete(self, model_id: str, messages: list[dict], max_tokens: int | None) -> dict:
+        return asdict(await self.orchestrator.complete(model_id, messages, max_tokens))
+
+
+api = create_api()
+
+
+@serve.deployment
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, settings: dict, nwtn):
+        self.settings, self.registry, self.store = _state(settings)
+        self.nwtn = nwtn
+        limits.configure(self.settings.max_body_bytes)
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.post("/v1/query")
+    async def query(self, body: QueryRequest) -> dict:
+        """Answer a (multi-part) question: the answer, the session id and the whole trace."""
+        return await unwrapped(self.nwtn.query.remote(body.prompt, body.user))
+
+    @api.get("/v1/sessions/{session_id}")
+    async def session(self, session_id: str) -> dict:
+        return await asyncio.to_thread(self.store.trace, session_id)
+
+    @api.get("/v1/models")
+    async def models(self) -> dict:
+        cards = await asyncio.to_thread(self.registry.list)
+        return {"object": "list", "data": [model_entry(c) for c in cards]}
+
+    @api.post("/v1/models", status_code=201)
+    async def register(self, body: ModelCardIn) -> dict:
+        card = await asyncio.to_thread(self.registry.register, body.to_card())
+        return model_entry(card)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, body: ChatCompletionRequest) -> dict:
+        """OpenAI-compatible. `model` is a registry id, or `nwtn` for the whole pipeline."""
+        messages = [m.model_dump() for m in body.messages]
+        if body.model == "nwtn":
+            prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+            trace = await unwrapped(self.nwtn.query.remote(prompt, body.user or "anonymous"))
+            tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
+            tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
+            extra = {"prsm_session_id": trace["session_id"]}
+            return chat_completion("nwtn", trace["answer"], tokens_in, tokens_out, extra)
+        await asyncio.to_thread(self.registry.get, body.model)  # 404 before any work
+        budget = body.max_completion_tokens or body.max_tokens
+        out = await unwrapped(self.nwtn.complete.remote(body.model, messages, budget))
+        return chat_completion(body.model, out["text"], out["tokens_in"], out["tokens_out"])
+
+
+def build_app(args: dict | None = None) -> Application:
+    """Upgrade the database, register the shipped models, prepare the default weights, bind."""
+    settings = Settings(**(args or {}))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    _, registry, _ = _state(settings.model_dump(mode="json"))
+    registry.ensure_defaults()
+    from prsm.backends.causal_lm import resolve_weights
+
+    resolve_weights(DEFAULT_WEIGHTS, settings.resolved_model_dir)  # converts once (~20 s)
+
+    config = settings.model_dump(mode="json")
+    light = {"num_cpus": 0.1}
+    lm = ModelReplica.options(
+        name="LMReplica",
+        max_ongoing_requests=settings.lm_max_ongoing,
+        ray_actor_options={"num_cpus": 0.5},
+    ).bind(config)
+    tools = ModelReplica.options(
+        name="ToolReplica", max_ongoing_requests=settings.tool_max_ongoing, ray_actor_options=light
+    ).bind(config)
+    router = RouterDeployment.options(
+        name="Router", max_ongoing_requests=settings.router_max_ongoing, ray_actor_options=light
+    ).bind(config)
+    nwtn = NWTN.options(max_ongoing_requests=settings.nwtn_max_ongoing, ray_actor_options=light).bind(
+        config, router, lm, tools
+    )
+    return Ingress.options(max_ongoing_requests=settings.ingress_max_ongoing, ray_actor_options=light).bind(
+        config, nwtn
+    )

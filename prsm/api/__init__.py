@@ -1,0 +1,1 @@
+"""The HTTP edge: request/response schemas and the limits every request passes."""

@@ -1,0 +1,73 @@
+"""ASGI middleware: a request body over the size limit gets 413, a body that is not UTF-8 gets 400,
+before any route sees it (FastAPI would answer a bare "error parsing the body")."""
+
+from __future__ import annotations
+
+import json
+
+# Set by the process that serves the app (`configure`), read at each request: Ray Serve ships the
+# FastAPI app to its replica as a copy, so the limit cannot be fixed when the app is built.
+_max_body_bytes = 256_000
+
+
+def configure(max_body_bytes: int) -> None:
+    global _max_body_bytes
+    _max_body_bytes = max_body_bytes
+
+
+class BodyLimits:
+    def __init__(self, app):
+        self.app = app
+
+    @property
+    def max_body_bytes(self) -> int:
+        return _max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _error(send, 413, "body", f"the body is over {self.max_body_bytes} bytes")
+
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return await _error(send, 413, "body", f"the body is over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return await _error(send, 400, "body", f"the body is not valid UTF-8 (byte {exc.start})")
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def _error(send, status: int, field: str, message: str) -> None:
+    payload = json.dumps({"error": {"type": "InvalidRequest", "field": field, "message": message}})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload.encode()})

@@ -1,0 +1,77 @@
+"""Exact unit conversion and physical constants (Pint): the `tool:units` specialist.
+
+Understands "convert 42 km to miles", "3.5 feet in metres", "how many seconds are in 2 days",
+"what is the speed of light in km/s". The output is the converted quantity, e.g. "26.09759007 mile",
+so a later sub-task can convert it further.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pint
+
+from prsm.errors import ModelCallFailed
+
+_PATTERNS = (
+    re.compile(r"^how\s+many\s+(?P<unit>.+?)\s+(?:are\s+|is\s+)?(?:in|per)\s+(?P<qty>.+)$", re.I),
+    re.compile(r"^(?:what\s+is\s+|express\s+)?(?P<qty>.+?)\s+(?:in|to|into|as)\s+(?P<unit>[^,]+)$", re.I),
+)
+_LEADING = re.compile(r"^(?:please\s+)?(?:convert\s+|give\s+)?(?:the\s+value\s+of\s+)?(?:the\s+)?", re.I)
+
+
+_NUMBER = re.compile(r"^(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?P<unit>[^\d].*)$", re.I)
+
+
+@lru_cache(maxsize=1)
+def registry() -> pint.UnitRegistry:
+    return pint.UnitRegistry()
+
+
+def _quantity(text: str) -> pint.Quantity:
+    ureg = registry()
+    text = _LEADING.sub("", text.strip())
+    number = _NUMBER.match(text)
+    if number:  # "100 degF": offset units must be built from magnitude and unit, not parsed
+        try:
+            return ureg.Quantity(float(number["value"]), _unit(number["unit"]))
+        except ModelCallFailed:
+            pass
+    for candidate in (text, re.sub(r"\s+", "_", text.lower())):
+        try:
+            value = ureg.Quantity(candidate)
+        except Exception:  # Pint raises several error types for unknown names
+            continue
+        if isinstance(value, pint.Quantity):
+            return value
+    raise ModelCallFailed(f"not a quantity or constant Pint knows: {text!r}", "instruction")
+
+
+def _unit(text: str) -> pint.Unit:
+    ureg = registry()
+    cleaned = text.strip().rstrip("?!. ")
+    for candidate in (cleaned, cleaned.lower(), re.sub(r"\s+", "_", cleaned.lower())):
+        try:
+            return ureg.Unit(candidate)
+        except Exception:
+            try:  # plurals ("miles") are parsed as quantities by Pint
+                return ureg.Quantity(1, candidate).units
+            except Exception:
+                continue
+    raise ModelCallFailed(f"not a unit Pint knows: {cleaned!r}", "instruction")
+
+
+def convert_units(instruction: str) -> str:
+    text = instruction.strip().rstrip("?!. ")
+    text = _LEADING.sub("", text)
+    for pattern in _PATTERNS:
+        match = pattern.match(text)
+        if match:
+            quantity, unit = _quantity(match["qty"]), _unit(match["unit"])
+            try:
+                converted = quantity.to(unit)
+            except pint.DimensionalityError as exc:
+                raise ModelCallFailed(str(exc), "instruction") from exc
+            return f"{converted.magnitude:.10g} {converted.units}"
+    raise ModelCallFailed("say what to convert into what: 'convert 3 km to miles'", "instruction")

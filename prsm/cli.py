@@ -1,0 +1,324 @@
+"""The `prsm` command: run the embedded stack, ask questions, manage models and the database.
+
+Errors print one line to stderr and exit with status 1 (2 for usage errors, from argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from prsm.registry import FTNS
+from prsm.settings import Settings
+
+DEMO_PROMPT = (
+    "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
+    "Convert 42 km to miles. In one sentence, what is entropy?"
+)
+RAY_MARKER = "ray-started-by-prsm"
+
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True)
+
+
+class CLIError(Exception):
+    """A message for the user; exit status 1."""
+
+
+def ray_env() -> dict[str, str]:
+    # An in-process ray.init() turns token auth on; `ray start`/`ray stop` then fail unless every
+    # process agrees. The embedded stack listens on loopback only, so auth is off, explicitly.
+    env = dict(os.environ)
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    return env
+
+
+def ray_bin(name: str) -> str:
+    local = Path(sys.executable).with_name(name)
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise CLIError(f"{name} not found; install PRSM into this environment (make install)")
+    return found
+
+
+# --- database --------------------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> None:
+    from prsm.db.engine import current_revision, downgrade, upgrade
+
+    url = settings.resolved_database_url
+    if args.action == "upgrade":
+        upgrade(url, args.revision or "head")
+    elif args.action == "downgrade":
+        downgrade(url, args.revision or "-1")
+    console.print(f"database {safe_url(url)} at revision {current_revision(url) or 'base'}")
+
+
+def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- running the stack -----------------------------------------------------------------------
+
+
+def ray_running(env: dict[str, str]) -> bool:
+    result = subprocess.run([ray_bin("ray"), "status"], env=env, capture_output=True, text=True, timeout=60)
+    return result.returncode == 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
+    env = ray_env()
+    os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker = settings.data_dir / RAY_MARKER
+    address = settings.ray_address
+    if address is None:
+        if ray_running(env):
+            console.print("using the Ray cluster already running on this machine")
+        else:
+            cpus = settings.ray_num_cpus or os.cpu_count() or 2
+            console.print(f"starting a local Ray head ({cpus} CPUs)")
+            started = subprocess.run(
+                [ray_bin("ray"), "start", "--head", f"--num-cpus={cpus}", "--dashboard-host=127.0.0.1",
+                 "--disable-usage-stats"],
+                env=env, capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+            if started.returncode != 0:
+                raise CLIError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+            marker.write_text("1\n")
+        address = "auto"
+
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    t0 = time.perf_counter()
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        console.print("deploying the Serve app (first run converts the default model, ~30 s)")
+        app = build_app(settings.model_dump(mode="json", exclude_unset=False))
+        serve.run(app, name="prsm", route_prefix="/", blocking=False)
+        wait_healthy(settings.base_url, timeout_s=args.timeout)
+    finally:
+        ray.shutdown()
+    console.print(f"PRSM is up at {settings.base_url} ({time.perf_counter() - t0:.0f} s)")
+
+
+def wait_healthy(base_url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise CLIError(f"the app did not answer {base_url}/healthz within {timeout_s:.0f} s")
+
+
+def cmd_down(_args: argparse.Namespace, settings: Settings) -> None:
+    env = ray_env()
+    os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")})
+    marker = settings.data_dir / RAY_MARKER
+    if ray_running(env):
+        import ray
+        from ray import serve
+
+        ray.init(address=settings.ray_address or "auto", logging_level="ERROR", log_to_driver=False)
+        serve.shutdown()
+        ray.shutdown()
+        console.print("the Serve app is shut down")
+    if marker.exists():
+        subprocess.run([ray_bin("ray"), "stop"], env=env, capture_output=True, timeout=120)
+        marker.unlink()
+        console.print("the local Ray that `prsm up` started is stopped")
+
+
+# --- talking to a running app ----------------------------------------------------------------
+
+
+def api(settings: Settings, method: str, path: str, **kwargs) -> dict:
+    try:
+        response = httpx.request(method, settings.base_url + path, timeout=600, **kwargs)
+    except httpx.ConnectError as exc:
+        raise CLIError(f"PRSM is not running at {settings.base_url}; start it with `prsm up`") from exc
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            where = f"{error['field']}: " if error.get("field") else ""
+            raise CLIError(f"{response.status_code} {error['type']}: {where}{error['message']}")
+        except (ValueError, KeyError, TypeError):
+            raise CLIError(f"{response.status_code}: {response.text[:500]}") from None
+    return response.json()
+
+
+def print_trace(trace: dict) -> None:
+    console.print(f"\n[bold]Answer[/bold] (session {trace['session_id']}, {trace['status']})")
+    console.print(trace.get("answer") or "")
+    table = Table(title="Trace", show_lines=False)
+    for column in ("task", "capability", "instruction", "model", "status", "latency ms", "tokens in/out"):
+        table.add_column(column, overflow="fold")
+    for t in trace["tasks"]:
+        latency = f"{t['latency_ms']:.0f}" if t.get("latency_ms") is not None else "-"
+        deps = f" (after {', '.join(t['depends_on'])})" if t["depends_on"] else ""
+        table.add_row(
+            t["key"] + deps,
+            t["capability"],
+            t["instruction"][:70],
+            t["model"] or "-",
+            t["status"],
+            latency,
+            f"{t['tokens_in']}/{t['tokens_out']}",
+        )
+    console.print(table)
+    total = trace.get("latency_ms")
+    console.print(f"planner: {trace['planner']}, total {total:.0f} ms" if total else "")
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> None:
+    trace = api(settings, "POST", "/v1/query", json={"prompt": args.prompt, "user": args.user})
+    if args.json:
+        console.print_json(json.dumps(trace))
+    else:
+        print_trace(trace)
+
+
+def cmd_session(args: argparse.Namespace, settings: Settings) -> None:
+    trace = api(settings, "GET", f"/v1/sessions/{args.session_id}")
+    if args.json:
+        console.print_json(json.dumps(trace))
+    else:
+        print_trace(trace)
+
+
+def format_ftns(base_units: str | int) -> str:
+    """Exact decimal FTNS from integer base units (no float on the way)."""
+    units = int(base_units)
+    whole, frac = divmod(units, FTNS)
+    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " FTNS"
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
+    if args.action == "list":
+        models = api(settings, "GET", "/v1/models")["data"]
+        table = Table(title="Models")
+        for column in ("id", "kind", "tags", "owner", "price/1k tok", "price/call", "latency ms", "calls"):
+            table.add_column(column)
+        for m in models:
+            latency = f"{m['latency_ms']:.0f}" if m["latency_ms"] is not None else "-"
+            table.add_row(
+                m["id"], m["kind"], ", ".join(m["tags"]), m["owner"], format_ftns(m["price_per_1k_tokens"]),
+                format_ftns(m["price_per_call"]), latency, str(m["calls"]),
+            )  # fmt: skip
+        console.print(table)
+    elif args.action == "register":
+        card = json.loads(Path(args.file).read_text()) if args.file else {}
+        for key in ("id", "kind", "description", "owner", "licence", "weights", "endpoint", "remote_model",
+                    "price_per_1k_tokens", "price_per_call"):  # fmt: skip
+            value = getattr(args, key)
+            if value is not None:
+                card[key] = value
+        if args.tag:
+            card["tags"] = args.tag
+        created = api(settings, "POST", "/v1/models", json=card)
+        console.print(f"registered {created['id']}")
+    elif args.action == "prepare":
+        from prsm.backends.causal_lm import resolve_weights
+        from prsm.registry import DEFAULT_WEIGHTS
+
+        folder = resolve_weights(DEFAULT_WEIGHTS, settings.resolved_model_dir)
+        console.print(f"default model ready in {folder}")
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    t0 = time.perf_counter()
+    cmd_up(args, settings)
+    try:
+        t_query = time.perf_counter()
+        trace = api(settings, "POST", "/v1/query", json={"prompt": DEMO_PROMPT, "user": "demo"})
+        console.print(f"\n[bold]Question[/bold]\n{DEMO_PROMPT}")
+        print_trace(trace)
+        console.print(
+            f"first answer {time.perf_counter() - t0:.0f} s after start "
+            f"(query {time.perf_counter() - t_query:.1f} s)"
+        )
+    finally:
+        if not args.keep:
+            cmd_down(args, settings)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prsm", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("--revision", help="target revision (default: head / one step down)")
+    db.set_defaults(fn=cmd_db)
+
+    up = sub.add_parser("up", help="start local Ray (if needed) and the Serve app; return when healthy")
+    up.add_argument("--timeout", type=float, default=600)
+    up.set_defaults(fn=cmd_up)
+    sub.add_parser("down", help="stop the Serve app and the local Ray `prsm up` started").set_defaults(
+        fn=cmd_down
+    )
+
+    demo = sub.add_parser("demo", help="up, ask a multi-part question, print answer and trace, down")
+    demo.add_argument("--timeout", type=float, default=600)
+    demo.add_argument("--keep", action="store_true", help="leave the app running afterwards")
+    demo.set_defaults(fn=cmd_demo)
+
+    q = sub.add_parser("query", help="ask a question; prints the answer and the trace")
+    q.add_argument("prompt")
+    q.add_argument("--user", default="anonymous")
+    q.add_argument("--json", action="store_true", help="print the whole trace as JSON")
+    q.set_defaults(fn=cmd_query)
+
+    s = sub.add_parser("session", help="show a past session's trace")
+    s.add_argument("session_id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_session)
+
+    m = sub.add_parser("models", help="the model registry")
+    m.add_argument("action", choices=["list", "register", "prepare"])
+    m.add_argument("--file", help="register: a JSON model card (flags override its fields)")
+    for flag in ("id", "kind", "description", "owner", "licence", "weights", "endpoint", "remote-model"):
+        m.add_argument(f"--{flag}", dest=flag.replace("-", "_"))
+    m.add_argument("--price-per-1k-tokens", dest="price_per_1k_tokens", help="FTNS base units")
+    m.add_argument("--price-per-call", dest="price_per_call", help="FTNS base units")
+    m.add_argument("--tag", action="append", help="a capability tag (repeat)")
+    m.set_defaults(fn=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.fn(args, Settings())
+    except CLIError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""State: SQLAlchemy models, the engine, and Alembic upgrades."""

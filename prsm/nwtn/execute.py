@@ -1,0 +1,164 @@
+"""Execution: run a TaskPlan's ready sub-tasks in parallel, each on its best-ranked model,
+falling through to the next candidate when one fails. Free of Ray: the deployment passes in
+how to rank and how to call a model, so this logic is tested without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from prsm.backends import ModelCall, ModelOutput
+from prsm.errors import PRSMError
+from prsm.nwtn.plan import PLACEHOLDER, SubTask, TaskPlan
+from prsm.nwtn.route import Candidate
+
+GENERAL_SYSTEM_PROMPT = "You are a careful scientific assistant. Answer briefly and precisely."
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Attempt:
+    model_id: str
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass
+class TaskOutcome:
+    task: SubTask
+    instruction: str  # with earlier results filled in
+    status: str = "pending"  # done | failed | skipped
+    model_id: str | None = None
+    result: str | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    route_ms: float = 0.0
+    ranking: list[dict] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+class CircuitBreaker:
+    """Per model: after `threshold` failures in a row the model gets no traffic for `cooldown_s`,
+    then one trial call decides whether it is healthy again."""
+
+    def __init__(self, threshold: int = 3, cooldown_s: float = 30.0):
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._failures: dict[str, int] = {}
+        self._opened_at: dict[str, float] = {}
+
+    def record(self, model_id: str, ok: bool) -> None:
+        if ok:
+            self._failures.pop(model_id, None)
+            self._opened_at.pop(model_id, None)
+            return
+        self._failures[model_id] = self._failures.get(model_id, 0) + 1
+        if self._failures[model_id] >= self.threshold:
+            self._opened_at[model_id] = time.monotonic()
+
+    def open_ids(self) -> frozenset[str]:
+        now = time.monotonic()
+        return frozenset(m for m, t in self._opened_at.items() if now - t < self.cooldown_s)
+
+
+RankFn = Callable[[SubTask, frozenset[str]], Awaitable[list[Candidate]]]
+CallFn = Callable[[str, str, ModelCall], Awaitable[ModelOutput]]  # (model id, kind, call)
+DoneFn = Callable[[TaskOutcome], Awaitable[None]]
+
+
+def fill(instruction: str, results: dict[str, str]) -> str:
+    return PLACEHOLDER.sub(lambda m: results.get(m[1], m[0]), instruction)
+
+
+def messages_for(task: SubTask, instruction: str) -> tuple[dict, ...]:
+    if task.capability == "general":
+        return (
+            {"role": "system", "content": GENERAL_SYSTEM_PROMPT},
+            {"role": "user", "content": instruction},
+        )
+    return ({"role": "user", "content": instruction},)
+
+
+async def run_task(
+    task: SubTask,
+    outcomes: dict[str, TaskOutcome],
+    rank: RankFn,
+    call: CallFn,
+    breaker: CircuitBreaker,
+    max_new_tokens: int,
+) -> TaskOutcome:
+    results = {k: o.result for k, o in outcomes.items() if o.status == "done" and o.result}
+    outcome = TaskOutcome(task=task, instruction=fill(task.instruction, results))
+    failed_deps = [d for d in task.depends_on if outcomes[d].status != "done"]
+    if failed_deps:
+        outcome.status, outcome.error = (
+            "skipped",
+            f"depends on {', '.join(failed_deps)}, which failed",
+        )
+        return outcome
+
+    started = time.perf_counter()
+    candidates = await rank(task, breaker.open_ids())
+    outcome.route_ms = (time.perf_counter() - started) * 1000
+    outcome.ranking = [c.to_dict() for c in candidates]
+    if not candidates:
+        outcome.status = "failed"
+        outcome.error = f"no registered model offers capability {task.capability!r}"
+        return outcome
+
+    call_args = ModelCall(messages=messages_for(task, outcome.instruction), max_new_tokens=max_new_tokens)
+    for candidate in candidates[:MAX_ATTEMPTS]:
+        t0 = time.perf_counter()
+        try:
+            output = await call(candidate.model_id, candidate.kind, call_args)
+        except Exception as exc:  # any failure of one candidate hands the task to the next
+            latency = (time.perf_counter() - t0) * 1000
+            message = str(exc) if isinstance(exc, PRSMError) else f"{type(exc).__name__}: {exc}"
+            outcome.attempts.append(Attempt(candidate.model_id, False, latency, message[:500]))
+            breaker.record(candidate.model_id, ok=False)
+            continue
+        latency = (time.perf_counter() - t0) * 1000
+        outcome.attempts.append(Attempt(candidate.model_id, True, latency))
+        breaker.record(candidate.model_id, ok=True)
+        outcome.status, outcome.model_id, outcome.result = "done", candidate.model_id, output.text
+        outcome.tokens_in, outcome.tokens_out, outcome.latency_ms = (
+            output.tokens_in,
+            output.tokens_out,
+            latency,
+        )
+        return outcome
+    outcome.status = "failed"
+    outcome.error = "; ".join(f"{a.model_id}: {a.error}" for a in outcome.attempts)
+    return outcome
+
+
+async def execute(
+    plan: TaskPlan,
+    rank: RankFn,
+    call: CallFn,
+    breaker: CircuitBreaker,
+    max_new_tokens: int,
+    on_done: DoneFn | None = None,
+) -> dict[str, TaskOutcome]:
+    """Run every sub-task once its dependencies are finished; independent ones run at once."""
+    outcomes: dict[str, TaskOutcome] = {}
+    started: set[str] = set()
+    running: dict[asyncio.Task, str] = {}
+    while True:
+        for task in plan.ready(set(outcomes), started):
+            started.add(task.key)
+            job = asyncio.create_task(run_task(task, outcomes, rank, call, breaker, max_new_tokens))
+            running[job] = task.key
+        if not running:
+            return {t.key: outcomes[t.key] for t in plan.tasks}
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for job in done:
+            key = running.pop(job)
+            outcomes[key] = job.result()
+            if on_done is not None:
+                await on_done(outcomes[key])

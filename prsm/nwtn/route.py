@@ -1,0 +1,132 @@
+"""Routing: rank the marketplace's models for one sub-task, with the score parts shown.
+
+score = health x (0.50 tag + 0.30 capability similarity + 0.12 price + 0.08 latency)
+
+- tag: 1 when the card lists the sub-task's capability as a tag (an owner's explicit claim).
+- capability similarity: cosine of MiniLM embeddings of the sub-task and the card's description.
+- price: 1 / (1 + estimated cost in units of 0.001 FTNS), so cheaper scores higher.
+- latency: 1 / (1 + measured latency in seconds); 0.5 while a model is unmeasured.
+- health: Laplace-smoothed success rate; an open circuit breaker drops the model entirely.
+
+A card is a candidate when it claims the capability, is a general model, or its description
+is similar enough; tool specialists never get sub-tasks outside their tags.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from prsm.nwtn.embed import Embedder, text_key
+from prsm.nwtn.plan import SubTask
+from prsm.registry import FTNS, ModelCard, Registry
+
+WEIGHTS = {"tag": 0.50, "similarity": 0.30, "price": 0.12, "latency": 0.08}
+SIMILARITY_FLOOR = 0.35
+ESTIMATED_TOKENS = 200  # a sub-task's prompt + answer, before anything is measured
+PRICE_SCALE = FTNS // 1000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model_id: str
+    kind: str
+    score: float
+    tag: float
+    similarity: float
+    price: float
+    latency: float
+    health: float
+    estimated_cost: int
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("score", "similarity", "price", "latency", "health"):
+            data[key] = round(data[key], 4)
+        return data
+
+
+def task_text(task: SubTask) -> str:
+    return f"{task.capability}: {task.instruction}"
+
+
+def estimated_cost(card: ModelCard, tokens: int = ESTIMATED_TOKENS) -> int:
+    return card.price_per_call + card.price_per_1k_tokens * tokens // 1000
+
+
+def health(card: ModelCard) -> float:
+    return (card.calls - card.failures + 1) / (card.calls + 2)
+
+
+def score_candidates(
+    task: SubTask,
+    cards: list[ModelCard],
+    task_vector: np.ndarray,
+    card_vectors: dict[str, np.ndarray],
+    open_circuits: frozenset[str] = frozenset(),
+) -> list[Candidate]:
+    ranked = []
+    for card in cards:
+        if card.id in open_circuits or card.id not in card_vectors:
+            continue
+        tag = 1.0 if task.capability in card.tags else 0.0
+        similarity = float(np.dot(task_vector, card_vectors[card.id]))
+        general = "general" in card.tags and card.kind != "tool"
+        if not (tag or general or (card.kind != "tool" and similarity >= SIMILARITY_FLOOR)):
+            continue
+        cost = estimated_cost(card)
+        price = 1.0 / (1.0 + cost / PRICE_SCALE)
+        latency = 0.5 if card.latency_ms is None else 1.0 / (1.0 + card.latency_ms / 1000.0)
+        fitness = (
+            WEIGHTS["tag"] * tag
+            + WEIGHTS["similarity"] * max(similarity, 0.0)
+            + WEIGHTS["price"] * price
+            + WEIGHTS["latency"] * latency
+        )
+        h = health(card)
+        ranked.append(Candidate(card.id, card.kind, h * fitness, tag, similarity, price, latency, h, cost))
+    ranked.sort(key=lambda c: (-c.score, c.estimated_cost, c.model_id))
+    return ranked
+
+
+class Router:
+    """Ranks models for sub-tasks from the registry, embedding each card once.
+
+    Card vectors are stored on the card row (keyed by embedding model and text hash), so a new
+    router replica reuses them. The card list is re-read at most every `refresh_s` seconds: a
+    newly registered model gets traffic within that time.
+    """
+
+    def __init__(self, registry: Registry, embedder: Embedder, refresh_s: float = 1.0):
+        self.registry = registry
+        self.embedder = embedder
+        self.refresh_s = refresh_s
+        self._cards: list[ModelCard] = []
+        self._vectors: dict[str, np.ndarray] = {}
+        self._loaded_at = float("-inf")
+
+    def cards(self) -> list[ModelCard]:
+        if time.monotonic() - self._loaded_at > self.refresh_s:
+            self._reload()
+        return self._cards
+
+    def _reload(self) -> None:
+        cards = self.registry.list()
+        stored = self.registry.embeddings()
+        vectors = {}
+        for card in cards:
+            key = text_key(card.capability_text)
+            cached = stored.get(card.id)
+            if cached and cached[0] == key:
+                vectors[card.id] = np.frombuffer(cached[1], dtype=np.float32)
+            else:
+                vectors[card.id] = self.embedder.embed_one(card.capability_text)
+                self.registry.store_embedding(card.id, key, vectors[card.id].tobytes())
+        self._cards, self._vectors, self._loaded_at = cards, vectors, time.monotonic()
+
+    def rank(self, task: SubTask, open_circuits: frozenset[str] = frozenset()) -> list[Candidate]:
+        cards = self.cards()
+        vector = self.embedder.embed_one(task_text(task))
+        return score_candidates(task, cards, vector, self._vectors, open_circuits)

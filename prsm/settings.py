@@ -1,0 +1,78 @@
+"""One settings object for every PRSM process: `PRSM_*` environment variables and an optional `.env`.
+
+Defaults are the embedded stack: a SQLite file and converted model weights under one data folder,
+a local Ray, the Serve app on 127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRSM_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".prsm"), description="Holds the SQLite file and models.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: sqlite file prsm.db in data_dir."
+    )
+    model_dir: Path | None = Field(
+        default=None, description="Converted model weights; default: data_dir/models."
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ray_address: str | None = Field(
+        default=None, description="Join this Ray cluster instead of starting a local one."
+    )
+    ray_num_cpus: int | None = None
+
+    # Limits on input and on plans: the ingress refuses anything past them with a 4xx.
+    max_prompt_chars: int = 8_000
+    max_body_bytes: int = 256_000
+    max_plan_tasks: int = 12
+    max_plan_depth: int = 4
+    max_new_tokens: int = 96
+
+    # The LLM planner runs only when a planner model is configured; the deterministic planner
+    # is always the fallback.
+    planner_model: str | None = None
+
+    # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
+    # machines (ENVIRONMENT.md): the light deployments take many concurrent requests because
+    # they mostly wait on I/O or on other deployments.
+    ingress_max_ongoing: int = 256
+    nwtn_max_ongoing: int = 256
+    router_max_ongoing: int = 256
+    lm_max_ongoing: int = 16
+    tool_max_ongoing: int = 256
+    lm_models_per_replica: int = 2
+
+    @field_validator("data_dir", "model_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Ray workers start in other folders: every process must see the same absolute paths.
+        return None if value is None else value.expanduser().resolve()
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return (self.model_dir or self.data_dir / "models").resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'prsm.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

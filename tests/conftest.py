@@ -1,0 +1,49 @@
+"""Shared fixtures: a migrated SQLite database per test, the real embedder once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+# Converted default-model weights are shared by every test run (and by `make demo`): the
+# conversion takes ~20 s and the result never changes.
+MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", REPO / ".prsm" / "models"))
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from prsm.settings import Settings
+
+    return Settings(data_dir=tmp_path / "data", model_dir=MODEL_DIR, _env_file=None)
+
+
+@pytest.fixture
+def db(settings):
+    from prsm.db.engine import make_engine, session_factory, upgrade
+
+    upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def registry(db):
+    from prsm.registry import Registry
+
+    reg = Registry(db)
+    reg.ensure_defaults()
+    return reg
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from prsm.nwtn.embed import Embedder
+
+    return Embedder()

@@ -1,0 +1,134 @@
+"""The Serve app over HTTP on one shared local Ray: end to end with the real default model."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from prsm.db.engine import make_engine, session_factory
+from prsm.db.models import PlanTask, QuerySession, ReasoningStep
+
+DEMO = (
+    "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
+    "Convert 42 km to miles. In one sentence, what is entropy?"
+)
+
+
+@pytest.fixture(scope="module")
+def client(prsm_app):
+    base_url, _ = prsm_app
+    with httpx.Client(base_url=base_url, timeout=300) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def demo_trace(client):
+    response = client.post("/v1/query", json={"prompt": DEMO, "user": "alice"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def row_counts(settings) -> tuple[int, int, int]:
+    engine = make_engine(settings.resolved_database_url)
+    with session_factory(engine)() as s:
+        result = tuple(
+            s.scalar(select(func.count()).select_from(m)) for m in (QuerySession, PlanTask, ReasoningStep)
+        )
+    engine.dispose()
+    return result
+
+
+def test_multi_part_question_is_answered_end_to_end_with_the_default_model(demo_trace):
+    tasks = {t["key"]: t for t in demo_trace["tasks"]}
+    assert demo_trace["status"] == "completed"
+    assert tasks["t1"]["result"] == "x**3*cos(x) + 3*x**2*sin(x)"
+    assert tasks["t2"]["result"] == "3.06471526029"
+    assert tasks["t3"]["result"] == "26.09759007 mile"
+    assert tasks["t4"]["model"] == "smollm2-135m-instruct"
+    assert tasks["t4"]["tokens_out"] > 0 and tasks["t4"]["result"]
+    for task in tasks.values():
+        assert task["latency_ms"] > 0 and task["ranking"]
+    assert "26.09759007 mile" in demo_trace["answer"]
+
+
+def test_session_endpoint_returns_the_same_trace(client, demo_trace):
+    stored = client.get(f"/v1/sessions/{demo_trace['session_id']}").json()
+    assert stored == demo_trace
+    assert client.get("/v1/sessions/no-such-session").status_code == 404
+
+
+def test_models_are_listed_registered_and_duplicates_refused(client):
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["pint-units", "smollm2-135m-instruct", "sympy-cas"]
+    card = {"id": "cheap-algebra", "kind": "tool", "description": "Budget symbolic algebra",
+            "owner": "bob", "licence": "MIT", "endpoint": "tool:math", "tags": ["math"]}  # fmt: skip
+    assert client.post("/v1/models", json=card).status_code == 201
+    duplicate = client.post("/v1/models", json=card)
+    assert duplicate.status_code == 409 and duplicate.json()["error"]["field"] == "id"
+    assert "cheap-algebra" in [m["id"] for m in client.get("/v1/models").json()["data"]]
+
+
+@pytest.mark.parametrize(
+    "body,status,field",
+    [
+        (json.dumps({"prompt": ""}).encode(), 422, "prompt"),
+        (json.dumps({"prompt": "x" * 9000}).encode(), 422, "prompt"),
+        (json.dumps({"prompt": "What?", "user": "no spaces allowed"}).encode(), 422, "user"),
+        (b'{"prompt": "What is', 400, "body"),
+        ('{"prompt": "caf\u00e9"}'.encode("latin-1"), 400, "body"),
+        (
+            json.dumps({"prompt": " ".join(f"{i}. What is {i} + 1?" for i in range(1, 20))}).encode(),
+            422,
+            "prompt",
+        ),
+        (json.dumps({"prompt": "y" * 300_000}).encode(), 413, "body"),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_field_and_writes_nothing(client, prsm_app, body, status, field):
+    before = row_counts(prsm_app[1])
+    response = client.post("/v1/query", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["field"] == field
+    assert row_counts(prsm_app[1]) == before
+
+
+def test_openapi_document_lists_the_endpoints(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/query", "/v1/sessions/{session_id}", "/v1/models", "/v1/chat/completions", "/healthz"):
+        assert path in paths
+
+
+def test_official_openai_client_talks_to_a_model_and_to_nwtn(prsm_app):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{prsm_app[0]}/v1", api_key="unused")
+    direct = client.chat.completions.create(
+        model="sympy-cas", messages=[{"role": "user", "content": "integrate x^2 from 0 to 3"}]
+    )
+    assert direct.choices[0].message.content == "9"
+    whole = client.chat.completions.create(
+        model="nwtn", messages=[{"role": "user", "content": "Convert 1 mile to km. Integrate 2*x."}]
+    )
+    assert "1.609344 kilometer" in whole.choices[0].message.content
+    assert "x**2" in whole.choices[0].message.content
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_remote_endpoint_backend_against_prsms_own_chat_completions(client, prsm_app):
+    # A model card for an OpenAI-compatible endpoint: here PRSM's own /v1, serving the real
+    # default model. The request crosses HTTP twice, through the real RemoteChatBackend.
+    card = {"id": "remote-smollm2", "kind": "openai", "description": "SmolLM2 behind an OpenAI endpoint",
+            "owner": "carol", "licence": "Apache-2.0", "endpoint": f"{prsm_app[0]}/v1",
+            "remote_model": "smollm2-135m-instruct", "tags": ["general"]}  # fmt: skip
+    assert client.post("/v1/models", json=card).status_code == 201
+    body = {"model": "remote-smollm2", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Name a planet."}]}  # fmt: skip
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["usage"]["completion_tokens"] > 0
+    assert data["choices"][0]["message"]["content"]

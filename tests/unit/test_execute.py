@@ -1,0 +1,96 @@
+import asyncio
+
+import pytest
+
+from prsm.backends import LocalModels, ModelCall
+from prsm.nwtn.compile import compile_answer
+from prsm.nwtn.execute import CircuitBreaker, execute
+from prsm.nwtn.plan import plan_deterministic
+from prsm.nwtn.route import Router
+from prsm.registry import ModelCard
+
+
+@pytest.fixture
+def wiring(registry, embedder, settings):
+    router = Router(registry, embedder, refresh_s=0)
+    models = LocalModels(registry, settings.resolved_model_dir)
+
+    async def rank(task, open_circuits):
+        return router.rank(task, open_circuits)
+
+    return rank, models.call
+
+
+def run(plan, rank, call, breaker=None):
+    return asyncio.run(execute(plan, rank, call, breaker or CircuitBreaker(), max_new_tokens=16))
+
+
+def test_dependent_sub_task_receives_the_earlier_result(wiring):
+    plan = plan_deterministic("Differentiate x^2 with respect to x, then evaluate that at x = 3")
+    outcomes = run(plan, *wiring)
+    assert outcomes["t2"].instruction == "evaluate 2*x at x = 3"
+    assert outcomes["t2"].result == "6"
+    assert outcomes["t2"].model_id == "sympy-cas"
+
+
+def test_independent_sub_tasks_run_concurrently(wiring):
+    rank, call = wiring
+    running, peak = 0, 0
+
+    async def counting_call(model_id, kind, model_call: ModelCall):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        try:
+            return await call(model_id, kind, model_call)
+        finally:
+            running -= 1
+
+    plan = plan_deterministic("1. integrate x 2. convert 1 km to m 3. integrate x^2")
+    outcomes = run(plan, rank, counting_call)
+    assert peak == 3
+    assert all(o.status == "done" for o in outcomes.values())
+
+
+def test_a_failing_candidate_gives_way_to_the_next(wiring, registry):
+    # A real OpenAI-compatible card whose endpoint refuses connections; cheaper, so it ranks first.
+    registry.register(
+        ModelCard(
+            id="dead-endpoint",
+            kind="openai",
+            description="Exact symbolic mathematics: differentiate, integrate, solve.",
+            owner="mallory",
+            licence="MIT",
+            tags=("math",),
+            endpoint="http://127.0.0.1:9/v1",
+        )
+    )
+    plan = plan_deterministic("integrate 2*x")
+    outcome = run(plan, *wiring)["t1"]
+    assert outcome.ranking[0]["model_id"] == "dead-endpoint"
+    assert [a.ok for a in outcome.attempts] == [False, True]
+    assert outcome.model_id == "sympy-cas" and outcome.result == "x**2"
+
+
+def test_when_every_candidate_fails_the_task_fails_and_its_dependants_are_skipped(wiring):
+    plan = plan_deterministic("convert 3 kg to meters, then convert that to feet")
+    rank, call = wiring
+
+    async def rank_tools_only(task, open_circuits):
+        return [c for c in await rank(task, open_circuits) if c.kind == "tool"]
+
+    outcomes = run(plan, rank_tools_only, call)
+    assert outcomes["t1"].status == "failed" and "Cannot convert" in outcomes["t1"].error
+    assert outcomes["t2"].status == "skipped"
+    assert compile_answer(outcomes).status == "failed"
+
+
+def test_circuit_opens_after_consecutive_failures_and_closes_after_cooldown():
+    breaker = CircuitBreaker(threshold=2, cooldown_s=0.05)
+    breaker.record("m", ok=False)
+    assert "m" not in breaker.open_ids()
+    breaker.record("m", ok=False)
+    assert "m" in breaker.open_ids()
+    asyncio.run(asyncio.sleep(0.06))
+    assert "m" not in breaker.open_ids()

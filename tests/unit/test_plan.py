@@ -1,0 +1,103 @@
+import pytest
+
+from prsm.errors import PlanRejected
+from prsm.nwtn.plan import SubTask, TaskPlan, classify, plan_deterministic, plan_from_llm_output
+
+DEMO = (
+    "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
+    "Convert 42 km to miles. In one sentence, what is entropy?"
+)
+
+
+def test_multi_part_question_becomes_one_sub_task_per_part_with_capabilities():
+    plan = plan_deterministic(DEMO)
+    assert [(t.key, t.capability) for t in plan.tasks] == [
+        ("t1", "math"),
+        ("t2", "math"),
+        ("t3", "units"),
+        ("t4", "general"),
+    ]
+
+
+def test_then_that_links_the_clause_to_the_previous_result():
+    plan = plan_deterministic(DEMO)
+    t2 = plan.get("t2")
+    assert t2.depends_on == ("t1",)
+    assert t2.instruction.startswith("evaluate {t1} at x = 1")
+    assert plan.get("t3").depends_on == ()
+    assert plan.depth() == 2
+
+
+def test_numbered_list_items_are_parts_but_a_decimal_point_is_not():
+    plan = plan_deterministic("1. Integrate x^2 from 0 to 1 2) How many seconds are in 2 days? 3. Why?")
+    assert [t.capability for t in plan.tasks] == ["math", "units", "general"]
+    single = plan_deterministic("Evaluate x^2 at x = 1. Then explain it.")
+    assert len(single.tasks) == 2
+
+
+def test_using_that_in_a_general_part_carries_the_earlier_result():
+    plan = plan_deterministic("Solve x^2 - 4 = 0 for x. Using that, explain what a root is.")
+    t2 = plan.get("t2")
+    assert t2.capability == "general" and t2.depends_on == ("t1",)
+    assert "{t1}" in t2.instruction
+
+
+@pytest.mark.parametrize(
+    "text,capability",
+    [
+        ("integrate exp(-x) from 0 to oo", "math"),
+        ("What is 2 + 3*4?", "math"),
+        ("convert 3 feet to meters", "units"),
+        ("how many seconds are in 2 days", "units"),
+        ("What is the speed of light in km/s?", "units"),
+        ("What is photosynthesis?", "general"),
+    ],
+)
+def test_classify(text, capability):
+    assert classify(text) == capability
+
+
+def test_plan_over_the_task_limit_is_rejected():
+    prompt = " ".join(f"{i}. What is {i} + 1?" for i in range(1, 15))
+    with pytest.raises(PlanRejected, match="14 sub-tasks; the limit is 12"):
+        plan_deterministic(prompt).validate(max_tasks=12, max_depth=4)
+
+
+def test_plan_over_the_depth_limit_is_rejected():
+    prompt = "Convert 1 km to m, then convert that to feet, then convert that to inches, then convert that to mm, then convert that to km"
+    plan = plan_deterministic(prompt)
+    assert plan.depth() == 5
+    with pytest.raises(PlanRejected, match="5 sub-tasks deep"):
+        plan.validate(max_tasks=12, max_depth=4)
+
+
+def test_a_dependency_on_a_later_task_is_rejected_so_no_cycle_can_pass():
+    plan = TaskPlan(
+        tasks=(SubTask("t1", "a {t2}", "general", ("t2",)), SubTask("t2", "b", "general", ("t1",))),
+        planner="llm",
+    )
+    with pytest.raises(PlanRejected, match="does not come before it"):
+        plan.validate(12, 4)
+
+
+def test_llm_plan_that_matches_the_schema_is_used():
+    text = (
+        'Sure! {"tasks": [{"id": "t1", "instruction": "integrate x^2", "capability": "math"},'
+        ' {"id": "t2", "instruction": "explain {t1}", "capability": "general", "depends_on": ["t1"]}]}'
+    )
+    plan = plan_from_llm_output(text, 12, 4)
+    assert plan.planner == "llm"
+    assert plan.get("t2").depends_on == ("t1",)
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("I cannot plan that.", "no JSON object"),
+        ('{"tasks": [{"id": "t1", "instruction": "x", "capability": "poetry"}]}', "schema"),
+        ('{"tasks": [{"id": "t1", "instruction": "use {t2}", "capability": "math"}]}', "without depending"),
+    ],
+)
+def test_invalid_llm_plan_is_rejected(text, reason):
+    with pytest.raises(PlanRejected, match=reason):
+        plan_from_llm_output(text, 12, 4)

@@ -1,0 +1,55 @@
+import dataclasses
+
+import pytest
+
+from prsm.nwtn.plan import SubTask
+from prsm.nwtn.route import Router, score_candidates
+from prsm.registry import DEFAULT_CARDS
+
+
+@pytest.fixture
+def router(registry, embedder):
+    return Router(registry, embedder)
+
+
+def test_math_goes_to_the_algebra_system_first_with_the_general_model_as_fallback(router):
+    ranked = router.rank(SubTask("t1", "differentiate x^2 sin(x)", "math"))
+    assert [c.model_id for c in ranked] == ["sympy-cas", "smollm2-135m-instruct"]
+    assert ranked[0].tag == 1.0 and ranked[1].tag == 0.0
+
+
+def test_unit_conversion_goes_to_pint(router):
+    assert router.rank(SubTask("t1", "convert 3 km to miles", "units"))[0].model_id == "pint-units"
+
+
+def test_a_tool_never_gets_a_task_outside_its_tags(router):
+    ranked = router.rank(SubTask("t1", "what is entropy?", "general"))
+    assert [c.model_id for c in ranked] == ["smollm2-135m-instruct"]
+
+
+def test_an_open_circuit_removes_the_model_from_the_ranking(router):
+    ranked = router.rank(SubTask("t1", "integrate x", "math"), frozenset({"sympy-cas"}))
+    assert [c.model_id for c in ranked] == ["smollm2-135m-instruct"]
+
+
+def test_cheaper_faster_and_healthier_cards_rank_higher(embedder):
+    base = next(c for c in DEFAULT_CARDS if c.id == "sympy-cas")
+    cheap = dataclasses.replace(base, id="cheap", price_per_call=10**12)
+    pricey = dataclasses.replace(base, id="pricey", price_per_call=10**16)
+    slow = dataclasses.replace(base, id="slow", latency_ms=5000.0, price_per_call=10**12)
+    flaky = dataclasses.replace(base, id="flaky", calls=10, failures=8, price_per_call=10**12)
+    cards = [pricey, slow, flaky, cheap]
+    vectors = {c.id: embedder.embed_one(c.capability_text) for c in cards}
+    task = SubTask("t1", "integrate x", "math")
+    ranked = score_candidates(task, cards, embedder.embed_one("math: integrate x"), vectors)
+    assert ranked[0].model_id == "cheap"
+    assert ranked[-1].model_id == "flaky"
+    assert {c.model_id: c.estimated_cost for c in ranked}["pricey"] == 10**16
+
+
+def test_card_embeddings_are_computed_once_and_stored_on_the_card(registry, embedder):
+    Router(registry, embedder).cards()
+    stored = registry.embeddings()
+    assert set(stored) == {c.id for c in DEFAULT_CARDS}
+    key, vector = stored["sympy-cas"]
+    assert key.startswith("all-MiniLM-L6-v2:") and len(vector) == 384 * 4
