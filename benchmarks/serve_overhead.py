@@ -34,14 +34,15 @@ from pathlib import Path
 import httpx
 import psutil
 
+from prsm.settings import apply_ray_env
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "serve_overhead.json"
 MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", REPO / ".prsm" / "models"))
 CONCURRENCY = (1, 8, 32)
 GiB = 1024**3
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+apply_ray_env()  # the same Ray environment as `prsm up`, for both the app and the baseline
 
 
 def free_port() -> int:

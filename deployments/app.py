@@ -7,21 +7,24 @@ call it too. Domain logic lives in `prsm/`; these classes only wire it to Ray Se
 # No `from __future__ import annotations` here: Serve pickles the ingress routes when the class
 # is decorated, and FastAPI must see the real body types (not strings) in the replica.
 import asyncio
+import json
 import os
 from dataclasses import asdict
 
+import numpy as np
+from fastapi import Request, Response
 from ray import serve
 from ray.serve import Application
 
 from prsm.api import limits
-from prsm.api.http import create_api, model_entry, unwrapped
+from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, unwrapped
 from prsm.api.schemas import ChatCompletionRequest, ModelCardIn, QueryRequest, chat_completion
 from prsm.backends import ModelCall, ModelOutput, load_backend
 from prsm.db.engine import make_engine, session_factory, upgrade
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.plan import SubTask
-from prsm.nwtn.route import Candidate, Router
+from prsm.nwtn.route import Candidate, Router, task_text
 from prsm.registry import DEFAULT_WEIGHTS, Registry
 from prsm.sessions import SessionStore
 from prsm.settings import Settings
@@ -58,9 +61,17 @@ class RouterDeployment:
         _, registry, _ = _state(settings)
         self.router = Router(registry, Embedder())
 
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def _vectors(self, texts: list[str]) -> list[np.ndarray]:
+        # Concurrent sub-tasks share one forward pass of the embedding model.
+        return await asyncio.to_thread(self.router.embedder.embed_many, texts)
+
     async def rank(self, task: dict, open_circuits: list[str]) -> list[dict]:
         sub_task = SubTask(**{**task, "depends_on": tuple(task["depends_on"])})
-        ranked = await asyncio.to_thread(self.router.rank, sub_task, frozenset(open_circuits))
+        vector = await self._vectors(task_text(sub_task))
+        if self.router.stale:  # re-read the registry (at most once a second) off the event loop
+            await asyncio.to_thread(self.router.cards)
+        ranked = self.router.rank_with(sub_task, vector, frozenset(open_circuits))
         return [asdict(c) for c in ranked]
 
 
@@ -82,8 +93,9 @@ class NWTN:
         output = await handle.run.remote(list(call.messages), call.max_new_tokens)
         return ModelOutput(**output)
 
-    async def query(self, prompt: str, user: str) -> dict:
-        return await self.orchestrator.query(prompt, user)
+    async def query(self, prompt: str, user: str) -> bytes:
+        """The trace as JSON bytes: cheaper to ship through Ray and to answer with than a dict."""
+        return json.dumps(await self.orchestrator.query(prompt, user)).encode()
 
     async def complete(self, model_id: str, messages: list[dict], max_tokens: int | None) -> dict:
         return asdict(await self.orchestrator.complete(model_id, messages, max_tokens))
@@ -104,10 +116,17 @@ class Ingress:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.post("/v1/query")
-    async def query(self, body: QueryRequest) -> dict:
+    @api.post(
+        "/v1/query",
+        response_class=Response,
+        responses=TRACE_RESPONSE,
+        openapi_extra=body_schema(QueryRequest),
+    )
+    async def query(self, request: Request) -> Response:
         """Answer a (multi-part) question: the answer, the session id and the whole trace."""
-        return await unwrapped(self.nwtn.query.remote(body.prompt, body.user))
+        body = await parse_body(request, QueryRequest)
+        trace = await unwrapped(self.nwtn.query.remote(body.prompt, body.user))
+        return Response(content=trace, media_type="application/json")
 
     @api.get("/v1/sessions/{session_id}")
     async def session(self, session_id: str) -> dict:
@@ -129,7 +148,7 @@ class Ingress:
         messages = [m.model_dump() for m in body.messages]
         if body.model == "nwtn":
             prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            trace = await unwrapped(self.nwtn.query.remote(prompt, body.user or "anonymous"))
+            trace = json.loads(await unwrapped(self.nwtn.query.remote(prompt, body.user or "anonymous")))
             tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
             tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
             extra = {"prsm_session_id": trace["session_id"]}
@@ -153,20 +172,31 @@ def build_app(args: dict | None = None) -> Application:
 
     config = settings.model_dump(mode="json")
     light = {"num_cpus": 0.1}
+    # Internal hops log no access line per call: the session trace in the database already records
+    # every step with its latency, and each log line costs CPU on every request. The ingress keeps
+    # its HTTP access log.
+    quiet = {"enable_access_log": False}
     lm = ModelReplica.options(
         name="LMReplica",
         max_ongoing_requests=settings.lm_max_ongoing,
         ray_actor_options={"num_cpus": 0.5},
+        logging_config=quiet,
     ).bind(config)
     tools = ModelReplica.options(
-        name="ToolReplica", max_ongoing_requests=settings.tool_max_ongoing, ray_actor_options=light
+        name="ToolReplica",
+        max_ongoing_requests=settings.tool_max_ongoing,
+        ray_actor_options=light,
+        logging_config=quiet,
     ).bind(config)
     router = RouterDeployment.options(
-        name="Router", max_ongoing_requests=settings.router_max_ongoing, ray_actor_options=light
+        name="Router",
+        max_ongoing_requests=settings.router_max_ongoing,
+        ray_actor_options=light,
+        logging_config=quiet,
     ).bind(config)
-    nwtn = NWTN.options(max_ongoing_requests=settings.nwtn_max_ongoing, ray_actor_options=light).bind(
-        config, router, lm, tools
-    )
+    nwtn = NWTN.options(
+        max_ongoing_requests=settings.nwtn_max_ongoing, ray_actor_options=light, logging_config=quiet
+    ).bind(config, router, lm, tools)
     return Ingress.options(max_ongoing_requests=settings.ingress_max_ongoing, ray_actor_options=light).bind(
         config, nwtn
     )

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prsm.registry import FTNS
-from prsm.settings import Settings
+from prsm.settings import Settings, apply_ray_env
 
 DEMO_PROMPT = (
     "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
@@ -34,15 +34,6 @@ err = Console(stderr=True)
 
 class CLIError(Exception):
     """A message for the user; exit status 1."""
-
-
-def ray_env() -> dict[str, str]:
-    # An in-process ray.init() turns token auth on; `ray start`/`ray stop` then fail unless every
-    # process agrees. The embedded stack listens on loopback only, so auth is off, explicitly.
-    env = dict(os.environ)
-    env.setdefault("RAY_AUTH_MODE", "disabled")
-    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    return env
 
 
 def ray_bin(name: str) -> str:
@@ -82,8 +73,7 @@ def ray_running(env: dict[str, str]) -> bool:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> None:
-    env = ray_env()
-    os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")})
+    env = apply_ray_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     marker = settings.data_dir / RAY_MARKER
     address = settings.ray_address
@@ -134,8 +124,7 @@ def wait_healthy(base_url: str, timeout_s: float) -> None:
 
 
 def cmd_down(_args: argparse.Namespace, settings: Settings) -> None:
-    env = ray_env()
-    os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED")})
+    env = apply_ray_env()
     marker = settings.data_dir / RAY_MARKER
     if ray_running(env):
         import ray

@@ -195,21 +195,3 @@ class Registry:
                 .where(ModelCardRow.id == model_id)
                 .values(embedding=vector, embedding_key=key)
             )
-
-
-def record_call(s: Session, model_id: str, latency_ms: float, ok: bool) -> None:
-    """Fold one measured call into a card's latency and health, inside the caller's transaction."""
-    row = s.get(ModelCardRow, model_id, with_for_update=True)
-    if row is None:
-        return
-    row.calls += 1
-    if ok:
-        row.consecutive_failures = 0
-        row.latency_ms = (
-            latency_ms
-            if row.latency_ms is None
-            else (1 - LATENCY_EWMA_WEIGHT) * row.latency_ms + LATENCY_EWMA_WEIGHT * latency_ms
-        )
-    else:
-        row.failures += 1
-        row.consecutive_failures += 1

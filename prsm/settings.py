@@ -6,6 +6,7 @@ a local Ray, the Serve app on 127.0.0.1:8000.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +72,29 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+# Environment every Ray process of PRSM starts with (CLI, tests, benchmarks set it before Ray).
+RAY_ENV = {
+    # An in-process ray.init() turns token auth on, after which `ray start`/`ray stop` fail
+    # unless every process agrees. The embedded stack listens on loopback only: auth is off,
+    # explicitly, everywhere.
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Serve's throughput mode (Ray >= 2.56): user code and routers on the replica's own event
+    # loop, gRPC between replicas, buffered request logs. NWTN makes three handle calls per
+    # sub-task, so this matters (benchmarks/serve_overhead.py). Direct ingress stays off: the
+    # HTTP proxy keeps route prefixes for several apps on one port.
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+}
+
+
+def apply_ray_env() -> dict[str, str]:
+    """Put RAY_ENV into this process's environment (values already set win) and return it."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    return dict(os.environ)
 
 
 @lru_cache

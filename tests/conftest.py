@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from prsm.settings import apply_ray_env
+
+apply_ray_env()  # before any test starts Ray: the same Ray environment as `prsm up`
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted default-model weights are shared by every test run (and by `make demo`): the

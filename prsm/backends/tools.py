@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prsm.backends import ModelCall, ModelOutput
 from prsm.backends.math_tool import solve_math
 from prsm.backends.units_tool import convert_units
 from prsm.errors import UnknownModel
 
-TOOLS: dict[str, Callable[[str], str]] = {
-    "tool:math": solve_math,
-    "tool:units": convert_units,
+
+@dataclass(frozen=True)
+class Tool:
+    fn: Callable[[str], str]
+    # SymPy can take seconds on hard input: it runs in a worker thread so the replica keeps
+    # serving. A unit conversion takes microseconds: a thread hop would cost more than the work.
+    may_block: bool
+
+
+TOOLS: dict[str, Tool] = {
+    "tool:math": Tool(solve_math, may_block=True),
+    "tool:units": Tool(convert_units, may_block=False),
 }
 
 
 class ToolBackend:
-    def __init__(self, fn: Callable[[str], str]):
-        self._fn = fn
+    def __init__(self, tool: Tool):
+        self._tool = tool
 
     async def run(self, call: ModelCall) -> ModelOutput:
-        # SymPy can take a while on hard input: keep the replica's event loop free meanwhile.
-        text = await asyncio.to_thread(self._fn, call.last_user_text)
-        return ModelOutput(text=text)
+        if self._tool.may_block:
+            return ModelOutput(text=await asyncio.to_thread(self._tool.fn, call.last_user_text))
+        return ModelOutput(text=self._tool.fn(call.last_user_text))
 
 
 def tool_backend(endpoint: str) -> ToolBackend:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def text_key(text: str) -> str:
 
 
 class Embedder:
-    def __init__(self, folder: Path | None = None):
+    def __init__(self, folder: Path | None = None, cache_size: int = 4096):
         if folder is None:
             spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
             if spec is None or not spec.submodule_search_locations:
@@ -30,6 +31,9 @@ class Embedder:
             folder = Path(next(iter(spec.submodule_search_locations))) / "model"
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).eval()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length mean-pooled vectors, as sentence-transformers computes them for MiniLM."""
@@ -40,6 +44,19 @@ class Embedder:
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
 
-    @lru_cache(maxsize=4096)  # noqa: B019 - one Embedder lives for the process; texts repeat
     def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        return self.embed_many([text])[0]
+
+    def embed_many(self, texts: list[str]) -> list[np.ndarray]:
+        """Vectors for `texts`, computing only those not cached, in one batch."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            for text, vector in zip(missing, self.embed(missing), strict=True):
+                with self._lock:
+                    self._cache[text] = vector
+                    self._cache.move_to_end(text)
+                    if len(self._cache) > self._cache_size:
+                        self._cache.popitem(last=False)
+        with self._lock:
+            return [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]

@@ -17,9 +17,9 @@ from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked
 from prsm.nwtn.compile import compile_answer
 from prsm.nwtn.execute import CallFn, CircuitBreaker, RankFn, TaskOutcome, execute
 from prsm.nwtn.plan import TaskPlan, llm_planner_messages, plan_deterministic, plan_from_llm_output
-from prsm.registry import Registry
+from prsm.registry import ModelCard, Registry
 from prsm.safety import blocking, screen
-from prsm.sessions import SessionStore, Step
+from prsm.sessions import SessionRecord, SessionStore, Step
 from prsm.settings import Settings
 
 
@@ -49,6 +49,8 @@ class Orchestrator:
         self.rank = rank
         self.call = call
         self.breaker = breaker or CircuitBreaker()
+        self._cards: dict[str, ModelCard] = {}
+        self._cards_at = float("-inf")
 
     async def plan(self, prompt: str) -> tuple[TaskPlan, list[tuple[str, str]]]:
         """The plan and planner notes; the LLM planner's output is used only if it validates."""
@@ -81,9 +83,8 @@ class Orchestrator:
 
         if blocking(flags):
             empty = TaskPlan(tasks=(), planner="none")
-            await asyncio.to_thread(
-                self.store.start, session_id, user, prompt, empty, 0.0, flags, [safety_step], "blocked"
-            )
+            record = SessionRecord.new(session_id, user, prompt, empty, 0.0, flags, [safety_step], "blocked")
+            await self.store.start(record)
             raise PromptBlocked(
                 f"refused by the safety screen ({', '.join(f.category for f in blocking(flags))}); "
                 f"session {session_id}",
@@ -107,10 +108,11 @@ class Orchestrator:
         steps = [safety_step]
         steps += [Step(next(seq), "planner", title, detail, 0.0) for title, detail in notes]
         steps.append(Step(next(seq), "planner", prompt[:2000], plan_output, plan_ms))
-        await asyncio.to_thread(self.store.start, session_id, user, prompt, plan, plan_ms, flags, steps)
+        record = SessionRecord.new(session_id, user, prompt, plan, plan_ms, flags, steps)
+        await self.store.start(record)
 
         async def persist(outcome: TaskOutcome) -> None:
-            await asyncio.to_thread(self.store.finish_task, session_id, outcome, task_steps(outcome, seq))
+            await self.store.finish_task(record, outcome, task_steps(outcome, seq))
 
         outcomes = await execute(
             plan, self.rank, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist
@@ -125,18 +127,22 @@ class Orchestrator:
             (time.perf_counter() - t_compile) * 1000,
         )
         errors = "; ".join(f"{o.task.key}: {o.error}" for o in outcomes.values() if o.error)
-        await asyncio.to_thread(
-            self.store.finish,
-            session_id,
-            compiled.status,
-            compiled.answer,
-            errors or None,
-            (time.perf_counter() - started) * 1000,
-            [compile_step],
+        latency_ms = (time.perf_counter() - started) * 1000
+        await self.store.finish(
+            record, compiled.status, compiled.answer, errors or None, latency_ms, [compile_step]
         )
         if compiled.status == "failed":
             raise AllCandidatesFailed(f"no sub-task could be answered (session {session_id}): {errors}")
-        return await asyncio.to_thread(self.store.trace, session_id)
+        used = {t["assigned_model"] for t in record.tasks if t["assigned_model"]}
+        return record.view(await self.cards(used))
+
+    async def cards(self, needed: set[str]) -> dict[str, ModelCard]:
+        """Registry cards for the answer's sources, re-read at most once a second (or when a
+        model is missing, e.g. registered a moment ago)."""
+        if time.monotonic() - self._cards_at > 1.0 or not needed <= self._cards.keys():
+            self._cards = {c.id: c for c in await asyncio.to_thread(self.registry.list)}
+            self._cards_at = time.monotonic()
+        return self._cards
 
     async def complete(self, model_id: str, messages: list[dict], max_tokens: int | None) -> ModelOutput:
         """One chat completion from one registered model (OpenAI-compatible endpoint)."""

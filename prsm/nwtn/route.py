@@ -107,8 +107,12 @@ class Router:
         self._vectors: dict[str, np.ndarray] = {}
         self._loaded_at = float("-inf")
 
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > self.refresh_s
+
     def cards(self) -> list[ModelCard]:
-        if time.monotonic() - self._loaded_at > self.refresh_s:
+        if self.stale:
             self._reload()
         return self._cards
 
@@ -127,6 +131,11 @@ class Router:
         self._cards, self._vectors, self._loaded_at = cards, vectors, time.monotonic()
 
     def rank(self, task: SubTask, open_circuits: frozenset[str] = frozenset()) -> list[Candidate]:
+        return self.rank_with(task, self.embedder.embed_one(task_text(task)), open_circuits)
+
+    def rank_with(
+        self, task: SubTask, vector: np.ndarray, open_circuits: frozenset[str] = frozenset()
+    ) -> list[Candidate]:
+        """Rank with the task's vector computed elsewhere (the deployment batches them)."""
         cards = self.cards()
-        vector = self.embedder.embed_one(task_text(task))
         return score_candidates(task, cards, vector, self._vectors, open_circuits)
