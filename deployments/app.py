@@ -11,7 +11,6 @@ import json
 import os
 from dataclasses import asdict
 
-import numpy as np
 from fastapi import Request, Response
 from ray import serve
 from ray.serve import Application
@@ -20,7 +19,9 @@ from prsm.api import limits
 from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, unwrapped
 from prsm.api.schemas import ChatCompletionRequest, ModelCardIn, QueryRequest, chat_completion
 from prsm.backends import ModelCall, ModelOutput, load_backend
+from prsm.coalesce import Coalescer
 from prsm.db.engine import make_engine, session_factory, upgrade
+from prsm.errors import error_dict, error_from_dict
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.plan import SubTask
@@ -54,6 +55,17 @@ class ModelReplica:
         output = await backend.run(ModelCall(tuple(messages), max_new_tokens))
         return asdict(output)
 
+    async def run_many(self, calls: list[tuple[list[dict], int]]) -> list[dict]:
+        """A coalesced batch of calls to one model: each gets its output or its own error."""
+        backend = await self.backend(serve.get_multiplexed_model_id())
+        outputs = await asyncio.gather(
+            *(backend.run(ModelCall(tuple(m), n)) for m, n in calls), return_exceptions=True
+        )
+        return [
+            {"error": error_dict(o)} if isinstance(o, BaseException) else {"output": asdict(o)}
+            for o in outputs
+        ]
+
 
 @serve.deployment
 class RouterDeployment:
@@ -61,18 +73,16 @@ class RouterDeployment:
         _, registry, _ = _state(settings)
         self.router = Router(registry, Embedder())
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-    async def _vectors(self, texts: list[str]) -> list[np.ndarray]:
-        # Concurrent sub-tasks share one forward pass of the embedding model.
-        return await asyncio.to_thread(self.router.embedder.embed_many, texts)
-
-    async def rank(self, task: dict, open_circuits: list[str]) -> list[dict]:
-        sub_task = SubTask(**{**task, "depends_on": tuple(task["depends_on"])})
-        vector = await self._vectors(task_text(sub_task))
+    async def rank_many(self, requests: list[tuple[dict, list[str]]]) -> list[list[dict]]:
+        """Rank a coalesced batch of sub-tasks; their texts share one embedding forward pass."""
+        tasks = [SubTask(**{**t, "depends_on": tuple(t["depends_on"])}) for t, _ in requests]
+        vectors = await asyncio.to_thread(self.router.embedder.embed_many, [task_text(t) for t in tasks])
         if self.router.stale:  # re-read the registry (at most once a second) off the event loop
             await asyncio.to_thread(self.router.cards)
-        ranked = self.router.rank_with(sub_task, vector, frozenset(open_circuits))
-        return [asdict(c) for c in ranked]
+        return [
+            [asdict(c) for c in self.router.rank_with(task, vector, frozenset(open_ids))]
+            for task, vector, (_, open_ids) in zip(tasks, vectors, requests, strict=True)
+        ]
 
 
 @serve.deployment
@@ -81,17 +91,29 @@ class NWTN:
         self.settings, registry, store = _state(settings)
         self.router, self.lm_replica, self.tool_replica = router, lm_replica, tool_replica
         self.orchestrator = Orchestrator(self.settings, registry, store, self._rank, self._call)
+        # Concurrent queries share router and tool calls (prsm/coalesce.py): one hop per batch.
+        self._ranks = Coalescer(self._rank_batch)
+        self._tool_calls: dict[str, Coalescer] = {}
+
+    async def _rank_batch(self, requests: list[tuple[dict, list[str]]]) -> list[list[dict]]:
+        return await self.router.rank_many.remote(requests)
 
     async def _rank(self, task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
-        ranked = await self.router.rank.remote(asdict(task), sorted(open_circuits))
+        ranked = await self._ranks.call((asdict(task), sorted(open_circuits)))
         return [Candidate(**c) for c in ranked]
 
     async def _call(self, model_id: str, kind: str, call: ModelCall) -> ModelOutput:
-        # transformers models share the heavy replicas; tools and remote endpoints are light.
-        replica = self.lm_replica if kind == "transformers" else self.tool_replica
-        handle = replica.options(multiplexed_model_id=model_id)
-        output = await handle.run.remote(list(call.messages), call.max_new_tokens)
-        return ModelOutput(**output)
+        if kind == "transformers":  # long generations: one call each, on the heavy replicas
+            handle = self.lm_replica.options(multiplexed_model_id=model_id)
+            return ModelOutput(**await handle.run.remote(list(call.messages), call.max_new_tokens))
+        # Tools and remote endpoints are light and fast: batched per model.
+        if model_id not in self._tool_calls:
+            handle = self.tool_replica.options(multiplexed_model_id=model_id)
+            self._tool_calls[model_id] = Coalescer(handle.run_many.remote)
+        result = await self._tool_calls[model_id].call((list(call.messages), call.max_new_tokens))
+        if "error" in result:
+            raise error_from_dict(result["error"])
+        return ModelOutput(**result["output"])
 
     async def query(self, prompt: str, user: str) -> bytes:
         """The trace as JSON bytes: cheaper to ship through Ray and to answer with than a dict."""

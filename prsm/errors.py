@@ -74,3 +74,15 @@ def unwrap(exc: BaseException) -> BaseException:
             break
         exc = cause
     return exc
+
+
+def error_dict(exc: BaseException) -> dict:
+    """An error as data, to cross a process boundary inside a batch result."""
+    if isinstance(exc, PRSMError):
+        return exc.to_dict()
+    return {"type": "ModelCallFailed", "field": None, "message": f"{type(exc).__name__}: {exc}"}
+
+
+def error_from_dict(data: dict) -> PRSMError:
+    cls = {c.__name__: c for c in PRSMError.__subclasses__()}.get(data.get("type"), ModelCallFailed)
+    return cls(data.get("message", "model call failed"), data.get("field"))
