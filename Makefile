@@ -38,4 +38,4 @@ bench: install
 	$(BIN)/python benchmarks/serve_overhead.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .prsm .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -38,7 +38,7 @@ from prsm.settings import apply_ray_env
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "serve_overhead.json"
-MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", REPO / ".prsm" / "models"))
+MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", Path.home() / ".prsm" / "models"))
 CONCURRENCY = (1, 8, 32)
 GiB = 1024**3
 

@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRSM_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path(".prsm"), description="Holds the SQLite file and models.")
+    # Absolute by default: `serve run`, `serve deploy` and Ray jobs build the app in worker
+    # processes whose working directory is not the caller's.
+    data_dir: Path = Field(default=Path("~/.prsm"), description="Holds the SQLite file and models.")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: sqlite file prsm.db in data_dir."
     )

@@ -11,10 +11,9 @@ from prsm.settings import apply_ray_env
 
 apply_ray_env()  # before any test starts Ray: the same Ray environment as `prsm up`
 
-REPO = Path(__file__).resolve().parents[1]
-# Converted default-model weights are shared by every test run (and by `make demo`): the
-# conversion takes ~20 s and the result never changes.
-MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", REPO / ".prsm" / "models"))
+# Converted default-model weights are shared by every test run and by `make demo` (the default
+# PRSM_DATA_DIR is ~/.prsm): the conversion takes ~20 s and its result never changes.
+MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", Path.home() / ".prsm" / "models"))
 
 
 @pytest.fixture

@@ -132,3 +132,21 @@ def test_remote_endpoint_backend_against_prsms_own_chat_completions(client, prsm
     data = response.json()
     assert data["usage"]["completion_tokens"] > 0
     assert data["choices"][0]["message"]["content"]
+
+
+def test_cli_query_prints_the_trace_table_and_cli_register_reports_field_errors(
+    prsm_app, monkeypatch, capsys
+):
+    from prsm.cli import main
+
+    monkeypatch.setenv("PRSM_PORT", str(prsm_app[1].port))
+    assert main(["query", "Integrate 3*x^2. Convert 2 hours to minutes."]) == 0
+    out = capsys.readouterr().out
+    assert "x**3" in out and "120 minute" in out
+    assert "sympy-cas" in out and "pint-units" in out  # the trace table names each model
+    register = ["models", "register", "--id", "cli-units", "--kind", "tool", "--owner", "dave",
+                "--description", "Unit conversion, registered from the CLI", "--licence", "MIT",
+                "--endpoint", "tool:units", "--tag", "units", "--price-per-call", "7"]  # fmt: skip
+    assert main(register) == 0
+    assert main([*register[:-2], "--price-per-call", "0.5"]) == 1
+    assert "price_per_call" in capsys.readouterr().err
