@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     router_max_ongoing: int = 256
     lm_max_ongoing: int = 16
     tool_max_ongoing: int = 256
-    lm_models_per_replica: int = 2
 
     @field_validator("data_dir", "model_dir")
     @classmethod
