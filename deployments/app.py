@@ -50,16 +50,16 @@ class ModelReplica:
         card = await asyncio.to_thread(self.registry.get, model_id)
         return await asyncio.to_thread(load_backend, card, self.settings.resolved_model_dir, self.threads)
 
-    async def run(self, messages: list[dict], max_new_tokens: int) -> dict:
+    async def run(self, messages: list[dict], max_new_tokens: int, response_format: dict | None) -> dict:
         backend = await self.backend(serve.get_multiplexed_model_id())
-        output = await backend.run(ModelCall(tuple(messages), max_new_tokens))
+        output = await backend.run(ModelCall(tuple(messages), max_new_tokens, response_format))
         return asdict(output)
 
-    async def run_many(self, calls: list[tuple[list[dict], int]]) -> list[dict]:
+    async def run_many(self, calls: list[tuple[list[dict], int, dict | None]]) -> list[dict]:
         """A coalesced batch of calls to one model: each gets its output or its own error."""
         backend = await self.backend(serve.get_multiplexed_model_id())
         outputs = await asyncio.gather(
-            *(backend.run(ModelCall(tuple(m), n)) for m, n in calls), return_exceptions=True
+            *(backend.run(ModelCall(tuple(m), n, f)) for m, n, f in calls), return_exceptions=True
         )
         return [
             {"error": error_dict(o)} if isinstance(o, BaseException) else {"output": asdict(o)}
@@ -105,12 +105,14 @@ class NWTN:
     async def _call(self, model_id: str, kind: str, call: ModelCall) -> ModelOutput:
         if kind == "transformers":  # long generations: one call each, on the heavy replicas
             handle = self.lm_replica.options(multiplexed_model_id=model_id)
-            return ModelOutput(**await handle.run.remote(list(call.messages), call.max_new_tokens))
+            output = await handle.run.remote(list(call.messages), call.max_new_tokens, call.response_format)
+            return ModelOutput(**output)
         # Tools and remote endpoints are light and fast: batched per model.
         if model_id not in self._tool_calls:
             handle = self.tool_replica.options(multiplexed_model_id=model_id)
             self._tool_calls[model_id] = Coalescer(handle.run_many.remote)
-        result = await self._tool_calls[model_id].call((list(call.messages), call.max_new_tokens))
+        item = (list(call.messages), call.max_new_tokens, call.response_format)
+        result = await self._tool_calls[model_id].call(item)
         if "error" in result:
             raise error_from_dict(result["error"])
         return ModelOutput(**result["output"])
@@ -119,8 +121,10 @@ class NWTN:
         """The trace as JSON bytes: cheaper to ship through Ray and to answer with than a dict."""
         return json.dumps(await self.orchestrator.query(prompt, user)).encode()
 
-    async def complete(self, model_id: str, messages: list[dict], max_tokens: int | None) -> dict:
-        return asdict(await self.orchestrator.complete(model_id, messages, max_tokens))
+    async def complete(
+        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None
+    ) -> dict:
+        return asdict(await self.orchestrator.complete(model_id, messages, max_tokens, response_format))
 
 
 api = create_api()
@@ -177,7 +181,7 @@ class Ingress:
             return chat_completion("nwtn", trace["answer"], tokens_in, tokens_out, extra)
         await asyncio.to_thread(self.registry.get, body.model)  # 404 before any work
         budget = body.max_completion_tokens or body.max_tokens
-        out = await unwrapped(self.nwtn.complete.remote(body.model, messages, budget))
+        out = await unwrapped(self.nwtn.complete.remote(body.model, messages, budget, body.response_format))
         return chat_completion(body.model, out["text"], out["tokens_in"], out["tokens_out"])
 
 

@@ -102,6 +102,9 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
     stream: bool = False
+    response_format: dict | None = Field(
+        default=None, description="json_schema named prsm_task_plan: decoded under the plan schema"
+    )
     user: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
 
     @field_validator("stream")

@@ -16,6 +16,8 @@ class ModelCall:
 
     messages: tuple[dict, ...]
     max_new_tokens: int = 96
+    # OpenAI's response_format: {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}
+    response_format: dict | None = None
 
     @property
     def last_user_text(self) -> str:

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prsm.backends import ModelCall, ModelOutput
-from prsm.errors import InvalidInput
+from prsm.errors import InvalidInput, ModelCallFailed
 
 CONVERTED_MARKER = "prsm-converted.txt"
 
@@ -85,6 +85,7 @@ class CausalLMBackend:
         self.tokenizer = tokenizer
         # One generate at a time per model: on a few CPU cores parallel generates only thrash.
         self._lock = threading.Lock()
+        self._plan_decoder = None
 
     @classmethod
     def load(cls, weights: str, model_dir: Path, num_threads: int | None = None):
@@ -113,5 +114,26 @@ class CausalLMBackend:
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
         return ModelOutput(text=text, tokens_in=int(prompt_len), tokens_out=int(len(new_tokens)))
 
+    def generate_plan(self, messages: list[dict], max_tasks: int) -> ModelOutput:
+        """A TaskPlan as JSON, decoded under the plan schema (prsm/backends/guided.py)."""
+        from prsm.backends.guided import PlanDecoder
+
+        with self._lock, torch.inference_mode():
+            if self._plan_decoder is None:
+                self._plan_decoder = PlanDecoder(self.model, self.tokenizer, max_tasks)
+            self._plan_decoder.max_tasks = max_tasks
+            text = self._plan_decoder.generate(messages)
+        return ModelOutput(text=text, tokens_out=len(self.tokenizer.encode(text, add_special_tokens=False)))
+
     async def run(self, call: ModelCall) -> ModelOutput:
+        if call.response_format:
+            from prsm.backends.guided import PLAN_SCHEMA_NAME
+
+            schema = (call.response_format.get("json_schema") or {}).get("name")
+            if call.response_format.get("type") != "json_schema" or schema != PLAN_SCHEMA_NAME:
+                raise ModelCallFailed(
+                    f"local models decode only the {PLAN_SCHEMA_NAME!r} json_schema", "response_format"
+                )
+            max_tasks = int(call.response_format["json_schema"].get("max_tasks", 12))
+            return await asyncio.to_thread(self.generate_plan, list(call.messages), max_tasks)
         return await asyncio.to_thread(self.generate, list(call.messages), call.max_new_tokens)

@@ -30,6 +30,8 @@ class RemoteChatBackend:
             "max_tokens": call.max_new_tokens,
             "temperature": 0,
         }
+        if call.response_format:  # vLLM and hosted APIs decode under the schema themselves
+            body["response_format"] = call.response_format
         try:
             response = await self._client.post(self.url, json=body)
         except httpx.HTTPError as exc:

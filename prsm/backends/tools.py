@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from prsm.backends import ModelCall, ModelOutput
 from prsm.backends.math_tool import solve_math
 from prsm.backends.units_tool import convert_units
-from prsm.errors import UnknownModel
+from prsm.errors import ModelCallFailed, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class ToolBackend:
         self._tool = tool
 
     async def run(self, call: ModelCall) -> ModelOutput:
+        if call.response_format:
+            raise ModelCallFailed("a tool answers in plain text; it cannot follow a response_format")
         if self._tool.may_block:
             return ModelOutput(text=await asyncio.to_thread(self._tool.fn, call.last_user_text))
         return ModelOutput(text=self._tool.fn(call.last_user_text))

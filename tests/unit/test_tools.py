@@ -56,3 +56,14 @@ def test_units_tool_converts(instruction, answer):
 def test_units_tool_refuses_incompatible_dimensions():
     with pytest.raises(ModelCallFailed, match="Cannot convert"):
         convert_units("convert 3 kg to meters")
+
+
+def test_a_tool_refuses_a_response_format():
+    import asyncio
+
+    from prsm.backends import ModelCall
+    from prsm.backends.tools import tool_backend
+
+    call = ModelCall(({"role": "user", "content": "integrate x"},), 8, {"type": "json_schema"})
+    with pytest.raises(ModelCallFailed, match="response_format"):
+        asyncio.run(tool_backend("tool:math").run(call))
