@@ -22,7 +22,7 @@ class Coalescer(Generic[Item, Result]):
         self,
         send: Callable[[list[Item]], Awaitable[list[Result | BaseException]]],
         max_batch: int = 64,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ):
         self._send = send
         self._max_batch = max_batch
