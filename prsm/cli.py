@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from prsm.registry import FTNS
+from prsm.ftns.amounts import format_ftns
 from prsm.settings import Settings, apply_ray_env
 
 DEMO_PROMPT = (
@@ -195,13 +195,6 @@ def cmd_session(args: argparse.Namespace, settings: Settings) -> None:
         console.print_json(json.dumps(trace))
     else:
         print_trace(trace)
-
-
-def format_ftns(base_units: str | int) -> str:
-    """Exact decimal FTNS from integer base units (no float on the way)."""
-    units = int(base_units)
-    whole, frac = divmod(units, FTNS)
-    return f"{whole}.{frac:018d}".rstrip("0").rstrip(".") + " FTNS"
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> None:

@@ -16,8 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from prsm.db.models import ModelCardRow
 from prsm.errors import ModelAlreadyExists, UnknownModel
 
-FTNS = 10**18  # base units per FTNS token (18 decimals, like the ERC-20 it settles on)
-
 KINDS = ("transformers", "tool", "openai")
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"

@@ -15,12 +15,19 @@ import asyncio
 import queue
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import Engine, bindparam, case, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from prsm.db.models import ModelCardRow, PlanTask, QuerySession, ReasoningStep, SafetyFlag, utcnow
+from prsm.db.models import (
+    ModelCardRow,
+    PlanTask,
+    QuerySession,
+    ReasoningStep,
+    SafetyFlag,
+    iso_utc,
+    utcnow,
+)
 from prsm.errors import SessionNotFound
 from prsm.nwtn.compile import sources
 from prsm.nwtn.execute import TaskOutcome
@@ -323,8 +330,8 @@ class SessionRecord:
             "planner": s["planner"],
             "answer": s["answer"],
             "error": s["error"],
-            "created_at": _iso(s["created_at"]),
-            "finished_at": _iso(s["finished_at"]),
+            "created_at": iso_utc(s["created_at"]),
+            "finished_at": iso_utc(s["finished_at"]),
             "plan_ms": s["plan_ms"],
             "latency_ms": s["latency_ms"],
             "tasks": [
@@ -363,11 +370,3 @@ class SessionRecord:
                 for f in self.flags
             ],
         }
-
-
-def _iso(value: datetime | None) -> str | None:
-    """UTC ISO 8601 whether the driver returns aware (PostgreSQL) or naive (SQLite) datetimes."""
-    if value is None:
-        return None
-    aware = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.isoformat()

@@ -9,7 +9,8 @@ from sqlalchemy import inspect
 from prsm.db.engine import current_revision, downgrade, make_engine, session_factory, upgrade
 from prsm.db.models import Base, ModelCardRow
 
-TABLES = {"model_cards", "sessions", "plan_tasks", "reasoning_steps", "safety_flags"}
+TABLES = {"model_cards", "sessions", "plan_tasks", "reasoning_steps", "safety_flags", "ftns_accounts",
+          "ftns_transactions", "ftns_entries", "ftns_holds"}  # fmt: skip
 
 
 def assert_no_drift(url: str) -> None:

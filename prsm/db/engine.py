@@ -11,13 +11,20 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, write_lock_on_begin: bool = False) -> Engine:
+    """An engine for `url`. With `write_lock_on_begin`, a SQLite transaction takes the database's
+    write lock when it begins (BEGIN IMMEDIATE), so a read-check-write sequence in it cannot
+    interleave with another writer; PostgreSQL code locks rows instead (SELECT ... FOR UPDATE)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if write_lock_on_begin:
+            # pysqlite's own BEGIN is deferred: turn it off and issue ours.
+            event.listen(engine, "connect", _no_driver_transactions)
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -33,6 +40,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _no_driver_transactions(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -56,6 +56,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(value: datetime | None) -> str | None:
+    """UTC ISO 8601 whether the driver returns aware (PostgreSQL) or naive (SQLite) datetimes."""
+    if value is None:
+        return None
+    aware = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.isoformat()
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -171,3 +179,58 @@ class SafetyFlag(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     session: Mapped[QuerySession] = relationship(back_populates="flags")
+
+
+# --- FTNS ledger (prsm/ftns/ledger.py) -------------------------------------------------------
+
+
+class LedgerAccount(Base):
+    """An FTNS account. `balance` is what the account holds now, in base units (10^-18 FTNS)."""
+
+    __tablename__ = "ftns_accounts"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # user | owner | operator | treasury | escrow | issuance
+    balance: Mapped[int] = mapped_column(TokenAmount, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerTransaction(Base):
+    """One ledger operation; its entries sum to zero. The idempotency key makes a retry a no-op."""
+
+    __tablename__ = "ftns_transactions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(
+        String(16)
+    )  # mint | burn | transfer | credit | hold | capture | release
+    hold_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    memo: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ftns_entries"
+    __table_args__ = (Index("ix_ftns_entries_account_seq", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(ForeignKey("ftns_transactions.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("ftns_accounts.id"))
+    amount: Mapped[int] = mapped_column(TokenAmount)  # signed: + credit to the account, - debit
+    balance_after: Mapped[int] = mapped_column(TokenAmount)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerHold(Base):
+    """Funds reserved for one query: open until captured (charged) or released."""
+
+    __tablename__ = "ftns_holds"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("ftns_accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(TokenAmount)
+    status: Mapped[str] = mapped_column(String(16))  # open | captured | released
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

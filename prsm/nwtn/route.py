@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from prsm.ftns.amounts import FTNS
 from prsm.nwtn.embed import Embedder, text_key
 from prsm.nwtn.plan import SubTask
-from prsm.registry import FTNS, ModelCard, Registry
+from prsm.registry import ModelCard, Registry
 
 WEIGHTS = {"tag": 0.50, "similarity": 0.30, "price": 0.12, "latency": 0.08}
 SIMILARITY_FLOOR = 0.35

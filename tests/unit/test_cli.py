@@ -1,4 +1,5 @@
-from prsm.cli import format_ftns, main
+from prsm.cli import main
+from prsm.ftns.amounts import format_ftns
 
 
 def test_ftns_amounts_print_exactly():
@@ -16,6 +17,8 @@ def test_query_without_a_running_app_is_a_clear_error(monkeypatch, capsys):
 def test_db_upgrade_reports_the_revision(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
     assert main(["db", "upgrade"]) == 0
-    assert "at revision 0001" in capsys.readouterr().out
+    assert "at revision 0002" in capsys.readouterr().out
     assert main(["db", "downgrade"]) == 0
+    assert "at revision 0001" in capsys.readouterr().out
+    assert main(["db", "downgrade", "--revision", "base"]) == 0
     assert "at revision base" in capsys.readouterr().out

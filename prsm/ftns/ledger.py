@@ -1,0 +1,294 @@
+"""The FTNS ledger: double-entry accounts in the database, exact integer amounts, idempotent
+operations, no negative balance ever (also under concurrency, on SQLite and PostgreSQL).
+
+Every operation is one transaction row plus entries that sum to zero. Minting and burning move
+funds against the `ftns:issuance` account, the only one allowed below zero; so the sum of all
+other balances changes only by mint and burn entries. A hold moves funds from a user to the
+user's escrow account; capture pays out of escrow and returns the rest; release returns it all.
+
+Concurrency. The balance check and the balance write must not interleave with another writer:
+- SQLite: the ledger's engine begins every transaction with BEGIN IMMEDIATE, which takes the
+  database's single write lock up front. A conditional UPDATE cannot be used instead: SQLite has
+  no exact integer above 2^63 (9.2 FTNS), so amounts are stored as text and checked in Python.
+- PostgreSQL: the accounts a transaction touches are locked with SELECT ... FOR UPDATE, in id
+  order so two transfers in opposite directions cannot deadlock.
+
+Idempotency. Each operation carries a key; the key is unique in `ftns_transactions`. A retry with
+the same key and the same request returns the first result and writes nothing; the same key with
+a different request is refused. Two concurrent first attempts: one commits, the other hits the
+unique constraint, rolls back everything it did, and returns the winner's result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from prsm.db.engine import make_engine
+from prsm.db.models import LedgerAccount, LedgerEntry, LedgerHold, LedgerTransaction, iso_utc, utcnow
+from prsm.errors import InvalidInput, PRSMError
+from prsm.ftns.amounts import check_amount
+
+ISSUANCE = "ftns:issuance"  # system accounts have a prefix no user account id can have
+TREASURY = "ftns:treasury"
+ACCOUNT_KINDS = ("user", "owner", "operator", "treasury")
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+class UnknownAccount(PRSMError):
+    status_code = 404
+
+
+class InsufficientFunds(PRSMError):
+    status_code = 402
+
+    def __init__(self, message: str, field: str | None = None, needed: int = 0, available: int = 0):
+        super().__init__(message, field)
+        self.args = (message, field, needed, available)
+        self.needed, self.available = needed, available
+
+    def to_dict(self) -> dict:
+        return super().to_dict() | {"needed": str(self.needed), "available": str(self.available)}
+
+
+class IdempotencyConflict(PRSMError):
+    status_code = 409
+
+
+class HoldClosed(PRSMError):
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What an operation did: its transaction, and the hold it opened or closed, if any."""
+
+    transaction_id: str
+    kind: str
+    idempotency_key: str
+    hold_id: str | None = None
+    replayed: bool = False
+
+
+def escrow_of(account_id: str) -> str:
+    return f"escrow:{account_id}"
+
+
+class Ledger:
+    def __init__(self, url_or_engine: str | Engine):
+        engine = (
+            make_engine(url_or_engine, write_lock_on_begin=True)
+            if isinstance(url_or_engine, str)
+            else url_or_engine
+        )
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._postgres = engine.dialect.name == "postgresql"
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    def open_account(self, account_id: str, kind: str = "user") -> None:
+        """Create the account (and, for users, their escrow) if missing; idempotent."""
+        if kind not in ACCOUNT_KINDS:
+            raise InvalidInput(f"unknown account kind {kind!r}", "kind")
+        if not ACCOUNT_ID.match(account_id):
+            raise InvalidInput(f"invalid account id {account_id!r}", "account")
+        wanted = [(account_id, kind)]
+        if kind == "user":
+            wanted.append((escrow_of(account_id), "escrow"))
+        for acc, k in wanted:
+            try:
+                with self._sessions.begin() as s:
+                    if s.get(LedgerAccount, acc) is None:
+                        s.add(LedgerAccount(id=acc, kind=k, balance=0))
+            except IntegrityError:
+                pass  # opened concurrently by someone else: the same outcome
+
+    def balance(self, account_id: str) -> int:
+        with self._sessions() as s:
+            account = s.get(LedgerAccount, account_id)
+            if account is None:
+                raise UnknownAccount(f"no account {account_id!r}", "account")
+            return account.balance
+
+    def entries(self, account_id: str, limit: int = 50, before: int | None = None) -> list[dict]:
+        """Newest first; page with `before` = the smallest entry id of the previous page."""
+        self.balance(account_id)  # UnknownAccount
+        with self._sessions() as s:
+            query = (
+                select(LedgerEntry, LedgerTransaction)
+                .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+                .where(LedgerEntry.account_id == account_id)
+                .order_by(LedgerEntry.id.desc())
+                .limit(limit)
+            )
+            if before is not None:
+                query = query.where(LedgerEntry.id < before)
+            return [
+                {
+                    "id": e.id,
+                    "transaction_id": t.id,
+                    "kind": t.kind,
+                    "amount": e.amount,
+                    "balance_after": e.balance_after,
+                    "memo": t.memo,
+                    "created_at": iso_utc(e.created_at),
+                }
+                for e, t in s.execute(query).all()
+            ]
+
+    def total(self, include_system: bool = False) -> int:
+        """Sum of balances (all accounts but issuance, unless asked): equals minted - burned."""
+        with self._sessions() as s:
+            rows = s.execute(select(LedgerAccount.id, LedgerAccount.balance)).all()
+        return sum(b for a, b in rows if include_system or a != ISSUANCE)
+
+    # --- operations -------------------------------------------------------------------------
+
+    def mint(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
+        amount = check_amount(amount)
+        return self._apply(key, "mint", [(ISSUANCE, -amount), (account_id, amount)], memo)
+
+    def burn(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
+        amount = check_amount(amount)
+        return self._apply(key, "burn", [(account_id, -amount), (ISSUANCE, amount)], memo)
+
+    def transfer(self, src: str, dst: str, amount: int, key: str, memo: str | None = None) -> Receipt:
+        amount = check_amount(amount)
+        if src == dst:
+            raise InvalidInput("source and destination are the same account", "to")
+        return self._apply(key, "transfer", [(src, -amount), (dst, amount)], memo)
+
+    def credit(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
+        """A reward paid from the treasury."""
+        amount = check_amount(amount)
+        return self._apply(key, "credit", [(TREASURY, -amount), (account_id, amount)], memo)
+
+    def hold(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
+        amount = check_amount(amount)
+        hold_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"prsm-hold:{key}"))
+
+        def open_hold(s: Session) -> None:
+            s.add(LedgerHold(id=hold_id, account_id=account_id, amount=amount, status="open"))
+
+        moves = [(account_id, -amount), (escrow_of(account_id), amount)]
+        return self._apply(key, "hold", moves, memo, hold_id=hold_id, extra=open_hold)
+
+    def capture(self, hold_id: str, payouts: dict[str, int], key: str, memo: str | None = None) -> Receipt:
+        """Charge a hold: pay `payouts` out of it and return what is left to the holder."""
+        for account_id, amount in payouts.items():
+            check_amount(amount, f"payouts.{account_id}")
+        return self._close(hold_id, key, "capture", payouts, memo)
+
+    def release(self, hold_id: str, key: str, memo: str | None = None) -> Receipt:
+        return self._close(hold_id, key, "release", {}, memo)
+
+    def _close(self, hold_id: str, key: str, kind: str, payouts: dict[str, int], memo: str | None) -> Receipt:
+        with self._sessions() as s:
+            hold = s.get(LedgerHold, hold_id)
+        if hold is None:
+            raise UnknownAccount(f"no hold {hold_id!r}", "hold_id")
+        charged = sum(payouts.values())
+        if charged > hold.amount:
+            raise InsufficientFunds(
+                f"payouts of {charged} exceed the hold of {hold.amount}", "payouts", charged, hold.amount
+            )
+        moves = [(escrow_of(hold.account_id), -hold.amount), *payouts.items()]
+        if hold.amount > charged:
+            moves.append((hold.account_id, hold.amount - charged))
+
+        def close_hold(s: Session) -> None:
+            row = s.get(LedgerHold, hold_id, with_for_update=self._postgres)
+            if row.status != "open":
+                raise HoldClosed(f"hold {hold_id} is already {row.status}", "hold_id")
+            row.status, row.closed_at = ("captured" if kind == "capture" else "released"), utcnow()
+
+        request = {"hold_id": hold_id, "payouts": {a: str(v) for a, v in sorted(payouts.items())}}
+        return self._apply(key, kind, moves, memo, hold_id=hold_id, extra=close_hold, request=request)
+
+    def _apply(
+        self, key: str, kind: str, moves: list[tuple[str, int]], memo: str | None, hold_id: str | None = None,
+        extra=None, request: dict | None = None,
+    ) -> Receipt:  # fmt: skip
+        if not key or len(key) > 200:
+            raise InvalidInput("an idempotency key of 1 to 200 characters is required", "idempotency_key")
+        request = request or {"moves": [(a, str(v)) for a, v in moves]}
+        digest = hashlib.sha256(json.dumps([kind, request, memo], sort_keys=True).encode()).hexdigest()
+        replay = self._replay(key, digest)
+        if replay:
+            return replay
+        txn_id = str(uuid.uuid4())
+        try:
+            with self._sessions.begin() as s:
+                self._post(s, txn_id, key, digest, kind, moves, memo, hold_id, extra)
+        except IntegrityError:
+            replay = self._replay(key, digest)  # a concurrent attempt with this key won
+            if replay:
+                return replay
+            raise
+        return Receipt(txn_id, kind, key, hold_id)
+
+    def _replay(self, key: str, digest: str) -> Receipt | None:
+        with self._sessions() as s:
+            done = s.scalars(
+                select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)
+            ).first()
+        if done is None:
+            return None
+        if done.request_hash != digest:
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} was used for a different request", "idempotency_key"
+            )
+        return Receipt(done.id, done.kind, key, done.hold_id, replayed=True)
+
+    def _post(self, s: Session, txn_id, key, digest, kind, moves, memo, hold_id, extra) -> None:
+        ids = sorted({a for a, _ in moves})
+        query = select(LedgerAccount).where(LedgerAccount.id.in_(ids)).order_by(LedgerAccount.id)
+        if self._postgres:
+            query = query.with_for_update()
+        accounts = {a.id: a for a in s.scalars(query)}
+        for account_id in ids:
+            if account_id not in accounts:
+                if account_id in (ISSUANCE, TREASURY):
+                    accounts[account_id] = LedgerAccount(
+                        id=account_id, kind=account_id.removeprefix("ftns:"), balance=0
+                    )
+                    s.add(accounts[account_id])
+                else:
+                    raise UnknownAccount(f"no account {account_id!r}", "account")
+        assert sum(v for _, v in moves) == 0, "a transaction's entries must sum to zero"
+        s.add(LedgerTransaction(id=txn_id, idempotency_key=key, request_hash=digest, kind=kind,
+                                hold_id=hold_id, memo=memo))  # fmt: skip
+        s.flush()  # the unique key is checked here, before any balance moves
+        if extra:
+            extra(s)
+        for account_id, amount in moves:
+            account = accounts[account_id]
+            new_balance = account.balance + amount
+            if new_balance < 0 and account.kind != "issuance":
+                raise InsufficientFunds(
+                    f"account {account_id!r} holds {account.balance}, needs {-amount}",
+                    "amount",
+                    needed=-amount,
+                    available=account.balance,
+                )
+            account.balance = new_balance
+            s.add(LedgerEntry(transaction_id=txn_id, account_id=account_id, amount=amount,
+                              balance_after=new_balance))  # fmt: skip
+
+
+def sum_of_entries_per_transaction(ledger: Ledger) -> dict[str, int]:
+    """For audits and tests: every transaction's entries must sum to zero."""
+    with ledger._sessions() as s:
+        rows = s.execute(select(LedgerEntry.transaction_id, LedgerEntry.amount)).all()
+    sums: dict[str, int] = {}
+    for txn, amount in rows:
+        sums[txn] = sums.get(txn, 0) + amount
+    return sums
