@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import asdict
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from ray import serve
 from ray.serve import Application
 
@@ -22,6 +22,7 @@ from prsm.backends import ModelCall, ModelOutput, load_backend
 from prsm.coalesce import Coalescer
 from prsm.db.engine import make_engine, session_factory, upgrade
 from prsm.errors import error_dict, error_from_dict
+from prsm.ftns.ledger import Ledger
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.plan import SubTask
@@ -136,6 +137,7 @@ class Ingress:
     def __init__(self, settings: dict, nwtn):
         self.settings, self.registry, self.store = _state(settings)
         self.nwtn = nwtn
+        self.ledger = Ledger(self.settings.resolved_database_url)
         limits.configure(self.settings.max_body_bytes)
 
     @api.get("/healthz")
@@ -157,6 +159,19 @@ class Ingress:
     @api.get("/v1/sessions/{session_id}")
     async def session(self, session_id: str) -> dict:
         return await asyncio.to_thread(self.store.trace, session_id)
+
+    @api.get("/v1/accounts/{account_id}")
+    async def account(self, account_id: str) -> dict:
+        """An FTNS account's balance (decimal string of base units, and in FTNS)."""
+        return await asyncio.to_thread(self.ledger.account, account_id)
+
+    @api.get("/v1/accounts/{account_id}/entries")
+    async def entries(
+        self, account_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=1)
+    ) -> dict:
+        """Ledger entries, newest first; pass `next_before` back as `before` for the next page."""
+        data = await asyncio.to_thread(self.ledger.entries, account_id, limit, before)
+        return {"data": data, "next_before": data[-1]["id"] if len(data) == limit else None}
 
     @api.get("/v1/models")
     async def models(self) -> dict:

@@ -18,6 +18,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from prsm.errors import PRSMError
 from prsm.ftns.amounts import format_ftns
 from prsm.settings import Settings, apply_ray_env
 
@@ -29,7 +30,7 @@ RAY_MARKER = "ray-started-by-prsm"
 
 # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 class CLIError(Exception):
@@ -229,6 +230,44 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
         console.print(f"default model ready in {folder}")
 
 
+def cmd_ftns(args: argparse.Namespace, settings: Settings) -> None:
+    """Operator commands on the ledger; they work on the database directly (no app needed)."""
+    import uuid
+
+    from prsm.db.engine import upgrade
+    from prsm.ftns.amounts import parse_ftns
+    from prsm.ftns.ledger import Ledger
+
+    upgrade(settings.resolved_database_url)
+    ledger = Ledger(settings.resolved_database_url)
+    key = args.key or f"cli-{uuid.uuid4()}"
+    if args.action == "balance":
+        account = ledger.account(args.account)
+        console.print(f"{account['account']} ({account['kind']}): {account['balance_ftns']}")
+    elif args.action == "entries":
+        table = Table(title=f"Entries of {args.account}, newest first")
+        for column in ("id", "kind", "amount", "balance after", "transaction", "at"):
+            table.add_column(column)
+        for e in ledger.entries(args.account, args.limit, args.before):
+            table.add_row(str(e["id"]), e["kind"], format_ftns(e["amount"]), format_ftns(e["balance_after"]),
+                          e["transaction_id"], e["created_at"])  # fmt: skip
+        console.print(table)
+    elif args.action == "faucet":
+        amount = parse_ftns(args.amount)
+        ledger.open_account(args.account, "user")
+        receipt = ledger.mint(args.account, amount, key, memo="dev faucet")
+        console.print(
+            f"minted {format_ftns(amount)} to {args.account} (transaction {receipt.transaction_id})"
+        )
+    elif args.action == "transfer":
+        if not args.to:
+            raise CLIError("transfer needs --to ACCOUNT")
+        amount = parse_ftns(args.amount)
+        receipt = ledger.transfer(args.account, args.to, amount, key)
+        again = " (a retry: nothing new was written)" if receipt.replayed else ""
+        console.print(f"moved {format_ftns(amount)} from {args.account} to {args.to}{again}")
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     t0 = time.perf_counter()
     cmd_up(args, settings)
@@ -278,6 +317,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_session)
 
+    f = sub.add_parser("ftns", help="FTNS ledger: balances, entries, transfers, dev faucet")
+    f.add_argument("action", choices=["balance", "entries", "transfer", "faucet"])
+    f.add_argument("account")
+    f.add_argument("amount", nargs="?", default="", help="in FTNS, e.g. 1.5 (18 decimals at most)")
+    f.add_argument("--to", help="transfer: the receiving account")
+    f.add_argument("--key", help="idempotency key: repeat it to retry safely (default: a new one)")
+    f.add_argument("--limit", type=int, default=50)
+    f.add_argument("--before", type=int, help="entries: the page before this entry id")
+    f.set_defaults(fn=cmd_ftns)
+
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "register", "prepare"])
     m.add_argument("--file", help="register: a JSON model card (flags override its fields)")
@@ -294,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.fn(args, Settings())
-    except CLIError as exc:
+    except (CLIError, PRSMError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 1
     except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from prsm.db.engine import make_engine
 from prsm.db.models import LedgerAccount, LedgerEntry, LedgerHold, LedgerTransaction, iso_utc, utcnow
 from prsm.errors import InvalidInput, PRSMError
-from prsm.ftns.amounts import check_amount
+from prsm.ftns.amounts import check_amount, format_ftns
 
 ISSUANCE = "ftns:issuance"  # system accounts have a prefix no user account id can have
 TREASURY = "ftns:treasury"
@@ -111,6 +111,19 @@ class Ledger:
             except IntegrityError:
                 pass  # opened concurrently by someone else: the same outcome
 
+    def account(self, account_id: str) -> dict:
+        with self._sessions() as s:
+            account = s.get(LedgerAccount, account_id)
+            if account is None:
+                raise UnknownAccount(f"no account {account_id!r}", "account")
+            return {
+                "account": account.id,
+                "kind": account.kind,
+                "balance": str(account.balance),
+                "balance_ftns": format_ftns(account.balance),
+                "created_at": iso_utc(account.created_at),
+            }
+
     def balance(self, account_id: str) -> int:
         with self._sessions() as s:
             account = s.get(LedgerAccount, account_id)
@@ -136,8 +149,8 @@ class Ledger:
                     "id": e.id,
                     "transaction_id": t.id,
                     "kind": t.kind,
-                    "amount": e.amount,
-                    "balance_after": e.balance_after,
+                    "amount": str(e.amount),
+                    "balance_after": str(e.balance_after),
                     "memo": t.memo,
                     "created_at": iso_utc(e.created_at),
                 }
@@ -198,7 +211,10 @@ class Ledger:
         charged = sum(payouts.values())
         if charged > hold.amount:
             raise InsufficientFunds(
-                f"payouts of {charged} exceed the hold of {hold.amount}", "payouts", charged, hold.amount
+                f"payouts of {format_ftns(charged)} exceed the hold of {format_ftns(hold.amount)}",
+                "payouts",
+                charged,
+                hold.amount,
             )
         moves = [(escrow_of(hold.account_id), -hold.amount), *payouts.items()]
         if hold.amount > charged:
@@ -274,7 +290,7 @@ class Ledger:
             new_balance = account.balance + amount
             if new_balance < 0 and account.kind != "issuance":
                 raise InsufficientFunds(
-                    f"account {account_id!r} holds {account.balance}, needs {-amount}",
+                    f"account {account_id!r} holds {format_ftns(account.balance)}, needs {format_ftns(-amount)}",
                     "amount",
                     needed=-amount,
                     available=account.balance,

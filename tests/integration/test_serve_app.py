@@ -150,3 +150,19 @@ def test_cli_query_prints_the_trace_table_and_cli_register_reports_field_errors(
     assert main(register) == 0
     assert main([*register[:-2], "--price-per-call", "0.5"]) == 1
     assert "price_per_call" in capsys.readouterr().err
+
+
+def test_accounts_show_balance_and_page_through_entries(client, prsm_app):
+    from prsm.ftns.ledger import Ledger
+
+    ledger = Ledger(prsm_app[1].resolved_database_url)
+    ledger.open_account("erin")
+    for i in range(5):
+        ledger.mint("erin", 10**18, f"erin-{i}")
+    account = client.get("/v1/accounts/erin").json()
+    assert account["balance"] == str(5 * 10**18) and account["balance_ftns"] == "5 FTNS"
+    first = client.get("/v1/accounts/erin/entries", params={"limit": 3}).json()
+    rest = client.get("/v1/accounts/erin/entries", params={"limit": 3, "before": first["next_before"]}).json()
+    assert len(first["data"]) == 3 and len(rest["data"]) == 2 and rest["next_before"] is None
+    assert client.get("/v1/accounts/nobody").status_code == 404
+    assert client.get("/v1/accounts/erin/entries", params={"limit": 0}).status_code == 422

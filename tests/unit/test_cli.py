@@ -22,3 +22,31 @@ def test_db_upgrade_reports_the_revision(monkeypatch, tmp_path, capsys):
     assert "at revision 0001" in capsys.readouterr().out
     assert main(["db", "downgrade", "--revision", "base"]) == 0
     assert "at revision base" in capsys.readouterr().out
+
+
+def test_ftns_faucet_transfer_and_safe_retry(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    assert main(["ftns", "faucet", "alice", "12.5"]) == 0
+    assert main(["ftns", "faucet", "bob", "0.1"]) == 0
+    assert main(["ftns", "transfer", "alice", "2.25", "--to", "bob", "--key", "k1"]) == 0
+    assert main(["ftns", "transfer", "alice", "2.25", "--to", "bob", "--key", "k1"]) == 0  # a retry
+    capsys.readouterr()
+    assert main(["ftns", "balance", "alice"]) == 0
+    assert "alice (user): 10.25 FTNS" in capsys.readouterr().out
+
+
+def test_ftns_bad_amounts_and_overdrafts_exit_1_with_the_reason(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    assert main(["ftns", "faucet", "alice", "1"]) == 0
+    cases = [
+        (["ftns", "transfer", "alice", "0.0000000000000000001", "--to", "alice"], "more than 18 decimals"),
+        (["ftns", "transfer", "alice", "-3", "--to", "bob"], "not a positive decimal"),
+        (["ftns", "transfer", "alice", "5", "--to", "nobody"], "no account 'nobody'"),
+        (["ftns", "faucet", "bob", "abc"], "not a positive decimal"),
+    ]
+    for argv, reason in cases:
+        assert main(argv) == 1
+        assert reason in capsys.readouterr().err
+    assert main(["ftns", "faucet", "bob", "1"]) == 0
+    assert main(["ftns", "transfer", "alice", "2", "--to", "bob"]) == 1
+    assert "holds 1 FTNS, needs 2 FTNS" in capsys.readouterr().err
