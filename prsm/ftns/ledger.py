@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -39,6 +41,7 @@ from prsm.ftns.amounts import check_amount, format_ftns
 ISSUANCE = "ftns:issuance"  # system accounts have a prefix no user account id can have
 TREASURY = "ftns:treasury"
 ACCOUNT_KINDS = ("user", "owner", "operator", "treasury")
+BATCHABLE = ("open_account", "mint", "burn", "transfer", "credit", "hold", "capture", "release")
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
@@ -91,6 +94,57 @@ class Ledger:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._postgres = engine.dialect.name == "postgresql"
+        # Reads need no write lock: on SQLite they get their own engine (WAL readers run beside
+        # the writer); on PostgreSQL the one engine serves both.
+        plain = (
+            make_engine(engine.url.render_as_string(hide_password=False)) if not self._postgres else engine
+        )
+        self._reads = sessionmaker(plain, expire_on_commit=False)
+        self._local = threading.local()  # the session of the batch this thread is running, if any
+
+    # --- batches ----------------------------------------------------------------------------
+
+    def apply_many(self, calls: list[tuple[str, tuple]]) -> list[Receipt | Exception]:
+        """Run several operations in one database transaction, so concurrent queries share one
+        commit (and on SQLite one write lock) instead of queueing for it one by one.
+
+        Each call is (method name, arguments) of an operation below and runs in its own
+        SAVEPOINT: a refused one rolls back alone and its exception is its result.
+        """
+        results: list[Receipt | Exception] = []
+        with self._sessions.begin() as s:
+            self._local.session = s
+            try:
+                for name, args in calls:
+                    if name not in BATCHABLE:
+                        results.append(InvalidInput(f"{name!r} cannot run in a batch", "operation"))
+                        continue
+                    try:
+                        with s.begin_nested():
+                            results.append(getattr(self, name)(*args))
+                    except Exception as exc:  # this call's own result; the batch goes on
+                        results.append(exc)
+            finally:
+                self._local.session = None
+        return results
+
+    @contextmanager
+    def _write(self):
+        batch = getattr(self._local, "session", None)
+        if batch is not None:
+            yield batch  # apply_many opened a savepoint for this operation
+        else:
+            with self._sessions.begin() as s:
+                yield s
+
+    @contextmanager
+    def _read(self):
+        batch = getattr(self._local, "session", None)
+        if batch is not None:
+            yield batch  # sees what earlier calls of the batch wrote
+        else:
+            with self._reads() as s:
+                yield s
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -105,14 +159,17 @@ class Ledger:
             wanted.append((escrow_of(account_id), "escrow"))
         for acc, k in wanted:
             try:
-                with self._sessions.begin() as s:
+                with self._write() as s:
                     if s.get(LedgerAccount, acc) is None:
                         s.add(LedgerAccount(id=acc, kind=k, balance=0))
+                        s.flush()
             except IntegrityError:
-                pass  # opened concurrently by someone else: the same outcome
+                if getattr(self._local, "session", None) is not None:
+                    raise
+                # opened concurrently by someone else: the same outcome
 
     def account(self, account_id: str) -> dict:
-        with self._sessions() as s:
+        with self._reads() as s:
             account = s.get(LedgerAccount, account_id)
             if account is None:
                 raise UnknownAccount(f"no account {account_id!r}", "account")
@@ -125,7 +182,7 @@ class Ledger:
             }
 
     def balance(self, account_id: str) -> int:
-        with self._sessions() as s:
+        with self._reads() as s:
             account = s.get(LedgerAccount, account_id)
             if account is None:
                 raise UnknownAccount(f"no account {account_id!r}", "account")
@@ -134,7 +191,7 @@ class Ledger:
     def entries(self, account_id: str, limit: int = 50, before: int | None = None) -> list[dict]:
         """Newest first; page with `before` = the smallest entry id of the previous page."""
         self.balance(account_id)  # UnknownAccount
-        with self._sessions() as s:
+        with self._reads() as s:
             query = (
                 select(LedgerEntry, LedgerTransaction)
                 .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
@@ -159,7 +216,7 @@ class Ledger:
 
     def total(self, include_system: bool = False) -> int:
         """Sum of balances (all accounts but issuance, unless asked): equals minted - burned."""
-        with self._sessions() as s:
+        with self._reads() as s:
             rows = s.execute(select(LedgerAccount.id, LedgerAccount.balance)).all()
         return sum(b for a, b in rows if include_system or a != ISSUANCE)
 
@@ -204,7 +261,7 @@ class Ledger:
         return self._close(hold_id, key, "release", {}, memo)
 
     def _close(self, hold_id: str, key: str, kind: str, payouts: dict[str, int], memo: str | None) -> Receipt:
-        with self._sessions() as s:
+        with self._read() as s:
             hold = s.get(LedgerHold, hold_id)
         if hold is None:
             raise UnknownAccount(f"no hold {hold_id!r}", "hold_id")
@@ -242,9 +299,11 @@ class Ledger:
             return replay
         txn_id = str(uuid.uuid4())
         try:
-            with self._sessions.begin() as s:
+            with self._write() as s:
                 self._post(s, txn_id, key, digest, kind, moves, memo, hold_id, extra)
         except IntegrityError:
+            if getattr(self._local, "session", None) is not None:
+                raise  # inside a batch: this call fails alone; a retry replays
             replay = self._replay(key, digest)  # a concurrent attempt with this key won
             if replay:
                 return replay
@@ -252,7 +311,7 @@ class Ledger:
         return Receipt(txn_id, kind, key, hold_id)
 
     def _replay(self, key: str, digest: str) -> Receipt | None:
-        with self._sessions() as s:
+        with self._read() as s:
             done = s.scalars(
                 select(LedgerTransaction).where(LedgerTransaction.idempotency_key == key)
             ).first()
@@ -302,7 +361,7 @@ class Ledger:
 
 def sum_of_entries_per_transaction(ledger: Ledger) -> dict[str, int]:
     """For audits and tests: every transaction's entries must sum to zero."""
-    with ledger._sessions() as s:
+    with ledger._reads() as s:
         rows = s.execute(select(LedgerEntry.transaction_id, LedgerEntry.amount)).all()
     sums: dict[str, int] = {}
     for txn, amount in rows:

@@ -106,3 +106,25 @@ def test_without_the_write_lock_concurrent_charges_would_overdraw(tmp_path):
     upgrade(url)
     with pytest.raises(AssertionError):
         ledger_checks.check_concurrent_charges_never_overdraw(Ledger(make_engine(url)))
+
+
+def test_a_batch_commits_once_and_a_refused_call_rolls_back_alone(ledger):
+    from prsm.ftns.ledger import InsufficientFunds
+
+    ledger_checks.funded(ledger, 100)
+    results = ledger.apply_many(
+        [
+            ("transfer", ("alice", "bob", 30, "b1")),
+            ("transfer", ("alice", "bob", 500, "b2")),  # overdraft: refused, alone
+            ("transfer", ("alice", "bob", 30, "b1")),  # same key in the same batch: a replay
+            ("hold", ("alice", 20, "b3")),
+            ("mint", ("nobody", 5, "b4")),  # unknown account: refused, alone
+            ("drop_tables", ()),  # not an operation: refused
+        ]
+    )
+    assert results[0].transaction_id == results[2].transaction_id and results[2].replayed
+    assert isinstance(results[1], InsufficientFunds)
+    assert isinstance(results[4], Exception) and isinstance(results[5], InvalidInput)
+    assert ledger.balance("alice") == 50 and ledger.balance("bob") == 30
+    assert ledger.balance("escrow:alice") == 20
+    assert set(sum_of_entries_per_transaction(ledger).values()) == {0}
