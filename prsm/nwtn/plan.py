@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -36,7 +36,6 @@ class SubTask:
 class TaskPlan:
     tasks: tuple[SubTask, ...]
     planner: str
-    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def get(self, key: str) -> SubTask:
         return next(t for t in self.tasks if t.key == key)
