@@ -2,7 +2,7 @@
 
 In one run, on SQLite (the embedded default) and on a private PostgreSQL cluster:
   - ledger: hold + capture pairs per second (what one paid query costs the ledger), one
-    operation per transaction, and the same pairs through `Ledger.apply_many` in batches of 32;
+    operation per transaction, and the same pairs through `Ledger.post_many` in batches of 32;
   - baseline: a plain single-row UPDATE loop (`balance = balance + 1`, one per transaction) on
     the same database with the same engine settings.
 Prints both and the ratio ledger / baseline (pairs per second over UPDATEs per second).
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services (the private PostgreSQL starter)
 
 from prsm.db.engine import make_engine, upgrade  # noqa: E402
-from prsm.ftns.ledger import Ledger  # noqa: E402
+from prsm.ftns.ledger import Ledger, capture_op, hold_op  # noqa: E402
 from tests.services import private_postgres  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "ledger.json"
@@ -52,10 +52,10 @@ def ledger_pairs_batched(ledger: Ledger, n: int, tag: str) -> float:
     started = time.perf_counter()
     for first in range(0, n, BATCH):
         keys = range(first, min(first + BATCH, n))
-        holds = ledger.apply_many([("hold", ("payer", 10**15, f"{tag}-bh{i}")) for i in keys])
-        ledger.apply_many(
+        holds = ledger.post_many([hold_op("payer", 10**15, f"{tag}-bh{i}") for i in keys])
+        ledger.post_many(
             [
-                ("capture", (h.hold_id, {"owner": 10**14}, f"{tag}-bc{i}"))
+                capture_op(h.hold_id, {"owner": 10**14}, f"{tag}-bc{i}")
                 for i, h in zip(keys, holds, strict=True)
             ]
         )

@@ -132,6 +132,7 @@ def measure_serve(seconds: float) -> dict:
 
     from deployments.app import build_app
     from prsm.settings import Settings
+    from prsm.ftns.ledger import Ledger
 
     @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1})
     class Echo:
@@ -149,6 +150,12 @@ def measure_serve(seconds: float) -> dict:
         serve.run(build_app(settings.model_dump(mode="json")), name="prsm", route_prefix="/")
         serve.run(Echo.bind(), name="echo", route_prefix="/echo")
         base = f"http://127.0.0.1:{port}"
+
+        # Queries are paid: the benchmark's accounts get FTNS from the dev faucet first.
+        ledger = Ledger(settings.resolved_database_url)
+        for user in ("anonymous", "bench"):
+            ledger.open_account(user)
+            ledger.mint(user, 10**24, f"bench-faucet-{user}")
 
         # Load the default model, so the memory figure is of the app as it answers everything.
         demo = httpx.post(

@@ -22,7 +22,6 @@ from prsm.backends import ModelCall, ModelOutput, load_backend
 from prsm.coalesce import Coalescer
 from prsm.db.engine import make_engine, session_factory, upgrade
 from prsm.errors import error_dict, error_from_dict
-from prsm.ftns.ledger import Ledger
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.plan import SubTask
@@ -123,9 +122,13 @@ class NWTN:
         return json.dumps(await self.orchestrator.query(prompt, user)).encode()
 
     async def complete(
-        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None
-    ) -> dict:
-        return asdict(await self.orchestrator.complete(model_id, messages, max_tokens, response_format))
+        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,
+        user: str,
+    ) -> dict:  # fmt: skip
+        output, charge = await self.orchestrator.complete(
+            model_id, messages, max_tokens, response_format, user
+        )
+        return asdict(output) | {"charge": charge}
 
 
 api = create_api()
@@ -137,7 +140,7 @@ class Ingress:
     def __init__(self, settings: dict, nwtn):
         self.settings, self.registry, self.store = _state(settings)
         self.nwtn = nwtn
-        self.ledger = Ledger(self.settings.resolved_database_url)
+        self.ledger = self.store.ledger
         limits.configure(self.settings.max_body_bytes)
 
     @api.get("/healthz")
@@ -192,12 +195,17 @@ class Ingress:
             trace = json.loads(await unwrapped(self.nwtn.query.remote(prompt, body.user or "anonymous")))
             tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
             tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
-            extra = {"prsm_session_id": trace["session_id"]}
+            extra = {"prsm_session_id": trace["session_id"], "prsm_charge": trace["cost"]}
             return chat_completion("nwtn", trace["answer"], tokens_in, tokens_out, extra)
         await asyncio.to_thread(self.registry.get, body.model)  # 404 before any work
         budget = body.max_completion_tokens or body.max_tokens
-        out = await unwrapped(self.nwtn.complete.remote(body.model, messages, budget, body.response_format))
-        return chat_completion(body.model, out["text"], out["tokens_in"], out["tokens_out"])
+        user = body.user or "anonymous"
+        out = await unwrapped(
+            self.nwtn.complete.remote(body.model, messages, budget, body.response_format, user)
+        )
+        return chat_completion(
+            body.model, out["text"], out["tokens_in"], out["tokens_out"], {"prsm_charge": out["charge"]}
+        )
 
 
 def build_app(args: dict | None = None) -> Application:

@@ -163,7 +163,16 @@ def print_trace(trace: dict) -> None:
     console.print(f"\n[bold]Answer[/bold] (session {trace['session_id']}, {trace['status']})")
     console.print(trace.get("answer") or "")
     table = Table(title="Trace", show_lines=False)
-    for column in ("task", "capability", "instruction", "model", "status", "latency ms", "tokens in/out"):
+    for column in (
+        "task",
+        "capability",
+        "instruction",
+        "model",
+        "status",
+        "latency ms",
+        "tokens in/out",
+        "FTNS",
+    ):
         table.add_column(column, overflow="fold")
     for t in trace["tasks"]:
         latency = f"{t['latency_ms']:.0f}" if t.get("latency_ms") is not None else "-"
@@ -176,10 +185,18 @@ def print_trace(trace: dict) -> None:
             t["status"],
             latency,
             f"{t['tokens_in']}/{t['tokens_out']}",
+            format_ftns(t.get("cost") or 0).removesuffix(" FTNS"),
         )
     console.print(table)
     total = trace.get("latency_ms")
     console.print(f"planner: {trace['planner']}, total {total:.0f} ms" if total else "")
+    cost = trace.get("cost") or {}
+    if cost.get("charged") is not None:
+        split = ", ".join(f"{a} {format_ftns(v)}" for a, v in cost["split"].items())
+        console.print(
+            f"charged {format_ftns(cost['charged'])} to {trace['user']} (quoted {format_ftns(cost['quoted'])})"
+            + (f": {split}" if split else "")
+        )
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> None:
@@ -268,10 +285,24 @@ def cmd_ftns(args: argparse.Namespace, settings: Settings) -> None:
         console.print(f"moved {format_ftns(amount)} from {args.account} to {args.to}{again}")
 
 
+def fund_demo_account(settings: Settings) -> None:
+    """The demo pays for its query like anyone: its account is topped up from the dev faucet."""
+    import uuid
+
+    from prsm.ftns.amounts import FTNS
+    from prsm.ftns.ledger import Ledger
+
+    ledger = Ledger(settings.resolved_database_url)
+    ledger.open_account("demo")
+    if ledger.balance("demo") < FTNS // 10:
+        ledger.mint("demo", FTNS, f"demo-faucet-{uuid.uuid4()}", memo="dev faucet (prsm demo)")
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     t0 = time.perf_counter()
     cmd_up(args, settings)
     try:
+        fund_demo_account(settings)
         t_query = time.perf_counter()
         trace = api(settings, "POST", "/v1/query", json={"prompt": DEMO_PROMPT, "user": "demo"})
         console.print(f"\n[bold]Question[/bold]\n{DEMO_PROMPT}")

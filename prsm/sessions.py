@@ -6,7 +6,10 @@ written as it finishes, so a crash mid-query still leaves every finished step re
 
 Writes go through a group committer: one writer thread per process folds the writes of all
 concurrent queries into few transactions. SQLite allows one writer at a time, and many small
-transactions from many threads spend their time waiting on each other's locks.
+transactions from many threads spend their time waiting on each other's locks. A query's FTNS
+hold is posted in the transaction that writes its session, and its capture (or release) in the
+one that writes its outcome: a query whose hold is refused leaves nothing behind, and charging
+costs no commit of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import queue
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from prsm.db.models import (
@@ -29,13 +32,15 @@ from prsm.db.models import (
     utcnow,
 )
 from prsm.errors import SessionNotFound
+from prsm.ftns.ledger import Ledger, Op
 from prsm.nwtn.compile import sources
 from prsm.nwtn.execute import TaskOutcome
 from prsm.nwtn.plan import TaskPlan
 from prsm.registry import LATENCY_EWMA_WEIGHT, ModelCard, card_from_row
 from prsm.safety import Flag
 
-Write = list[tuple[str, dict]]  # (statement name in STATEMENTS, its parameters)
+# (statement name in STATEMENTS, its parameters), or ("ledger", Op): at most one Op per write.
+Write = list[tuple[str, dict | Op]]
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,9 @@ class GroupCommitter:
     its write is committed.
     """
 
-    def __init__(self, engine: Engine, max_batch: int = 512):
-        self._engine = engine
+    def __init__(self, ledger: Ledger, max_batch: int = 512):
+        self._ledger = ledger
+        self._engine = ledger.engine  # takes the write lock up front: the ledger checks balances
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -99,29 +105,40 @@ class GroupCommitter:
                 except queue.Empty:
                     break
             try:
-                self._commit([write for write, _, _ in batch])
-                results: list[Exception | None] = [None] * len(batch)
+                results = self._commit([write for write, _, _ in batch])
             except Exception:
                 results = [self._alone(write) for write, _, _ in batch]
             for (_, loop, future), error in zip(batch, results, strict=True):
                 loop.call_soon_threadsafe(_settle, future, error)
 
-    def _commit(self, writes: list[Write]) -> None:
-        grouped: dict[str, list[dict]] = {name: [] for name in STATEMENTS}
-        for write in writes:
-            for name, params in write:
-                grouped[name].append(params)
+    def _commit(self, writes: list[Write]) -> list[Exception | None]:
+        """One transaction: the ledger operations first; a write whose operation is refused
+        (e.g. insufficient funds) is left out whole and gets the refusal as its result."""
+        errors: list[Exception | None] = [None] * len(writes)
+        ops = [(i, op) for i, write in enumerate(writes) for name, op in write if name == "ledger"]
+        assert len({i for i, _ in ops}) == len(ops), "at most one ledger operation per write"
         with self._engine.begin() as conn:
+            if ops:
+                posted = self._ledger.post_many([op for _, op in ops], conn)
+                for (i, _), result in zip(ops, posted, strict=True):
+                    if isinstance(result, Exception):
+                        errors[i] = result
+            grouped: dict[str, list[dict]] = {name: [] for name in STATEMENTS}
+            for write, error in zip(writes, errors, strict=True):
+                if error is None:
+                    for name, params in write:
+                        if name != "ledger":
+                            grouped[name].append(params)
             for name, statement in STATEMENTS.items():
                 if grouped[name]:
                     conn.execute(statement, grouped[name])
+        return errors
 
     def _alone(self, write: Write) -> Exception | None:
         try:
-            self._commit([write])
+            return self._commit([write])[0]
         except Exception as exc:  # handed to the caller that submitted this write
             return exc
-        return None
 
 
 def _settle(future: asyncio.Future, error: Exception | None) -> None:
@@ -134,19 +151,24 @@ def _settle(future: asyncio.Future, error: Exception | None) -> None:
 
 
 class SessionStore:
-    def __init__(self, sessions: sessionmaker[Session]):
+    def __init__(self, sessions: sessionmaker[Session], ledger: Ledger | None = None):
         self._sessions = sessions
-        self._committer = GroupCommitter(sessions.kw["bind"])
+        self.ledger = ledger or Ledger(sessions.kw["bind"].url.render_as_string(hide_password=False))
+        self._committer = GroupCommitter(self.ledger)
 
-    async def start(self, record: SessionRecord) -> None:
-        write: Write = [("session", dict(record.session))]
+    async def start(self, record: SessionRecord, hold: Op | None = None) -> None:
+        """Write the session, its plan and first steps, with the query's hold if it has one."""
+        write: Write = [("ledger", hold)] if hold else []
+        write.append(("session", dict(record.session)))
         write += [("task", dict(t)) for t in record.tasks]
         write += [("flag", dict(f)) for f in record.flags]
         write += [("step", dict(st)) for st in record.steps]
         await self._committer.submit(write)
 
-    async def finish_task(self, record: SessionRecord, outcome: TaskOutcome, steps: list[Step]) -> None:
-        task = record.finish_task(outcome)
+    async def finish_task(
+        self, record: SessionRecord, outcome: TaskOutcome, steps: list[Step], cost: int = 0
+    ) -> None:
+        task = record.finish_task(outcome, cost)
         result = {"b_session_id": task["session_id"], "b_key": task["key"]}
         result |= {k: task[k] for k in TASK_RESULT_FIELDS}
         write: Write = [("task_result", result)]
@@ -161,14 +183,21 @@ class SessionStore:
 
     async def finish(
         self, record: SessionRecord, status: str, answer: str | None, error: str | None, latency_ms: float,
-        steps: list[Step],
+        steps: list[Step], charge: Op | None = None, split: dict[str, int] | None = None,
     ) -> None:  # fmt: skip
+        """Write the outcome, with the capture (`split` is what it pays whom) or the release."""
         record.session.update(
             status=status, answer=answer, error=error, latency_ms=latency_ms, finished_at=utcnow()
         )
+        if charge is not None:
+            split = split or {}
+            record.session.update(
+                charged=sum(split.values()), charge_split={a: str(v) for a, v in sorted(split.items())}
+            )
         result = {"b_id": record.session["id"]}
         result |= {k: record.session[k] for k in SESSION_RESULT_FIELDS}
-        write: Write = [("session_result", result)]
+        write: Write = [("ledger", charge)] if charge else []
+        write.append(("session_result", result))
         write += [("step", row) for row in record.add_steps(steps)]
         await self._committer.submit(write)
 
@@ -199,15 +228,16 @@ SESSIONS, TASKS = QuerySession.__table__, PlanTask.__table__
 STEPS, FLAGS = ReasoningStep.__table__, SafetyFlag.__table__
 
 SESSION_FIELDS = ("id", "user", "prompt", "status", "planner", "answer", "error", "created_at",
-                  "finished_at", "plan_ms", "latency_ms")  # fmt: skip
+                  "finished_at", "plan_ms", "latency_ms", "hold_id", "quoted", "charged",
+                  "charge_split")  # fmt: skip
 TASK_RESULT_FIELDS = ("instruction", "status", "assigned_model", "result", "error", "tokens_in",
-                      "tokens_out", "latency_ms", "ranking")  # fmt: skip
+                      "tokens_out", "latency_ms", "ranking", "cost")  # fmt: skip
 TASK_FIELDS = ("session_id", "key", "position", "parent_key", "depends_on", "capability", *TASK_RESULT_FIELDS)
 STEP_FIELDS = ("session_id", "seq", "role", "task_key", "model_id", "input", "output", "latency_ms")
 FLAG_FIELDS = ("session_id", "category", "severity", "detail")
 
 
-SESSION_RESULT_FIELDS = ("status", "answer", "error", "latency_ms", "finished_at")
+SESSION_RESULT_FIELDS = ("status", "answer", "error", "latency_ms", "finished_at", "charged", "charge_split")
 CARDS = ModelCardRow.__table__
 _latency = bindparam("b_latency")
 
@@ -263,12 +293,12 @@ class SessionRecord:
     @classmethod
     def new(
         cls, session_id: str, user: str, prompt: str, plan: TaskPlan, plan_ms: float, flags: list[Flag],
-        steps: list[Step], status: str = "running",
+        steps: list[Step], status: str = "running", hold_id: str | None = None, quoted: int | None = None,
     ) -> SessionRecord:  # fmt: skip
         session = {
             "id": session_id, "user": user, "prompt": prompt, "status": status, "planner": plan.planner,
             "answer": None, "error": None, "created_at": utcnow(), "finished_at": None, "plan_ms": plan_ms,
-            "latency_ms": None,
+            "latency_ms": None, "hold_id": hold_id, "quoted": quoted, "charged": None, "charge_split": None,
         }  # fmt: skip
         tasks = [
             {
@@ -287,6 +317,7 @@ class SessionRecord:
                 "tokens_out": 0,
                 "latency_ms": None,
                 "ranking": [],
+                "cost": 0,
             }  # fmt: skip
             for i, t in enumerate(plan.tasks)
         ]
@@ -303,7 +334,7 @@ class SessionRecord:
         self.steps.extend(rows)
         return rows
 
-    def finish_task(self, outcome: TaskOutcome) -> dict:
+    def finish_task(self, outcome: TaskOutcome, cost: int = 0) -> dict:
         task = next(t for t in self.tasks if t["key"] == outcome.task.key)
         task.update(
             instruction=outcome.instruction,
@@ -315,6 +346,7 @@ class SessionRecord:
             tokens_out=outcome.tokens_out,
             latency_ms=outcome.latency_ms,
             ranking=outcome.ranking,
+            cost=cost,
         )
         return task
 
@@ -334,6 +366,13 @@ class SessionRecord:
             "finished_at": iso_utc(s["finished_at"]),
             "plan_ms": s["plan_ms"],
             "latency_ms": s["latency_ms"],
+            # FTNS, decimal strings of base units: quoted (held) before running, charged after.
+            "cost": {
+                "quoted": None if s["quoted"] is None else str(s["quoted"]),
+                "charged": None if s["charged"] is None else str(s["charged"]),
+                "split": dict(s["charge_split"] or {}),
+                "hold_id": s["hold_id"],
+            },
             "tasks": [
                 {
                     "key": t["key"],
@@ -349,6 +388,7 @@ class SessionRecord:
                     "tokens_in": t["tokens_in"],
                     "tokens_out": t["tokens_out"],
                     "ranking": t["ranking"],
+                    "cost": str(t["cost"]),
                 }
                 for t in tasks
             ],

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     # is always the fallback.
     planner_model: str | None = None
 
+    # FTNS pricing (prsm/ftns/pricing.py explains the defaults). Amounts in base units (1e-18 FTNS).
+    query_fee: int = Field(default=10**14, ge=0, description="Orchestration fee per query.")
+    owner_share_bps: int = 8_000
+    operator_share_bps: int = 1_500
+    treasury_share_bps: int = 500
+    royalty_bps: int = Field(
+        default=1_000, description="Of a distilled model's owner share, to its teacher's owner."
+    )
+    operator_account: str = Field(default="local-operator", description="Ledger account paid for compute.")
+
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (ENVIRONMENT.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.
@@ -68,6 +78,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'prsm.db').resolve()}"
+
+    @property
+    def shares(self):
+        from prsm.ftns.pricing import Shares
+
+        return Shares(
+            self.owner_share_bps,
+            self.operator_share_bps,
+            self.treasury_share_bps,
+            self.royalty_bps,
+            self.operator_account,
+        )
 
     @property
     def base_url(self) -> str:

@@ -44,6 +44,11 @@ class ModelCardIn(BaseModel):
     weights: str | None = Field(default=None, max_length=1024, validate_default=True)
     endpoint: str | None = Field(default=None, max_length=1024, validate_default=True)
     remote_model: str | None = Field(default=None, max_length=256)
+    teacher: str | None = Field(
+        default=None,
+        pattern=MODEL_ID_PATTERN,
+        description="The registered model this one was distilled from.",
+    )
 
     @field_validator("price_per_1k_tokens", "price_per_call", mode="before")
     @classmethod

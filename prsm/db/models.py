@@ -90,6 +90,8 @@ class ModelCardRow(Base):
     weights: Mapped[str | None] = mapped_column(String(1024))
     endpoint: Mapped[str | None] = mapped_column(String(1024))
     remote_model: Mapped[str | None] = mapped_column(String(256))
+    # Provenance: the model this one was distilled from; its owner earns a royalty on every call.
+    teacher: Mapped[str | None] = mapped_column(String(128))
     licence: Mapped[str] = mapped_column(String(128))
     # Measured by the system, never declared by the owner.
     latency_ms: Mapped[float | None] = mapped_column(Float)
@@ -116,6 +118,12 @@ class QuerySession(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     plan_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    # FTNS (prsm/ftns/pricing.py): the quote held before running, the charge captured after,
+    # and how the charge was split between accounts ({account: base units as a string}).
+    hold_id: Mapped[str | None] = mapped_column(String(36))
+    quoted: Mapped[int | None] = mapped_column(TokenAmount)
+    charged: Mapped[int | None] = mapped_column(TokenAmount)
+    charge_split: Mapped[dict | None] = mapped_column(JSON)
 
     tasks: Mapped[list[PlanTask]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="PlanTask.position"
@@ -146,6 +154,7 @@ class PlanTask(Base):
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ranking: Mapped[list] = mapped_column(JSON, default=list)
+    cost: Mapped[int] = mapped_column(TokenAmount, default=0)  # measured usage x the model's price
 
     session: Mapped[QuerySession] = relationship(back_populates="tasks")
 

@@ -6,17 +6,25 @@ funds against the `ftns:issuance` account, the only one allowed below zero; so t
 other balances changes only by mint and burn entries. A hold moves funds from a user to the
 user's escrow account; capture pays out of escrow and returns the rest; release returns it all.
 
+Operations are values (`Op`, built by `mint_op`, `hold_op`, ...) posted in batches: `post_many`
+reads every account, hold and idempotency key a batch touches in one query each, applies the
+operations one by one in memory (a refused one fails alone and changes nothing), then writes
+all rows with one executemany per table. A single operation is a batch of one. The query path
+posts its holds and captures in the same transaction as the session rows (prsm/sessions.py), so
+charging a query costs no commit of its own.
+
 Concurrency. The balance check and the balance write must not interleave with another writer:
 - SQLite: the ledger's engine begins every transaction with BEGIN IMMEDIATE, which takes the
   database's single write lock up front. A conditional UPDATE cannot be used instead: SQLite has
   no exact integer above 2^63 (9.2 FTNS), so amounts are stored as text and checked in Python.
-- PostgreSQL: the accounts a transaction touches are locked with SELECT ... FOR UPDATE, in id
-  order so two transfers in opposite directions cannot deadlock.
+- PostgreSQL: the accounts and holds a batch touches are locked with SELECT ... FOR UPDATE, in
+  id order, so two batches moving funds in opposite directions cannot deadlock.
 
 Idempotency. Each operation carries a key; the key is unique in `ftns_transactions`. A retry with
 the same key and the same request returns the first result and writes nothing; the same key with
 a different request is refused. Two concurrent first attempts: one commits, the other hits the
-unique constraint, rolls back everything it did, and returns the winner's result.
+unique constraint, rolls back, retries each of its operations alone, and the loser's retry
+returns the winner's result.
 """
 
 from __future__ import annotations
@@ -24,14 +32,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from prsm.db.engine import make_engine
 from prsm.db.models import LedgerAccount, LedgerEntry, LedgerHold, LedgerTransaction, iso_utc, utcnow
@@ -40,9 +45,10 @@ from prsm.ftns.amounts import check_amount, format_ftns
 
 ISSUANCE = "ftns:issuance"  # system accounts have a prefix no user account id can have
 TREASURY = "ftns:treasury"
+SYSTEM_ACCOUNTS = {ISSUANCE: "issuance", TREASURY: "treasury"}
 ACCOUNT_KINDS = ("user", "owner", "operator", "treasury")
-BATCHABLE = ("open_account", "mint", "burn", "transfer", "credit", "hold", "capture", "release")
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+CLOSING = ("capture", "release")
 
 
 class UnknownAccount(PRSMError):
@@ -80,8 +86,84 @@ class Receipt:
     replayed: bool = False
 
 
+@dataclass(frozen=True)
+class Op:
+    """One ledger operation, validated, not yet posted. Build it with the `*_op` functions.
+
+    `moves` are (account, signed amount) pairs summing to zero; a capture or release has none
+    until posting, because its moves depend on the hold (read in the same transaction).
+    """
+
+    kind: str
+    key: str
+    memo: str | None
+    moves: tuple[tuple[str, int], ...] = ()
+    hold_id: str | None = None
+    payouts: tuple[tuple[str, int], ...] = ()
+    digest: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key or len(self.key) > 200:
+            raise InvalidInput("an idempotency key of 1 to 200 characters is required", "idempotency_key")
+        if self.kind in CLOSING:
+            request = {"hold_id": self.hold_id, "payouts": {a: str(v) for a, v in sorted(self.payouts)}}
+        else:
+            request = {"moves": [(a, str(v)) for a, v in self.moves]}
+        body = json.dumps([self.kind, request, self.memo], sort_keys=True).encode()
+        object.__setattr__(self, "digest", hashlib.sha256(body).hexdigest())
+
+
 def escrow_of(account_id: str) -> str:
     return f"escrow:{account_id}"
+
+
+def hold_id_for(key: str) -> str:
+    """A hold's id follows from its key, so a caller knows it before the hold is posted."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"prsm-hold:{key}"))
+
+
+def mint_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
+    amount = check_amount(amount)
+    return Op("mint", key, memo, ((ISSUANCE, -amount), (account_id, amount)))
+
+
+def burn_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
+    amount = check_amount(amount)
+    return Op("burn", key, memo, ((account_id, -amount), (ISSUANCE, amount)))
+
+
+def transfer_op(src: str, dst: str, amount: int, key: str, memo: str | None = None) -> Op:
+    amount = check_amount(amount)
+    if src == dst:
+        raise InvalidInput("source and destination are the same account", "to")
+    return Op("transfer", key, memo, ((src, -amount), (dst, amount)))
+
+
+def credit_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
+    """A reward paid from the treasury."""
+    amount = check_amount(amount)
+    return Op("credit", key, memo, ((TREASURY, -amount), (account_id, amount)))
+
+
+def hold_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
+    amount = check_amount(amount)
+    moves = ((account_id, -amount), (escrow_of(account_id), amount))
+    return Op("hold", key, memo, moves, hold_id=hold_id_for(key))
+
+
+def capture_op(hold_id: str, payouts: dict[str, int], key: str, memo: str | None = None) -> Op:
+    """Charge a hold: pay `payouts` out of it and return what is left to the holder. A payee
+    without an account gets one (kind owner): rewards go to model owners and operators whose
+    ids come from model cards and settings, not from the caller."""
+    for account_id, amount in payouts.items():
+        check_amount(amount, f"payouts.{account_id}")
+        if not ACCOUNT_ID.match(account_id) and account_id not in SYSTEM_ACCOUNTS:
+            raise InvalidInput(f"invalid account id {account_id!r}", f"payouts.{account_id}")
+    return Op("capture", key, memo, hold_id=hold_id, payouts=tuple(sorted(payouts.items())))
+
+
+def release_op(hold_id: str, key: str, memo: str | None = None) -> Op:
+    return Op("release", key, memo, hold_id=hold_id)
 
 
 class Ledger:
@@ -92,59 +174,12 @@ class Ledger:
             else url_or_engine
         )
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._postgres = engine.dialect.name == "postgresql"
         # Reads need no write lock: on SQLite they get their own engine (WAL readers run beside
         # the writer); on PostgreSQL the one engine serves both.
-        plain = (
+        self.reads = (
             make_engine(engine.url.render_as_string(hide_password=False)) if not self._postgres else engine
         )
-        self._reads = sessionmaker(plain, expire_on_commit=False)
-        self._local = threading.local()  # the session of the batch this thread is running, if any
-
-    # --- batches ----------------------------------------------------------------------------
-
-    def apply_many(self, calls: list[tuple[str, tuple]]) -> list[Receipt | Exception]:
-        """Run several operations in one database transaction, so concurrent queries share one
-        commit (and on SQLite one write lock) instead of queueing for it one by one.
-
-        Each call is (method name, arguments) of an operation below and runs in its own
-        SAVEPOINT: a refused one rolls back alone and its exception is its result.
-        """
-        results: list[Receipt | Exception] = []
-        with self._sessions.begin() as s:
-            self._local.session = s
-            try:
-                for name, args in calls:
-                    if name not in BATCHABLE:
-                        results.append(InvalidInput(f"{name!r} cannot run in a batch", "operation"))
-                        continue
-                    try:
-                        with s.begin_nested():
-                            results.append(getattr(self, name)(*args))
-                    except Exception as exc:  # this call's own result; the batch goes on
-                        results.append(exc)
-            finally:
-                self._local.session = None
-        return results
-
-    @contextmanager
-    def _write(self):
-        batch = getattr(self._local, "session", None)
-        if batch is not None:
-            yield batch  # apply_many opened a savepoint for this operation
-        else:
-            with self._sessions.begin() as s:
-                yield s
-
-    @contextmanager
-    def _read(self):
-        batch = getattr(self._local, "session", None)
-        if batch is not None:
-            yield batch  # sees what earlier calls of the batch wrote
-        else:
-            with self._reads() as s:
-                yield s
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -159,224 +194,249 @@ class Ledger:
             wanted.append((escrow_of(account_id), "escrow"))
         for acc, k in wanted:
             try:
-                with self._write() as s:
-                    if s.get(LedgerAccount, acc) is None:
-                        s.add(LedgerAccount(id=acc, kind=k, balance=0))
-                        s.flush()
+                with self.engine.begin() as conn:
+                    if conn.execute(select(ACCOUNTS.c.id).where(ACCOUNTS.c.id == acc)).first() is None:
+                        conn.execute(ACCOUNTS.insert(), [{"id": acc, "kind": k, "balance": 0}])
             except IntegrityError:
-                if getattr(self._local, "session", None) is not None:
-                    raise
-                # opened concurrently by someone else: the same outcome
+                pass  # opened concurrently by someone else: the same outcome
 
     def account(self, account_id: str) -> dict:
-        with self._reads() as s:
-            account = s.get(LedgerAccount, account_id)
-            if account is None:
-                raise UnknownAccount(f"no account {account_id!r}", "account")
-            return {
-                "account": account.id,
-                "kind": account.kind,
-                "balance": str(account.balance),
-                "balance_ftns": format_ftns(account.balance),
-                "created_at": iso_utc(account.created_at),
-            }
+        with self.reads.connect() as conn:
+            row = conn.execute(select(ACCOUNTS).where(ACCOUNTS.c.id == account_id)).first()
+        if row is None:
+            raise UnknownAccount(f"no account {account_id!r}", "account")
+        return {
+            "account": row.id,
+            "kind": row.kind,
+            "balance": str(row.balance),
+            "balance_ftns": format_ftns(row.balance),
+            "created_at": iso_utc(row.created_at),
+        }
 
     def balance(self, account_id: str) -> int:
-        with self._reads() as s:
-            account = s.get(LedgerAccount, account_id)
-            if account is None:
-                raise UnknownAccount(f"no account {account_id!r}", "account")
-            return account.balance
+        with self.reads.connect() as conn:
+            balance = conn.execute(select(ACCOUNTS.c.balance).where(ACCOUNTS.c.id == account_id)).first()
+        if balance is None:
+            raise UnknownAccount(f"no account {account_id!r}", "account")
+        return balance[0]
 
     def entries(self, account_id: str, limit: int = 50, before: int | None = None) -> list[dict]:
         """Newest first; page with `before` = the smallest entry id of the previous page."""
         self.balance(account_id)  # UnknownAccount
-        with self._reads() as s:
-            query = (
-                select(LedgerEntry, LedgerTransaction)
-                .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
-                .where(LedgerEntry.account_id == account_id)
-                .order_by(LedgerEntry.id.desc())
-                .limit(limit)
-            )
-            if before is not None:
-                query = query.where(LedgerEntry.id < before)
-            return [
-                {
-                    "id": e.id,
-                    "transaction_id": t.id,
-                    "kind": t.kind,
-                    "amount": str(e.amount),
-                    "balance_after": str(e.balance_after),
-                    "memo": t.memo,
-                    "created_at": iso_utc(e.created_at),
-                }
-                for e, t in s.execute(query).all()
-            ]
+        query = (
+            select(ENTRIES, TRANSACTIONS.c.kind, TRANSACTIONS.c.memo)
+            .join(TRANSACTIONS, ENTRIES.c.transaction_id == TRANSACTIONS.c.id)
+            .where(ENTRIES.c.account_id == account_id)
+            .order_by(ENTRIES.c.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            query = query.where(ENTRIES.c.id < before)
+        with self.reads.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "id": r.id,
+                "transaction_id": r.transaction_id,
+                "kind": r.kind,
+                "amount": str(r.amount),
+                "balance_after": str(r.balance_after),
+                "memo": r.memo,
+                "created_at": iso_utc(r.created_at),
+            }
+            for r in rows
+        ]
 
     def total(self, include_system: bool = False) -> int:
         """Sum of balances (all accounts but issuance, unless asked): equals minted - burned."""
-        with self._reads() as s:
-            rows = s.execute(select(LedgerAccount.id, LedgerAccount.balance)).all()
+        with self.reads.connect() as conn:
+            rows = conn.execute(select(ACCOUNTS.c.id, ACCOUNTS.c.balance)).all()
         return sum(b for a, b in rows if include_system or a != ISSUANCE)
 
     # --- operations -------------------------------------------------------------------------
 
     def mint(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
-        amount = check_amount(amount)
-        return self._apply(key, "mint", [(ISSUANCE, -amount), (account_id, amount)], memo)
+        return self.post(mint_op(account_id, amount, key, memo))
 
     def burn(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
-        amount = check_amount(amount)
-        return self._apply(key, "burn", [(account_id, -amount), (ISSUANCE, amount)], memo)
+        return self.post(burn_op(account_id, amount, key, memo))
 
     def transfer(self, src: str, dst: str, amount: int, key: str, memo: str | None = None) -> Receipt:
-        amount = check_amount(amount)
-        if src == dst:
-            raise InvalidInput("source and destination are the same account", "to")
-        return self._apply(key, "transfer", [(src, -amount), (dst, amount)], memo)
+        return self.post(transfer_op(src, dst, amount, key, memo))
 
     def credit(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
-        """A reward paid from the treasury."""
-        amount = check_amount(amount)
-        return self._apply(key, "credit", [(TREASURY, -amount), (account_id, amount)], memo)
+        return self.post(credit_op(account_id, amount, key, memo))
 
     def hold(self, account_id: str, amount: int, key: str, memo: str | None = None) -> Receipt:
-        amount = check_amount(amount)
-        hold_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"prsm-hold:{key}"))
-
-        def open_hold(conn) -> None:
-            conn.execute(
-                HOLDS.insert(),
-                [{"id": hold_id, "account_id": account_id, "amount": amount, "status": "open"}],
-            )
-
-        moves = [(account_id, -amount), (escrow_of(account_id), amount)]
-        return self._apply(key, "hold", moves, memo, hold_id=hold_id, extra=open_hold)
+        return self.post(hold_op(account_id, amount, key, memo))
 
     def capture(self, hold_id: str, payouts: dict[str, int], key: str, memo: str | None = None) -> Receipt:
-        """Charge a hold: pay `payouts` out of it and return what is left to the holder."""
-        for account_id, amount in payouts.items():
-            check_amount(amount, f"payouts.{account_id}")
-        return self._close(hold_id, key, "capture", payouts, memo)
+        return self.post(capture_op(hold_id, payouts, key, memo))
 
     def release(self, hold_id: str, key: str, memo: str | None = None) -> Receipt:
-        return self._close(hold_id, key, "release", {}, memo)
+        return self.post(release_op(hold_id, key, memo))
 
-    def _close(self, hold_id: str, key: str, kind: str, payouts: dict[str, int], memo: str | None) -> Receipt:
-        with self._read() as s:
-            hold = s.get(LedgerHold, hold_id)
+    def post(self, op: Op) -> Receipt:
+        result = self.post_many([op])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def post_many(self, ops: list[Op], conn: Connection | None = None) -> list[Receipt | PRSMError]:
+        """Post operations in one transaction (or inside `conn`'s): each gets its receipt or
+        its own refusal, and a refused operation writes nothing."""
+        if conn is not None:
+            return _post(conn, ops, self._postgres)
+        try:
+            with self.engine.begin() as own:
+                return _post(own, ops, self._postgres)
+        except IntegrityError:
+            if len(ops) == 1:
+                # A concurrent first attempt with this key committed first: replay it.
+                with self.engine.begin() as own:
+                    return _post(own, ops, self._postgres)
+            return [self.post_many([op])[0] for op in ops]
+
+
+def _post(conn: Connection, ops: list[Op], postgres: bool) -> list[Receipt | PRSMError]:
+    """The batch poster (see the module docstring). Rows are written only at the end, and
+    only for the operations that were applied."""
+    keys = {op.key for op in ops}
+    done = {
+        r.idempotency_key: r
+        for r in conn.execute(
+            select(TRANSACTIONS.c.idempotency_key, TRANSACTIONS.c.id, TRANSACTIONS.c.kind,
+                   TRANSACTIONS.c.hold_id, TRANSACTIONS.c.request_hash)
+            .where(TRANSACTIONS.c.idempotency_key.in_(keys))
+        )
+    }  # fmt: skip
+    hold_ids = sorted({op.hold_id for op in ops if op.kind in CLOSING})
+    holds: dict[str, dict] = {}
+    if hold_ids:
+        query = select(HOLDS.c.id, HOLDS.c.account_id, HOLDS.c.amount, HOLDS.c.status)
+        query = query.where(HOLDS.c.id.in_(hold_ids)).order_by(HOLDS.c.id)
+        holds = {r.id: r._asdict() for r in conn.execute(query.with_for_update() if postgres else query)}
+    touched = {a for op in ops for a, _ in op.moves} | {a for op in ops for a, _ in op.payouts}
+    for h in holds.values():
+        touched |= {h["account_id"], escrow_of(h["account_id"])}
+    query = select(ACCOUNTS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.balance).where(ACCOUNTS.c.id.in_(touched))
+    if postgres:
+        query = query.order_by(ACCOUNTS.c.id).with_for_update()
+    accounts = {r.id: [r.kind, r.balance] for r in conn.execute(query)}
+    existing = set(accounts)
+
+    results: list[Receipt | PRSMError] = []
+    txns, entries, new_holds, closed_holds = [], [], {}, {}
+    posted: dict[str, tuple[str, Receipt]] = {}  # key -> (digest, receipt), this batch
+    for op in ops:
+        try:
+            results.append(_apply(op, done, posted, holds, accounts, txns, entries, new_holds, closed_holds))
+        except PRSMError as exc:
+            results.append(exc)
+    if not txns:
+        return results
+    opened = [{"id": a, "kind": accounts[a][0], "balance": 0} for a in sorted(set(accounts) - existing)]
+    if opened:
+        conn.execute(ACCOUNTS.insert(), opened)
+    conn.execute(TRANSACTIONS.insert(), txns)  # the unique keys are checked here
+    if new_holds:
+        conn.execute(HOLDS.insert(), list(new_holds.values()))
+    if closed_holds:
+        conn.execute(CLOSE_HOLD, list(closed_holds.values()))
+    changed = {e["account_id"] for e in entries}
+    conn.execute(SET_BALANCE, [{"b_id": a, "b_balance": accounts[a][1]} for a in sorted(changed)])
+    conn.execute(ENTRIES.insert(), entries)
+    return results
+
+
+def _apply(op: Op, done, posted, holds, accounts, txns, entries, new_holds, closed_holds) -> Receipt:
+    """Apply one operation to the in-memory state of the batch, or raise and change nothing."""
+    earlier = posted.get(op.key)
+    if earlier is None and op.key in done:
+        row = done[op.key]
+        earlier = (row.request_hash, Receipt(row.id, row.kind, op.key, row.hold_id, replayed=True))
+    if earlier is not None:
+        if earlier[0] != op.digest:
+            raise IdempotencyConflict(
+                f"idempotency key {op.key!r} was used for a different request", "idempotency_key"
+            )
+        first = earlier[1]
+        return Receipt(first.transaction_id, first.kind, op.key, first.hold_id, replayed=True)
+
+    moves = list(op.moves)
+    opens: dict[str, str] = {}
+    if op.kind in CLOSING:
+        hold = holds.get(op.hold_id)
         if hold is None:
-            raise UnknownAccount(f"no hold {hold_id!r}", "hold_id")
-        charged = sum(payouts.values())
-        if charged > hold.amount:
+            raise UnknownAccount(f"no hold {op.hold_id!r}", "hold_id")
+        if hold["status"] != "open":
+            raise HoldClosed(f"hold {op.hold_id} is already {hold['status']}", "hold_id")
+        charged = sum(v for _, v in op.payouts)
+        if charged > hold["amount"]:
             raise InsufficientFunds(
-                f"payouts of {format_ftns(charged)} exceed the hold of {format_ftns(hold.amount)}",
+                f"payouts of {format_ftns(charged)} exceed the hold of {format_ftns(hold['amount'])}",
                 "payouts",
                 charged,
-                hold.amount,
+                hold["amount"],
             )
-        moves = [(escrow_of(hold.account_id), -hold.amount), *payouts.items()]
-        if hold.amount > charged:
-            moves.append((hold.account_id, hold.amount - charged))
+        moves = [(escrow_of(hold["account_id"]), -hold["amount"]), *op.payouts]
+        if hold["amount"] > charged:
+            moves.append((hold["account_id"], hold["amount"] - charged))
+        opens = {a: "owner" for a, _ in op.payouts if a not in accounts}
+    assert sum(v for _, v in moves) == 0, "a transaction's entries must sum to zero"
 
-        def close_hold(conn) -> None:
-            query = select(HOLDS.c.status).where(HOLDS.c.id == hold_id)
-            status = conn.execute(query.with_for_update() if self._postgres else query).scalar_one()
-            if status != "open":
-                raise HoldClosed(f"hold {hold_id} is already {status}", "hold_id")
-            closed = "captured" if kind == "capture" else "released"
-            conn.execute(
-                HOLDS.update().where(HOLDS.c.id == hold_id).values(status=closed, closed_at=utcnow())
-            )
-
-        request = {"hold_id": hold_id, "payouts": {a: str(v) for a, v in sorted(payouts.items())}}
-        return self._apply(key, kind, moves, memo, hold_id=hold_id, extra=close_hold, request=request)
-
-    def _apply(
-        self, key: str, kind: str, moves: list[tuple[str, int]], memo: str | None, hold_id: str | None = None,
-        extra=None, request: dict | None = None,
-    ) -> Receipt:  # fmt: skip
-        if not key or len(key) > 200:
-            raise InvalidInput("an idempotency key of 1 to 200 characters is required", "idempotency_key")
-        request = request or {"moves": [(a, str(v)) for a, v in moves]}
-        digest = hashlib.sha256(json.dumps([kind, request, memo], sort_keys=True).encode()).hexdigest()
-        txn_id = str(uuid.uuid4())
-        try:
-            with self._write() as s:
-                # The replay check runs in the writing transaction: one round trip, not two.
-                replay = self._replay(key, digest, s)
-                if replay:
-                    return replay
-                self._post(s, txn_id, key, digest, kind, moves, memo, hold_id, extra)
-        except IntegrityError:
-            if getattr(self._local, "session", None) is not None:
-                raise  # inside a batch: this call fails alone; a retry replays
-            replay = self._replay(key, digest)  # a concurrent attempt with this key won
-            if replay:
-                return replay
-            raise
-        return Receipt(txn_id, kind, key, hold_id)
-
-    def _replay(self, key: str, digest: str, s: Session | None = None) -> Receipt | None:
-        query = select(
-            TRANSACTIONS.c.id, TRANSACTIONS.c.kind, TRANSACTIONS.c.hold_id, TRANSACTIONS.c.request_hash
-        )
-        query = query.where(TRANSACTIONS.c.idempotency_key == key)
-        if s is not None:
-            done = s.connection().execute(query).first()
+    balances: dict[str, int] = {}
+    kinds: dict[str, str] = {}
+    for account_id, _ in moves:  # every account must exist before any balance is looked at
+        if account_id in accounts:
+            kinds[account_id], balances[account_id] = accounts[account_id]
+        elif account_id in SYSTEM_ACCOUNTS or account_id in opens:
+            kinds[account_id] = SYSTEM_ACCOUNTS.get(account_id) or opens[account_id]
+            balances[account_id] = 0
         else:
-            with self._read() as reader:
-                done = reader.connection().execute(query).first()
-        if done is None:
-            return None
-        if done.request_hash != digest:
-            raise IdempotencyConflict(
-                f"idempotency key {key!r} was used for a different request", "idempotency_key"
+            raise UnknownAccount(f"no account {account_id!r}", "account")
+    for account_id, amount in moves:
+        new_balance = balances[account_id] + amount
+        if new_balance < 0 and kinds[account_id] != "issuance":
+            raise InsufficientFunds(
+                f"account {account_id!r} holds {format_ftns(balances[account_id])}, needs {format_ftns(-amount)}",
+                "amount",
+                needed=-amount,
+                available=balances[account_id],
             )
-        return Receipt(done.id, done.kind, key, done.hold_id, replayed=True)
+        balances[account_id] = new_balance
 
-    def _post(self, s: Session, txn_id, key, digest, kind, moves, memo, hold_id, extra) -> None:
-        # Core statements, not ORM objects: a hold + capture pair costs a fraction of the CPU,
-        # and the query path makes one pair per query.
-        conn = s.connection()
-        ids = sorted({a for a, _ in moves})
-        query = select(ACCOUNTS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.balance).where(ACCOUNTS.c.id.in_(ids))
-        if self._postgres:
-            query = query.order_by(ACCOUNTS.c.id).with_for_update()
-        accounts = {r.id: (r.kind, r.balance) for r in conn.execute(query)}
-        for account_id in ids:
-            if account_id not in accounts:
-                if account_id not in (ISSUANCE, TREASURY):
-                    raise UnknownAccount(f"no account {account_id!r}", "account")
-                system_kind = account_id.removeprefix("ftns:")
-                conn.execute(ACCOUNTS.insert(), [{"id": account_id, "kind": system_kind, "balance": 0}])
-                accounts[account_id] = (system_kind, 0)
-        assert sum(v for _, v in moves) == 0, "a transaction's entries must sum to zero"
-        conn.execute(
-            TRANSACTIONS.insert(),
-            [{"id": txn_id, "idempotency_key": key, "request_hash": digest, "kind": kind,
-              "hold_id": hold_id, "memo": memo}],
-        )  # fmt: skip  # the unique key is checked here, before any balance moves
-        if extra:
-            extra(conn)
-        balances = {a: b for a, (_, b) in accounts.items()}
-        entries = []
-        for account_id, amount in moves:
-            new_balance = balances[account_id] + amount
-            if new_balance < 0 and accounts[account_id][0] != "issuance":
-                raise InsufficientFunds(
-                    f"account {account_id!r} holds {format_ftns(balances[account_id])}, "
-                    f"needs {format_ftns(-amount)}",
-                    "amount",
-                    needed=-amount,
-                    available=balances[account_id],
-                )
-            balances[account_id] = new_balance
-            entries.append({"transaction_id": txn_id, "account_id": account_id, "amount": amount,
-                            "balance_after": new_balance})  # fmt: skip
-        conn.execute(SET_BALANCE, [{"b_id": a, "b_balance": balances[a]} for a in ids])
-        conn.execute(ENTRIES.insert(), entries)
+    # Applied: from here on nothing can fail.
+    txn_id = str(uuid.uuid4())
+    txns.append({"id": txn_id, "idempotency_key": op.key, "request_hash": op.digest, "kind": op.kind,
+                 "hold_id": op.hold_id, "memo": op.memo})  # fmt: skip
+    running = {a: accounts[a][1] if a in accounts else 0 for a in balances}
+    for account_id, amount in moves:
+        running[account_id] += amount
+        entries.append({"transaction_id": txn_id, "account_id": account_id, "amount": amount,
+                        "balance_after": running[account_id]})  # fmt: skip
+    for account_id, balance in balances.items():
+        accounts[account_id] = [kinds[account_id], balance]
+    if op.kind == "hold":
+        (account_id, amount), _ = op.moves
+        new_holds[op.hold_id] = {
+            "id": op.hold_id,
+            "account_id": account_id,
+            "amount": -amount,
+            "status": "open",
+            "closed_at": None,
+        }
+        holds[op.hold_id] = dict(new_holds[op.hold_id])
+    elif op.kind in CLOSING:
+        status = "captured" if op.kind == "capture" else "released"
+        holds[op.hold_id]["status"] = status
+        if op.hold_id in new_holds:  # opened and closed in the same batch
+            new_holds[op.hold_id].update(status=status, closed_at=utcnow())
+        else:
+            closed_holds[op.hold_id] = {"b_id": op.hold_id, "b_status": status, "b_closed_at": utcnow()}
+    receipt = Receipt(txn_id, op.kind, op.key, op.hold_id)
+    posted[op.key] = (op.digest, receipt)
+    return receipt
 
 
 ACCOUNTS, TRANSACTIONS = LedgerAccount.__table__, LedgerTransaction.__table__
@@ -384,12 +444,17 @@ ENTRIES, HOLDS = LedgerEntry.__table__, LedgerHold.__table__
 SET_BALANCE = (
     ACCOUNTS.update().where(ACCOUNTS.c.id == bindparam("b_id")).values(balance=bindparam("b_balance"))
 )
+CLOSE_HOLD = (
+    HOLDS.update()
+    .where(HOLDS.c.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), closed_at=bindparam("b_closed_at"))
+)
 
 
 def sum_of_entries_per_transaction(ledger: Ledger) -> dict[str, int]:
     """For audits and tests: every transaction's entries must sum to zero."""
-    with ledger._reads() as s:
-        rows = s.execute(select(LedgerEntry.transaction_id, LedgerEntry.amount)).all()
+    with ledger.reads.connect() as conn:
+        rows = conn.execute(select(ENTRIES.c.transaction_id, ENTRIES.c.amount)).all()
     sums: dict[str, int] = {}
     for txn, amount in rows:
         sums[txn] = sums.get(txn, 0) + amount

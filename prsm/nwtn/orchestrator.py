@@ -11,9 +11,13 @@ import itertools
 import json
 import time
 import uuid
+from contextlib import contextmanager
 
 from prsm.backends import ModelCall, ModelOutput
 from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked
+from prsm.ftns.amounts import format_ftns
+from prsm.ftns.ledger import InsufficientFunds, UnknownAccount, capture_op, hold_op, release_op
+from prsm.ftns.pricing import TEMPLATE_TOKENS, call_cost, estimate_tokens, quote, split
 from prsm.nwtn.compile import compile_answer
 from prsm.nwtn.execute import CallFn, CircuitBreaker, RankFn, TaskOutcome, execute
 from prsm.nwtn.plan import (
@@ -55,6 +59,7 @@ class Orchestrator:
         self.rank = rank
         self.call = call
         self.breaker = breaker or CircuitBreaker()
+        self.shares = settings.shares  # refuses shares that do not add up, at start
         self._cards: dict[str, ModelCard] = {}
         self._cards_at = float("-inf")
 
@@ -115,17 +120,38 @@ class Orchestrator:
         steps = [safety_step]
         steps += [Step(next(seq), "planner", title, detail, 0.0) for title, detail in notes]
         steps.append(Step(next(seq), "planner", prompt[:2000], plan_output, plan_ms))
-        record = SessionRecord.new(session_id, user, prompt, plan, plan_ms, flags, steps)
-        await self.store.start(record)
+        cards = dict(await self.cards(set()))
+        quoted = quote(plan, list(cards.values()), self.settings.max_new_tokens, self.settings.query_fee)
+        hold = hold_op(user, quoted, f"query:{session_id}:hold", f"query {session_id}")
+        record = SessionRecord.new(
+            session_id, user, prompt, plan, plan_ms, flags, steps, hold_id=hold.hold_id, quoted=quoted
+        )
+        with payment_refusal(user, quoted):
+            await self.store.start(record, hold)  # refused: nothing is written
+
+        costs: list[tuple[ModelCard, int]] = []
 
         async def persist(outcome: TaskOutcome) -> None:
-            await self.store.finish_task(record, outcome, task_steps(outcome, seq))
+            cost = 0
+            if outcome.status == "done" and outcome.model_id not in cards:  # registered a moment ago
+                cards.update(await self.cards({outcome.model_id}))
+            card = cards.get(outcome.model_id) if outcome.status == "done" else None
+            if card is not None:
+                cost = call_cost(card, outcome.tokens_in, outcome.tokens_out)
+                costs.append((card, cost))
+            await self.store.finish_task(record, outcome, task_steps(outcome, seq), cost)
 
-        outcomes = await execute(
-            plan, self.rank, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist
-        )
-        t_compile = time.perf_counter()
-        compiled = compile_answer(outcomes)
+        try:
+            outcomes = await execute(
+                plan, self.rank, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist
+            )
+            t_compile = time.perf_counter()
+            compiled = compile_answer(outcomes)
+        except Exception as exc:  # an unexpected failure: the session ends failed, the hold is released
+            release = release_op(hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed")
+            latency_ms = (time.perf_counter() - started) * 1000
+            await self.store.finish(record, "failed", None, str(exc)[:2000], latency_ms, [], release)
+            raise
         compile_step = Step(
             next(seq),
             "compiler",
@@ -135,13 +161,25 @@ class Orchestrator:
         )
         errors = "; ".join(f"{o.task.key}: {o.error}" for o in outcomes.values() if o.error)
         latency_ms = (time.perf_counter() - started) * 1000
+        if compiled.status == "failed":  # nothing answered: nothing charged
+            parts: dict[str, int] = {}
+            charge = release_op(hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed")
+        else:
+            parts = split(costs, self.settings.query_fee, quoted, self.shares, cards)
+            charge = capture_op(hold.hold_id, parts, f"query:{session_id}:capture", f"query {session_id}")
         await self.store.finish(
-            record, compiled.status, compiled.answer, errors or None, latency_ms, [compile_step]
+            record,
+            compiled.status,
+            compiled.answer,
+            errors or None,
+            latency_ms,
+            [compile_step],
+            charge,
+            parts,
         )
         if compiled.status == "failed":
             raise AllCandidatesFailed(f"no sub-task could be answered (session {session_id}): {errors}")
-        used = {t["assigned_model"] for t in record.tasks if t["assigned_model"]}
-        return record.view(await self.cards(used))
+        return record.view(cards)
 
     async def cards(self, needed: set[str]) -> dict[str, ModelCard]:
         """Registry cards for the answer's sources, re-read at most once a second (or when a
@@ -152,12 +190,49 @@ class Orchestrator:
         return self._cards
 
     async def complete(
-        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None = None
-    ) -> ModelOutput:
-        """One chat completion from one registered model (OpenAI-compatible endpoint)."""
+        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None = None,
+        user: str = "anonymous",
+    ) -> tuple[ModelOutput, dict]:  # fmt: skip
+        """One chat completion from one registered model (OpenAI-compatible endpoint), paid like
+        a one-task query without the orchestration fee: hold the quote, capture the usage."""
         card = await asyncio.to_thread(self.registry.get, model_id)
         budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
-        return await self.call(card.id, card.kind, ModelCall(tuple(messages), budget, response_format))
+        tokens_in = estimate_tokens(json.dumps(messages)) + TEMPLATE_TOKENS
+        quoted = call_cost(card, tokens_in, budget)
+        call = ModelCall(tuple(messages), budget, response_format)
+        if quoted == 0:  # a free model
+            return await self.call(card.id, card.kind, call), {"quoted": "0", "charged": "0", "split": {}}
+        ledger, key = self.store.ledger, f"completion:{uuid.uuid4()}"
+        hold = hold_op(user, quoted, f"{key}:hold", f"completion {model_id}")
+        with payment_refusal(user, quoted):
+            await asyncio.to_thread(ledger.post, hold)
+        try:
+            output = await self.call(card.id, card.kind, call)
+        except BaseException:
+            await asyncio.to_thread(ledger.post, release_op(hold.hold_id, f"{key}:release"))
+            raise
+        cost = call_cost(card, output.tokens_in, output.tokens_out)
+        parts = split([(card, cost)], 0, quoted, self.shares, await self.cards({card.teacher} - {None}))
+        await asyncio.to_thread(ledger.post, capture_op(hold.hold_id, parts, f"{key}:capture"))
+        charge = {"quoted": str(quoted), "charged": str(sum(parts.values())),
+                  "split": {a: str(v) for a, v in sorted(parts.items())}}  # fmt: skip
+        return output, charge
+
+
+@contextmanager
+def payment_refusal(user: str, quoted: int):
+    """A hold the account cannot cover becomes one 402 that says what is needed."""
+    try:
+        yield
+    except (UnknownAccount, InsufficientFunds) as exc:
+        available = getattr(exc, "available", 0)
+        raise InsufficientFunds(
+            f"this is quoted at {format_ftns(quoted)} and account {user!r} holds {format_ftns(available)}"
+            + ("" if available else f" (no account or empty; on a dev stack: prsm ftns faucet {user} 1)"),
+            "user",
+            needed=quoted,
+            available=available,
+        ) from exc
 
 
 def task_steps(outcome: TaskOutcome, seq: itertools.count) -> list[Step]:

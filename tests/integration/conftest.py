@@ -40,6 +40,12 @@ def prsm_app(tmp_path_factory):
     while httpx.get(f"{settings.base_url}/healthz").status_code != 200:
         assert time.monotonic() < deadline, "the app never became healthy"
         time.sleep(0.5)
+    from prsm.ftns.ledger import Ledger
+
+    ledger = Ledger(settings.resolved_database_url)
+    for user in ("alice", "anonymous"):  # the test users pay for their queries
+        ledger.open_account(user)
+        ledger.mint(user, 10**18, f"test-faucet-{user}")
     yield settings.base_url, settings
     serve.shutdown()
     ray.shutdown()

@@ -166,3 +166,43 @@ def test_accounts_show_balance_and_page_through_entries(client, prsm_app):
     assert len(first["data"]) == 3 and len(rest["data"]) == 2 and rest["next_before"] is None
     assert client.get("/v1/accounts/nobody").status_code == 404
     assert client.get("/v1/accounts/erin/entries", params={"limit": 0}).status_code == 422
+
+
+def test_queries_are_paid_and_an_unfunded_account_gets_402_with_the_quote(client, prsm_app, demo_trace):
+    from prsm.ftns.ledger import Ledger, UnknownAccount
+
+    ledger = Ledger(prsm_app[1].resolved_database_url)
+    cost = demo_trace["cost"]
+    assert 0 < int(cost["charged"]) <= int(cost["quoted"])
+    assert sum(int(v) for v in cost["split"].values()) == int(cost["charged"])
+    lm_task = next(t for t in demo_trace["tasks"] if t["model"] == "smollm2-135m-instruct")
+    assert int(lm_task["cost"]) == -(-2 * 10**15 * (lm_task["tokens_in"] + lm_task["tokens_out"]) // 1000)
+    entries = client.get("/v1/accounts/alice/entries").json()["data"]
+    # the hold took the quote; the capture gave back what was not charged
+    assert any(e["kind"] == "hold" and int(e["amount"]) == -int(cost["quoted"]) for e in entries)
+    refund = int(cost["quoted"]) - int(cost["charged"])
+    assert any(e["kind"] == "capture" and int(e["amount"]) == refund for e in entries)
+
+    before = row_counts(prsm_app[1])
+    refused = client.post("/v1/query", json={"prompt": "Convert 1 km to m", "user": "frank"})
+    assert refused.status_code == 402, refused.text
+    error = refused.json()["error"]
+    assert error["field"] == "user" and int(error["needed"]) > 0 and error["available"] == "0"
+    assert row_counts(prsm_app[1]) == before
+    with pytest.raises(UnknownAccount):
+        ledger.balance("frank")  # no account was opened on the way
+
+
+def test_a_direct_completion_is_charged_to_its_user(client):
+    before = int(client.get("/v1/accounts/alice").json()["balance"])
+    body = {
+        "model": "sympy-cas",
+        "user": "alice",
+        "messages": [{"role": "user", "content": "expand (x+1)^2"}],
+    }
+    data = client.post("/v1/chat/completions", json=body).json()
+    assert data["choices"][0]["message"]["content"] == "x**2 + 2*x + 1"
+    assert data["prsm_charge"]["charged"] == str(10**14)
+    assert int(client.get("/v1/accounts/alice").json()["balance"]) == before - 10**14
+    broke = client.post("/v1/chat/completions", json={**body, "user": "nobody-funded"})
+    assert broke.status_code == 402 and broke.json()["error"]["field"] == "user"

@@ -109,22 +109,38 @@ def test_without_the_write_lock_concurrent_charges_would_overdraw(tmp_path):
 
 
 def test_a_batch_commits_once_and_a_refused_call_rolls_back_alone(ledger):
-    from prsm.ftns.ledger import InsufficientFunds
+    from prsm.ftns.ledger import (
+        HoldClosed,
+        InsufficientFunds,
+        UnknownAccount,
+        capture_op,
+        hold_id_for,
+        hold_op,
+        mint_op,
+        release_op,
+        transfer_op,
+    )
 
     ledger_checks.funded(ledger, 100)
-    results = ledger.apply_many(
+    before = ledger_checks.rows(ledger)
+    results = ledger.post_many(
         [
-            ("transfer", ("alice", "bob", 30, "b1")),
-            ("transfer", ("alice", "bob", 500, "b2")),  # overdraft: refused, alone
-            ("transfer", ("alice", "bob", 30, "b1")),  # same key in the same batch: a replay
-            ("hold", ("alice", 20, "b3")),
-            ("mint", ("nobody", 5, "b4")),  # unknown account: refused, alone
-            ("drop_tables", ()),  # not an operation: refused
+            transfer_op("alice", "bob", 30, "b1"),
+            transfer_op("alice", "bob", 500, "b2"),  # overdraft: refused, alone
+            transfer_op("alice", "bob", 30, "b1"),  # same key in the same batch: a replay
+            hold_op("alice", 20, "b3"),
+            mint_op("nobody", 5, "b4"),  # unknown account: refused, alone
+            capture_op(hold_id_for("b3"), {"bob": 5, "new-owner": 1}, "b5"),  # hold from this batch
+            release_op(hold_id_for("b3"), "b6"),  # already captured above
+            hold_op("alice", 51, "b7"),  # 70 - 20 + 14 = 64 left... after b3 and b5: 50 + 14
         ]
     )
     assert results[0].transaction_id == results[2].transaction_id and results[2].replayed
     assert isinstance(results[1], InsufficientFunds)
-    assert isinstance(results[4], Exception) and isinstance(results[5], InvalidInput)
-    assert ledger.balance("alice") == 50 and ledger.balance("bob") == 30
-    assert ledger.balance("escrow:alice") == 20
+    assert isinstance(results[4], UnknownAccount) and isinstance(results[6], HoldClosed)
+    assert not isinstance(results[5], Exception) and not isinstance(results[7], Exception)
+    assert ledger.balance("alice") == 100 - 30 - 6 - 51 and ledger.balance("bob") == 35
+    assert ledger.balance("new-owner") == 1 and ledger.balance("escrow:alice") == 51
+    assert ledger_checks.rows(ledger)[0] == before[0] + 4
     assert set(sum_of_entries_per_transaction(ledger).values()) == {0}
+    assert ledger.total() == 100

@@ -19,7 +19,10 @@ def nwtn(settings, registry, db, embedder):
     async def rank(task, open_circuits):
         return router.rank(task, open_circuits)
 
-    return Orchestrator(settings, registry, SessionStore(db), rank, models.call)
+    store = SessionStore(db)
+    store.ledger.open_account("alice")
+    store.ledger.mint("alice", 10**18, "faucet-alice")
+    return Orchestrator(settings, registry, store, rank, models.call)
 
 
 def counts(db) -> dict[str, int]:

@@ -1,0 +1,97 @@
+"""What a query costs: the quote held before it runs, the charge captured after, and the split.
+
+Quote (an upper bound, so a query can always pay what it used): the orchestration fee plus, for
+each sub-task, the price of the dearest model the router could pick, at the longest input the
+sub-task can have (its instruction with every earlier result filled in) and the longest answer
+allowed. Charge: the fee plus, for each answered sub-task, the model's price of the measured
+usage (tokens in and out for language models, the flat per-call price for tools). A charge is
+never more than the quote: past it (a tokenizer that counts more than the estimate), every part
+is scaled down and the user pays the quote.
+
+Split of a model's charge: owner / node operator / treasury, default 80 / 15 / 5 %. The owner
+is paid for the model's quality (most of the value), the operator for the compute it ran on,
+the treasury funds the protocol (settlement gas). The orchestration fee is NWTN's own compute:
+operator and treasury, with the treasury's share. A distilled student (card with a `teacher`)
+pays a royalty out of its owner's share to the teacher's owner, default 10 % of that share, one
+generation deep. Integer rounding leftovers go to the treasury, so the parts always sum to the
+charge exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prsm.errors import InvalidInput
+from prsm.ftns.ledger import TREASURY
+from prsm.nwtn.plan import PLACEHOLDER, TaskPlan
+from prsm.registry import ModelCard
+
+BPS = 10_000
+TEMPLATE_TOKENS = 48  # chat template and system prompt around an instruction
+
+
+@dataclass(frozen=True)
+class Shares:
+    owner_bps: int = 8_000
+    operator_bps: int = 1_500
+    treasury_bps: int = 500
+    royalty_bps: int = 1_000  # of the owner's part, to the teacher's owner
+    operator_account: str = "local-operator"
+
+    def __post_init__(self) -> None:
+        parts = (self.owner_bps, self.operator_bps, self.treasury_bps, self.royalty_bps)
+        if any(p < 0 for p in parts) or self.owner_bps + self.operator_bps + self.treasury_bps != BPS:
+            raise InvalidInput(
+                "owner, operator and treasury shares must be >= 0 and sum to 10000 bps", "shares"
+            )
+        if self.royalty_bps > BPS:
+            raise InvalidInput("the royalty is a share of the owner's part: at most 10000 bps", "royalty_bps")
+
+
+def estimate_tokens(text: str) -> int:
+    """An upper estimate of a text's tokens: BPE tokenizers average 3-4 bytes a token on English;
+    2 bytes a token leaves room for numbers and symbols."""
+    return len(text.encode()) // 2 + 1
+
+
+def call_cost(card: ModelCard, tokens_in: int, tokens_out: int) -> int:
+    per_token = -(-card.price_per_1k_tokens * (tokens_in + tokens_out) // 1000)  # rounded up
+    return card.price_per_call + per_token
+
+
+def quote(plan: TaskPlan, cards: list[ModelCard], max_new_tokens: int, fee: int) -> int:
+    total = fee
+    for task in plan.tasks:
+        refs = len(PLACEHOLDER.findall(task.instruction))
+        tokens_in = estimate_tokens(task.instruction) + TEMPLATE_TOKENS + refs * max_new_tokens
+        total += max((call_cost(c, tokens_in, max_new_tokens) for c in cards), default=0)
+    return total
+
+
+def split(
+    costs: list[tuple[ModelCard, int]], fee: int, cap: int, shares: Shares, cards: dict[str, ModelCard]
+) -> dict[str, int]:
+    """{account: amount} for a charge of each (card, cost) plus the fee, at most `cap` in all."""
+    total = fee + sum(c for _, c in costs)
+    if total > cap:  # scale every part down (floor); the leftover lands at the treasury below
+        costs = [(card, c * cap // total) for card, c in costs]
+        fee = fee * cap // total
+        total = cap
+    parts: dict[str, int] = {}
+
+    def pay(account: str, amount: int) -> None:
+        if amount > 0:
+            parts[account] = parts.get(account, 0) + amount
+
+    for card, cost in costs:
+        owner = cost * shares.owner_bps // BPS
+        teacher = cards.get(card.teacher) if card.teacher else None
+        if teacher is not None and teacher.owner != card.owner:
+            royalty = owner * shares.royalty_bps // BPS
+            pay(teacher.owner, royalty)
+            owner -= royalty
+        pay(card.owner, owner)
+        pay(shares.operator_account, cost * shares.operator_bps // BPS)
+    pay(shares.operator_account, fee * (BPS - shares.treasury_bps) // BPS)
+    pay(TREASURY, total - sum(parts.values()))
+    return parts

@@ -1,0 +1,145 @@
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from prsm.db.models import LedgerTransaction, QuerySession
+from prsm.errors import AllCandidatesFailed, InvalidInput
+from prsm.ftns.ledger import TREASURY, InsufficientFunds
+from prsm.ftns.pricing import Shares, call_cost, quote, split
+from prsm.nwtn.orchestrator import Orchestrator
+from prsm.nwtn.plan import SubTask, TaskPlan
+from prsm.nwtn.route import Router
+from prsm.registry import DEFAULT_CARDS, ModelCard
+
+LM = DEFAULT_CARDS[0]  # 2e15 per 1k tokens
+TOOL = DEFAULT_CARDS[1]  # 1e14 per call
+STUDENT = ModelCard(
+    "student", "tool", "a distilled tool", "carol", "MIT", price_per_call=1000, teacher=TOOL.id
+)
+CARDS = {c.id: c for c in (*DEFAULT_CARDS, STUDENT)}
+
+
+def test_call_cost_is_the_flat_price_plus_tokens_rounded_up():
+    assert call_cost(TOOL, 500, 3) == 10**14
+    assert call_cost(LM, 100, 50) == 2 * 10**15 * 150 // 1000
+    cheap = ModelCard("x", "openai", "cheap model", "o", "MIT", price_per_1k_tokens=1)
+    assert call_cost(cheap, 1, 0) == 1  # a fraction of a base unit is charged as one
+
+
+def test_split_pays_owner_operator_treasury_80_15_5_and_fee_to_operator():
+    parts = split([(LM, 1000)], 100, 10**6, Shares(), CARDS)
+    assert parts == {"prsm-foundation": 800, "local-operator": 150 + 95, TREASURY: 50 + 5}
+
+
+def test_a_student_pays_its_teachers_owner_a_royalty_from_the_owner_share():
+    parts = split([(STUDENT, 1000)], 0, 10**6, Shares(), CARDS)
+    assert parts == {"carol": 720, "prsm-foundation": 80, "local-operator": 150, TREASURY: 50}
+
+
+def test_a_charge_past_the_quote_is_scaled_down_to_it():
+    parts = split([(LM, 1000), (TOOL, 3000)], 1000, 2500, Shares(), CARDS)
+    assert sum(parts.values()) == 2500
+
+
+@given(
+    costs=st.lists(st.tuples(st.sampled_from(list(CARDS.values())), st.integers(0, 10**24)), max_size=12),
+    fee=st.integers(0, 10**20),
+    cap=st.integers(0, 10**26),
+    owner=st.integers(0, 10_000),
+)
+def test_split_parts_are_non_negative_and_sum_exactly_to_the_charge(costs, fee, cap, owner):
+    shares = Shares(owner, (10_000 - owner) // 2, 10_000 - owner - (10_000 - owner) // 2)
+    parts = split(costs, fee, cap, shares, CARDS)
+    assert all(v > 0 for v in parts.values())
+    assert sum(parts.values()) == min(cap, fee + sum(c for _, c in costs))
+
+
+def test_shares_that_do_not_add_up_are_refused():
+    with pytest.raises(InvalidInput):
+        Shares(8000, 1500, 400)
+
+
+def test_the_quote_covers_the_longest_input_and_answer_on_the_dearest_model():
+    plan = TaskPlan(
+        (SubTask("t1", "Integrate x^2", "math"), SubTask("t2", "Explain {t1}", "general", ("t1",))), "d"
+    )
+    q = quote(plan, [LM, TOOL], 96, 7)
+    longest_t2 = call_cost(LM, len("Explain {t1}") // 2 + 1 + 48 + 96, 96)
+    assert q == 7 + call_cost(LM, len("Integrate x^2") // 2 + 1 + 48, 96) + longest_t2
+
+
+# --- in the query path ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nwtn(settings, registry, db, embedder):
+    from prsm.backends import LocalModels
+    from prsm.sessions import SessionStore
+
+    router = Router(registry, embedder)
+    models = LocalModels(registry, settings.resolved_model_dir)
+
+    async def rank(task, open_circuits):
+        return router.rank(task, open_circuits)
+
+    store = SessionStore(db)
+    store.ledger.open_account("alice")
+    store.ledger.mint("alice", 10**18, "faucet-alice")
+    return Orchestrator(settings, registry, store, rank, models.call)
+
+
+def test_a_query_holds_its_quote_and_captures_the_measured_cost_split_between_accounts(nwtn):
+    ledger = nwtn.store.ledger
+    trace = asyncio.run(nwtn.query("Integrate x^2 from 0 to 3. Convert 2 km to m.", "alice"))
+    cost = trace["cost"]
+    charged, quoted = int(cost["charged"]), int(cost["quoted"])
+    # two tool calls at 1e14 each plus the 1e14 fee; the quote was higher (an LM could have run)
+    assert charged == 3 * 10**14 < quoted
+    assert [t["cost"] for t in trace["tasks"]] == [str(10**14), str(10**14)]
+    assert cost["split"] == {"ftns:treasury": str(15 * 10**12), "local-operator": str(125 * 10**12),
+                             "prsm-foundation": str(160 * 10**12)}  # fmt: skip
+    assert ledger.balance("alice") == 10**18 - charged and ledger.balance("escrow:alice") == 0
+    assert ledger.balance("prsm-foundation") == 160 * 10**12
+    assert nwtn.store.trace(trace["session_id"]) == trace  # the stored trace shows the same charge
+    kinds = [e["kind"] for e in ledger.entries("alice")]
+    assert kinds == ["capture", "hold", "mint"]
+
+
+def ledger_rows(db) -> tuple[int, int]:
+    with db() as s:
+        return (
+            s.scalar(select(func.count()).select_from(QuerySession)),
+            s.scalar(select(func.count()).select_from(LedgerTransaction)),
+        )
+
+
+@pytest.mark.parametrize("user,available", [("bob", 0), ("poor", 10)])
+def test_a_query_its_account_cannot_pay_is_refused_with_402_and_leaves_nothing(nwtn, db, user, available):
+    if available:
+        nwtn.store.ledger.open_account(user)
+        nwtn.store.ledger.mint(user, available, f"faucet-{user}")
+    before = ledger_rows(db)
+    with pytest.raises(InsufficientFunds) as info:
+        asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", user))
+    assert info.value.status_code == 402 and info.value.field == "user"
+    assert info.value.available == available and info.value.needed > available
+    assert info.value.to_dict()["needed"] == str(info.value.needed)
+    assert ledger_rows(db) == before
+
+
+def test_a_query_that_fails_releases_its_hold(nwtn, db):
+    async def broken(model_id, kind, call):
+        raise RuntimeError("replica down")
+
+    nwtn.call = broken
+    with pytest.raises(AllCandidatesFailed):
+        asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
+    ledger = nwtn.store.ledger
+    assert ledger.balance("alice") == 10**18 and ledger.balance("escrow:alice") == 0
+    assert [e["kind"] for e in ledger.entries("alice")] == ["release", "hold", "mint"]
+    with db() as s:
+        session = s.scalars(select(QuerySession)).one()
+        assert (session.status, session.charged, session.charge_split) == ("failed", 0, {})
