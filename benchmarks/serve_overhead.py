@@ -131,8 +131,8 @@ def measure_serve(seconds: float) -> dict:
     from starlette.requests import Request
 
     from deployments.app import build_app
-    from prsm.settings import Settings
     from prsm.ftns.ledger import Ledger
+    from prsm.settings import Settings
 
     @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1})
     class Echo:

@@ -247,42 +247,110 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
         console.print(f"default model ready in {folder}")
 
 
+FTNS_USAGE = {
+    "balance": "ACCOUNT",
+    "entries": "ACCOUNT",
+    "transfer": "ACCOUNT AMOUNT --to ACCOUNT",
+    "faucet": "ACCOUNT AMOUNT",
+    "link": "ACCOUNT ADDRESS",
+    "settle": "",
+    "deposits": "",
+    "reconcile": "",
+    "reserve": "AMOUNT",
+}
+
+
 def cmd_ftns(args: argparse.Namespace, settings: Settings) -> None:
-    """Operator commands on the ledger; they work on the database directly (no app needed)."""
+    """Operator commands on the ledger and the chain; they work on the database directly (no app
+    needed). Chain commands use the in-process EVM unless PRSM_CHAIN_URL names a node."""
     import uuid
 
     from prsm.db.engine import upgrade
     from prsm.ftns.amounts import parse_ftns
     from prsm.ftns.ledger import Ledger
 
+    wanted = len(FTNS_USAGE[args.action].replace("--to ACCOUNT", "").split())
+    if len(args.params) != wanted:
+        raise CLIError(f"usage: prsm ftns {args.action} {FTNS_USAGE[args.action]}".rstrip())
     upgrade(settings.resolved_database_url)
     ledger = Ledger(settings.resolved_database_url)
     key = args.key or f"cli-{uuid.uuid4()}"
+    p = args.params
     if args.action == "balance":
-        account = ledger.account(args.account)
+        account = ledger.account(p[0])
         console.print(f"{account['account']} ({account['kind']}): {account['balance_ftns']}")
     elif args.action == "entries":
-        table = Table(title=f"Entries of {args.account}, newest first")
+        table = Table(title=f"Entries of {p[0]}, newest first")
         for column in ("id", "kind", "amount", "balance after", "transaction", "at"):
             table.add_column(column)
-        for e in ledger.entries(args.account, args.limit, args.before):
+        for e in ledger.entries(p[0], args.limit, args.before):
             table.add_row(str(e["id"]), e["kind"], format_ftns(e["amount"]), format_ftns(e["balance_after"]),
                           e["transaction_id"], e["created_at"])  # fmt: skip
         console.print(table)
     elif args.action == "faucet":
-        amount = parse_ftns(args.amount)
-        ledger.open_account(args.account, "user")
-        receipt = ledger.mint(args.account, amount, key, memo="dev faucet")
-        console.print(
-            f"minted {format_ftns(amount)} to {args.account} (transaction {receipt.transaction_id})"
-        )
+        amount = parse_ftns(p[1])
+        ledger.open_account(p[0], "user")
+        receipt = ledger.mint(p[0], amount, key, memo="dev faucet")
+        console.print(f"minted {format_ftns(amount)} to {p[0]} (transaction {receipt.transaction_id})")
     elif args.action == "transfer":
         if not args.to:
             raise CLIError("transfer needs --to ACCOUNT")
-        amount = parse_ftns(args.amount)
-        receipt = ledger.transfer(args.account, args.to, amount, key)
+        amount = parse_ftns(p[1])
+        receipt = ledger.transfer(p[0], args.to, amount, key)
         again = " (a retry: nothing new was written)" if receipt.replayed else ""
-        console.print(f"moved {format_ftns(amount)} from {args.account} to {args.to}{again}")
+        console.print(f"moved {format_ftns(amount)} from {p[0]} to {args.to}{again}")
+    else:
+        chain_command(args, settings, ledger)
+
+
+def chain_command(args: argparse.Namespace, settings: Settings, ledger) -> None:
+    from prsm.chain.client import Chain
+    from prsm.chain.settlement import Settlement
+    from prsm.ftns.amounts import parse_ftns
+
+    with Chain.connect(settings) as chain:
+        settlement = Settlement(settings, chain, ledger)
+        if args.action == "link":
+            address = settlement.link(args.params[0], args.params[1])
+            console.print(f"{args.params[0]} is paid at and deposits from {address}")
+        elif args.action == "reserve":
+            amount = parse_ftns(args.params[0])
+            settlement.fund_reserve(amount)
+            console.print(
+                f"minted {format_ftns(amount)} into the reserve; it holds {format_ftns(settlement.reserve())}"
+            )
+        elif args.action == "deposits":
+            print_deposits(settlement.scan_deposits())
+        elif args.action == "settle":
+            if not args.no_deposits:
+                print_deposits(settlement.scan_deposits())
+            report = settlement.run(on_step=lambda step: console.print(f"  {step}"))
+            if report is None:
+                console.print("nothing to settle: no linked account earned since the last epoch")
+                return
+            table = Table(
+                title=f"Epoch {report.epoch}: {report.status}, {format_ftns(report.total)} to {report.payees} payees"
+            )
+            for column in ("account", "address", "amount"):
+                table.add_column(column)
+            for account, address, amount in report.lines:
+                table.add_row(account, address, format_ftns(amount))
+            console.print(table)
+            console.print(f"transaction {report.tx_hash}, block {report.block}, gas {report.gas_used}")
+        elif args.action == "reconcile":
+            differences, facts = settlement.reconcile()
+            for fact in facts:
+                console.print(fact)
+            for difference in differences:
+                console.print(f"[red]difference:[/red] {difference}")
+            if differences:
+                raise CLIError(f"{len(differences)} difference(s) between ledger and chain")
+            console.print("ledger and chain agree")
+
+
+def print_deposits(credited: list[dict]) -> None:
+    for c in credited:
+        console.print(f"deposit {format_ftns(c['amount'])} from {c['tx_hash']} credited to {c['account']}")
 
 
 def fund_demo_account(settings: Settings) -> None:
@@ -348,11 +416,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_session)
 
-    f = sub.add_parser("ftns", help="FTNS ledger: balances, entries, transfers, dev faucet")
-    f.add_argument("action", choices=["balance", "entries", "transfer", "faucet"])
-    f.add_argument("account")
-    f.add_argument("amount", nargs="?", default="", help="in FTNS, e.g. 1.5 (18 decimals at most)")
+    f = sub.add_parser(
+        "ftns",
+        help="FTNS: balances, entries, transfers, dev faucet; chain settlement, deposits, reconcile",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(f"  prsm ftns {a} {u}" for a, u in FTNS_USAGE.items())
+        + "\namounts in FTNS, e.g. 1.5 (18 decimals at most)",
+    )
+    f.add_argument("action", choices=list(FTNS_USAGE))
+    f.add_argument("params", nargs="*", help="see below")
     f.add_argument("--to", help="transfer: the receiving account")
+    f.add_argument("--no-deposits", action="store_true", help="settle: do not scan for deposits first")
     f.add_argument("--key", help="idempotency key: repeat it to retry safely (default: a new one)")
     f.add_argument("--limit", type=int, default=50)
     f.add_argument("--before", type=int, help="entries: the page before this entry id")

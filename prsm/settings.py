@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         default=1_000, description="Of a distilled model's owner share, to its teacher's owner."
     )
     operator_account: str = Field(default="local-operator", description="Ledger account paid for compute.")
+
+    # Chain (prsm/chain/): no URL = the in-process EVM, journaled under data_dir/chain.
+    chain_url: str | None = Field(default=None, description="JSON-RPC URL of an Ethereum-compatible node.")
+    chain_key: SecretStr | None = Field(default=None, description="Operator key (hex); never logged.")
+    chain_keystore: Path | None = Field(default=None, description="Operator key as an encrypted keystore.")
+    chain_keystore_password: SecretStr | None = None
+    chain_confirmations: int = Field(
+        default=1, ge=1, description="Blocks on top of a transaction (its own included) before it counts."
+    )
+    settle_max_payees: int = Field(
+        default=500,
+        ge=1,
+        le=800,
+        description="Payees per epoch: one transaction must fit a 30M-gas block (~31k gas a new payee).",
+    )
 
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (ENVIRONMENT.md): the light deployments take many concurrent requests because

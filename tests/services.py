@@ -51,3 +51,40 @@ def private_postgres() -> Iterator[str]:
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
                        capture_output=True)  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
+
+
+ANVIL = Path(__file__).resolve().parents[1] / "contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+
+
+@contextmanager
+def anvil_node() -> Iterator[tuple[str, list[str]]]:
+    """A real anvil node (npm @foundry-rs/anvil-linux-amd64) on a free loopback port; yields its
+    URL and the private keys of its development accounts, as anvil prints them at start."""
+    import time
+
+    import httpx
+
+    if not ANVIL.exists():
+        raise RuntimeError("anvil is missing: npm ci --prefix contracts (make install does)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--accounts", "10"]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"anvil did not start: {log.read()[-2000:]}") from None
+                    time.sleep(0.05)
+            log.seek(0)
+            keys_part = log.read().split("Private Keys", 1)[1]
+            yield url, [w for w in keys_part.split() if w.startswith("0x") and len(w) == 66]
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

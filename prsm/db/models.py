@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -243,3 +244,61 @@ class LedgerHold(Base):
     status: Mapped[str] = mapped_column(String(16))  # open | captured | released
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- chain settlement (prsm/chain/settlement.py) --------------------------------------------
+
+
+class ChainAddress(Base):
+    """The on-chain address of a ledger account: where its earnings are paid, and whose deposits
+    are credited to it. `settled_through` is the last ledger entry whose earnings were settled."""
+
+    __tablename__ = "chain_addresses"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("ftns_accounts.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), unique=True)
+    settled_through: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChainState(Base):
+    """Small facts about a chain: deployed contract addresses, the deposit scanner's cursor."""
+
+    __tablename__ = "chain_state"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class SettlementEpoch(Base):
+    """One settlement: open (amounts frozen in the ledger) -> submitted (signed transaction, its
+    hash and nonce stored before it is sent) -> confirmed (mined, enough blocks on top)."""
+
+    __tablename__ = "settlement_epochs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # open | submitted | confirmed
+    through_entry: Mapped[int] = mapped_column(Integer)  # earnings up to this ledger entry
+    payees: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(TokenAmount)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), unique=True)
+    nonce: Mapped[int | None] = mapped_column(Integer)
+    raw_tx: Mapped[str | None] = mapped_column(Text)
+    block_number: Mapped[int | None] = mapped_column(Integer)
+    gas_used: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SettlementLine(Base):
+    __tablename__ = "settlement_lines"
+    __table_args__ = (UniqueConstraint("epoch_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    epoch_id: Mapped[int] = mapped_column(ForeignKey("settlement_epochs.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("ftns_accounts.id"))
+    address: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(TokenAmount)

@@ -45,7 +45,8 @@ from prsm.ftns.amounts import check_amount, format_ftns
 
 ISSUANCE = "ftns:issuance"  # system accounts have a prefix no user account id can have
 TREASURY = "ftns:treasury"
-SYSTEM_ACCOUNTS = {ISSUANCE: "issuance", TREASURY: "treasury"}
+SETTLING = "ftns:settling"  # earnings frozen in an open settlement epoch, until paid on chain
+SYSTEM_ACCOUNTS = {ISSUANCE: "issuance", TREASURY: "treasury", SETTLING: "settling"}
 ACCOUNT_KINDS = ("user", "owner", "operator", "treasury")
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 CLOSING = ("capture", "release")

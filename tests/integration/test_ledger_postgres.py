@@ -39,3 +39,30 @@ def test_bad_operations_write_nothing_postgres(ledger):
 
 def test_200_concurrent_charges_never_overdraw_postgres(ledger):
     ledger_checks.check_concurrent_charges_never_overdraw(ledger)
+
+
+def test_settlement_and_a_crashed_settler_on_postgres(ledger, settings):
+    # Settlement's own transactions (epoch open under a table lock, confirm) on PostgreSQL,
+    # with the in-process chain.
+    from prsm.chain.client import Chain
+    from tests import chain_checks
+
+    settings.database_url = ledger.engine.url.render_as_string(hide_password=False)
+    with Chain.in_process() as chain:
+        chain_checks.check_settlement_pays_each_payee_its_earnings_once(settings, chain)
+    with Chain.in_process() as chain:
+        settings.database_url = _fresh(settings.database_url)
+        chain_checks.check_a_settler_killed_after_any_step_pays_exactly_once_when_run_again(
+            settings, chain, "sent"
+        )
+
+
+def _fresh(url: str) -> str:
+    name = f"settle_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    fresh = url.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(fresh)
+    return fresh

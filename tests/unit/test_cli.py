@@ -55,3 +55,27 @@ def test_ftns_bad_amounts_and_overdrafts_exit_1_with_the_reason(monkeypatch, tmp
     assert main(["ftns", "faucet", "bob", "1"]) == 0
     assert main(["ftns", "transfer", "alice", "2", "--to", "bob"]) == 1
     assert "holds 1 FTNS, needs 2 FTNS" in capsys.readouterr().err
+
+
+def test_ftns_settle_links_pays_and_reconciles_on_the_embedded_chain(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    from prsm.ftns.ledger import Ledger
+    from prsm.settings import Settings
+    from tests.chain_checks import earn
+
+    assert main(["ftns", "settle"]) == 0  # first use deploys the contracts; nothing earned yet
+    assert "nothing to settle" in capsys.readouterr().out
+    earn(Ledger(Settings().resolved_database_url), {"bob": 2 * 10**18}, "q")
+    assert main(["ftns", "link", "bob", "0x" + "b0" * 20]) == 0
+    assert main(["ftns", "settle"]) == 0  # a new process: the chain comes back from its journal
+    out = capsys.readouterr().out
+    assert "Epoch 1: confirmed, 2 FTNS to 1 payees" in out and "gas" in out
+    assert main(["ftns", "reconcile"]) == 0
+    assert "ledger and chain agree" in capsys.readouterr().out
+    for argv, reason in [
+        (["ftns", "link", "bob", "0x12"], "not an Ethereum address"),
+        (["ftns", "settle", "now"], "usage: prsm ftns settle"),
+        (["ftns", "reserve", "-1"], "not a positive decimal"),
+    ]:
+        assert main(argv) == 1
+        assert reason in capsys.readouterr().err

@@ -1,0 +1,216 @@
+"""One web3.py client for every chain PRSM talks to.
+
+- Embedded default: the in-process EVM (eth-tester + py-evm). It lives in this process, so every
+  raw transaction sent to it is appended to a journal file first (fsync) and replayed into a
+  fresh EVM when the next process connects: the same signed transactions give the same state,
+  addresses and transaction hashes. The journal is locked while a process uses it.
+- Any JSON-RPC node (anvil in the tests, a real network in production): `PRSM_CHAIN_URL`.
+
+The operator's key comes from `PRSM_CHAIN_KEY` (hex) or a keystore file (`PRSM_CHAIN_KEYSTORE`,
+password in `PRSM_CHAIN_KEYSTORE_PASSWORD`); on the in-process chain it is the EVM's first
+pre-funded development key. Keys are never logged or stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.exceptions import TransactionNotFound
+
+from prsm.errors import PRSMError
+
+DEV_CHAIN_ID = 31337
+
+
+class ChainError(PRSMError):
+    status_code = 502
+
+
+@cache
+def artifact(name: str) -> dict:
+    """ABI and bytecode compiled from contracts/src (contracts/compile.js)."""
+    text = resources.files("prsm.chain").joinpath("artifacts", f"{name}.json").read_text()
+    return json.loads(text)
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    hash: str
+    nonce: int
+    raw: str  # 0x-hex of the signed transaction
+
+
+class Chain:
+    def __init__(self, w3: Web3, operator: LocalAccount, journal: Path | None = None):
+        self.w3 = w3
+        self.operator = operator
+        self._journal = journal
+        self._lock_file = None
+        if journal is not None:
+            self._replay(journal)
+
+    # --- connecting -------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, settings) -> Chain:
+        if settings.chain_url:
+            w3 = Web3(HTTPProvider(settings.chain_url, request_kwargs={"timeout": 30}))
+            if not w3.is_connected():
+                raise ChainError(f"no chain node answers at {settings.chain_url}", "chain_url")
+            return cls(w3, operator_key(settings))
+        return cls.in_process(settings.data_dir / "chain" / "journal.jsonl")
+
+    @classmethod
+    def in_process(cls, journal: Path | None = None) -> Chain:
+        w3 = Web3(EthereumTesterProvider())
+        key = w3.provider.ethereum_tester.backend.account_keys[0]
+        return cls(w3, Account.from_key(key), journal)
+
+    def dev_account(self, index: int) -> LocalAccount:
+        """A pre-funded development account of the in-process chain (tests, demos)."""
+        return Account.from_key(self.w3.provider.ethereum_tester.backend.account_keys[index])
+
+    def _replay(self, journal: Path) -> None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(journal, "a+")  # noqa: SIM115 (held open: it carries the lock)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self.close()
+            raise ChainError(
+                f"another PRSM process is using the embedded chain ({journal}); wait for it to finish"
+            ) from exc
+        self._lock_file.seek(0)
+        for line in self._lock_file:
+            if line.strip():
+                # A transaction the chain refused the first time is refused again: skip it.
+                with contextlib.suppress(Exception):
+                    self.w3.eth.send_raw_transaction(json.loads(line)["raw"])
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def chain_id(self) -> int:
+        return self.w3.eth.chain_id
+
+    @property
+    def is_dev(self) -> bool:
+        """The in-process EVM, or a local development node (anvil and hardhat use chain id 31337)."""
+        return isinstance(self.w3.provider, EthereumTesterProvider) or self.chain_id == DEV_CHAIN_ID
+
+    # --- transactions -----------------------------------------------------------------------
+
+    def sign(self, call, account: LocalAccount | None = None, nonce: int | None = None) -> SignedTx:
+        """Build and sign a contract call or deployment; gas is estimated (a call that would
+        revert fails here, before anything is sent)."""
+        account = account or self.operator
+        if nonce is None:
+            nonce = self.w3.eth.get_transaction_count(account.address, "pending")
+        try:
+            tx = call.build_transaction({"from": account.address, "nonce": nonce})
+        except Exception as exc:
+            raise ChainError(f"the chain refuses this transaction: {exc}") from exc
+        signed = account.sign_transaction(tx)
+        return SignedTx(
+            "0x" + signed.hash.hex().removeprefix("0x"), nonce, "0x" + signed.raw_transaction.hex()
+        )
+
+    def broadcast(self, tx: SignedTx) -> None:
+        """Send a signed transaction. Sending one the node already has or has mined is not an
+        error: the caller looks for its receipt."""
+        if self._lock_file is not None:
+            self._lock_file.write(json.dumps({"hash": tx.hash, "raw": tx.raw}) + "\n")
+            self._lock_file.flush()
+            os.fsync(self._lock_file.fileno())
+        try:
+            self.w3.eth.send_raw_transaction(tx.raw)
+        except Exception as exc:
+            if self.receipt(tx.hash) is None and not _already_known(exc):
+                raise ChainError(f"the node refused transaction {tx.hash}: {exc}") from exc
+
+    def receipt(self, tx_hash: str):
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def wait(self, tx_hash: str, confirmations: int = 1, timeout: float = 120.0):
+        """The receipt once the transaction has `confirmations` blocks on top (its own included)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = self.receipt(tx_hash)
+            if receipt is not None and self.w3.eth.block_number - receipt.blockNumber + 1 >= confirmations:
+                return receipt
+            if time.monotonic() > deadline:
+                raise ChainError(f"transaction {tx_hash} not confirmed after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def send(self, call, account: LocalAccount | None = None, confirmations: int = 1):
+        """Sign, send and wait: for deployments, funding and tests. Settlement uses the steps."""
+        tx = self.sign(call, account)
+        self.broadcast(tx)
+        receipt = self.wait(tx.hash, confirmations)
+        if receipt.status != 1:
+            raise ChainError(f"transaction {tx.hash} reverted")
+        return receipt
+
+    # --- contracts --------------------------------------------------------------------------
+
+    def contract(self, name: str, address: str | None = None):
+        spec = artifact(name)
+        if address is None:
+            return self.w3.eth.contract(abi=spec["abi"], bytecode=spec["bytecode"])
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=spec["abi"])
+
+    def deploy(self) -> dict:
+        """Deploy the FTNS token and the settlement contract, owned by the operator."""
+        token = self.send(self.contract("FTNSToken").constructor(self.operator.address))
+        settlement = self.send(
+            self.contract("FTNSSettlement").constructor(token.contractAddress, self.operator.address)
+        )
+        return {"token": token.contractAddress, "settlement": settlement.contractAddress,
+                "block": token.blockNumber}  # fmt: skip
+
+    def has_code(self, address: str) -> bool:
+        return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
+
+
+def _already_known(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "already known" in text or "already imported" in text
+
+
+def operator_key(settings) -> LocalAccount:
+    if settings.chain_key is not None:
+        return Account.from_key(settings.chain_key.get_secret_value())
+    if settings.chain_keystore is not None:
+        password = settings.chain_keystore_password
+        if password is None:
+            raise ChainError("PRSM_CHAIN_KEYSTORE needs PRSM_CHAIN_KEYSTORE_PASSWORD", "chain_keystore")
+        keystore = json.loads(Path(settings.chain_keystore).read_text())
+        return Account.from_key(Account.decrypt(keystore, password.get_secret_value()))
+    raise ChainError(
+        "a chain node is configured (PRSM_CHAIN_URL) but no operator key: set PRSM_CHAIN_KEY or "
+        "PRSM_CHAIN_KEYSTORE",
+        "chain_key",
+    )
