@@ -302,28 +302,18 @@ class Ledger:
 def _post(conn: Connection, ops: list[Op], postgres: bool) -> list[Receipt | PRSMError]:
     """The batch poster (see the module docstring). Rows are written only at the end, and
     only for the operations that were applied."""
-    keys = {op.key for op in ops}
-    done = {
-        r.idempotency_key: r
-        for r in conn.execute(
-            select(TRANSACTIONS.c.idempotency_key, TRANSACTIONS.c.id, TRANSACTIONS.c.kind,
-                   TRANSACTIONS.c.hold_id, TRANSACTIONS.c.request_hash)
-            .where(TRANSACTIONS.c.idempotency_key.in_(keys))
-        )
-    }  # fmt: skip
+    # The statements are built once (module level); each batch only binds its lists.
+    done = {r.idempotency_key: r for r in conn.execute(REPLAYS, {"keys": sorted({op.key for op in ops})})}
     hold_ids = sorted({op.hold_id for op in ops if op.kind in CLOSING})
     holds: dict[str, dict] = {}
     if hold_ids:
-        query = select(HOLDS.c.id, HOLDS.c.account_id, HOLDS.c.amount, HOLDS.c.status)
-        query = query.where(HOLDS.c.id.in_(hold_ids)).order_by(HOLDS.c.id)
-        holds = {r.id: r._asdict() for r in conn.execute(query.with_for_update() if postgres else query)}
+        rows = conn.execute(HOLDS_FOR_UPDATE if postgres else HOLDS_READ, {"ids": hold_ids})
+        holds = {r.id: r._asdict() for r in rows}
     touched = {a for op in ops for a, _ in op.moves} | {a for op in ops for a, _ in op.payouts}
     for h in holds.values():
         touched |= {h["account_id"], escrow_of(h["account_id"])}
-    query = select(ACCOUNTS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.balance).where(ACCOUNTS.c.id.in_(touched))
-    if postgres:
-        query = query.order_by(ACCOUNTS.c.id).with_for_update()
-    accounts = {r.id: [r.kind, r.balance] for r in conn.execute(query)}
+    rows = conn.execute(ACCOUNTS_FOR_UPDATE if postgres else ACCOUNTS_READ, {"ids": sorted(touched)})
+    accounts = {r.id: [r.kind, r.balance] for r in rows}
     existing = set(accounts)
 
     results: list[Receipt | PRSMError] = []
@@ -445,6 +435,23 @@ ENTRIES, HOLDS = LedgerEntry.__table__, LedgerHold.__table__
 SET_BALANCE = (
     ACCOUNTS.update().where(ACCOUNTS.c.id == bindparam("b_id")).values(balance=bindparam("b_balance"))
 )
+_ids = bindparam("ids", expanding=True)
+REPLAYS = select(
+    TRANSACTIONS.c.idempotency_key, TRANSACTIONS.c.id, TRANSACTIONS.c.kind, TRANSACTIONS.c.hold_id,
+    TRANSACTIONS.c.request_hash,
+).where(TRANSACTIONS.c.idempotency_key.in_(bindparam("keys", expanding=True)))  # fmt: skip
+HOLDS_READ = (
+    select(HOLDS.c.id, HOLDS.c.account_id, HOLDS.c.amount, HOLDS.c.status)
+    .where(HOLDS.c.id.in_(_ids))
+    .order_by(HOLDS.c.id)
+)
+HOLDS_FOR_UPDATE = HOLDS_READ.with_for_update()
+ACCOUNTS_READ = (
+    select(ACCOUNTS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.balance)
+    .where(ACCOUNTS.c.id.in_(_ids))
+    .order_by(ACCOUNTS.c.id)
+)
+ACCOUNTS_FOR_UPDATE = ACCOUNTS_READ.with_for_update()
 CLOSE_HOLD = (
     HOLDS.update()
     .where(HOLDS.c.id == bindparam("b_id"))
