@@ -73,6 +73,28 @@ def memory_now() -> tuple[int, int]:
     return rss, pss
 
 
+SERVE_PROCESSES = ("ProxyActor", "Ingress", "NWTN", "Router", "ToolReplica", "LMReplica", "Echo")
+
+
+def serve_cpu_seconds() -> dict[str, float]:
+    """User + system CPU seconds so far of each Serve process of the benchmark, by deployment."""
+    found: dict[str, float] = {}
+    for p in ray_processes():
+        try:
+            title = " ".join(p.cmdline())
+            times = p.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for name in SERVE_PROCESSES:
+            if (
+                f"ray::ServeReplica:prsm:{name}" in title
+                or f"ray::ServeReplica:echo:{name}" in title
+                or (name == "ProxyActor" and "ray::ProxyActor" in title)
+            ):
+                found[name] = found.get(name, 0.0) + times.user + times.system
+    return found
+
+
 class PeakMemory(threading.Thread):
     def __init__(self, every_s: float = 1.0):
         super().__init__(daemon=True)
@@ -176,7 +198,15 @@ def measure_serve(seconds: float) -> dict:
             asyncio.run(load(f"{base}/echo", echo_body, clients, 2))  # warm connections, replicas
             echo = asyncio.run(load(f"{base}/echo", echo_body, clients, seconds))
             asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, 2))
+            cpu_before = serve_cpu_seconds()
             nwtn = asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, seconds))
+            cpu_after = serve_cpu_seconds()
+            # Where a query's CPU goes: per Serve process, ms of CPU per answered query.
+            nwtn["cpu_ms_per_query"] = {
+                name: round(1000 * (cpu_after[name] - cpu_before[name]) / max(nwtn["requests"], 1), 2)
+                for name in cpu_before
+                if name in cpu_after
+            }
             rows.append(
                 {
                     "clients": clients,
@@ -243,6 +273,8 @@ def main() -> None:
         )
     at32 = next(r for r in serve_result["rows"] if r["clients"] == 32)
     print(f"\nthroughput ratio at 32 clients: {at32['throughput_ratio']:.2f} (target >= 0.5)")
+    cpu = at32["nwtn"]["cpu_ms_per_query"]
+    print("CPU ms per query at 32 clients: " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     print(
         f"peak memory of all Ray processes, default model loaded: "
         f"RSS sum {serve_result['peak_rss_bytes'] / GiB:.2f} GiB, "

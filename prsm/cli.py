@@ -324,7 +324,7 @@ def chain_command(args: argparse.Namespace, settings: Settings, ledger) -> None:
         elif args.action == "settle":
             if not args.no_deposits:
                 print_deposits(settlement.scan_deposits())
-            report = settlement.run(on_step=lambda step: console.print(f"  {step}"))
+            report = settlement.run(on_step=lambda step: console.print(f"  {SETTLE_STEPS[step]}"))
             if report is None:
                 console.print("nothing to settle: no linked account earned since the last epoch")
                 return
@@ -346,6 +346,15 @@ def chain_command(args: argparse.Namespace, settings: Settings, ledger) -> None:
             if differences:
                 raise CLIError(f"{len(differences)} difference(s) between ledger and chain")
             console.print("ledger and chain agree")
+
+
+SETTLE_STEPS = {
+    "opened": "epoch opened: earnings frozen in the ledger",
+    "signed": "transaction signed and recorded",
+    "sent": "transaction sent",
+    "mined": "transaction mined",
+    "confirmed": "confirmed: the paid FTNS left the ledger",
+}
 
 
 def print_deposits(credited: list[dict]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, case, select
@@ -40,6 +41,7 @@ from prsm.registry import LATENCY_EWMA_WEIGHT, ModelCard, card_from_row
 from prsm.safety import Flag
 
 # (statement name in STATEMENTS, its parameters), or ("ledger", Op): at most one Op per write.
+LINGER_S = 0.002
 Write = list[tuple[str, dict | Op]]
 
 
@@ -97,13 +99,17 @@ class GroupCommitter:
                 self._thread.start()
 
     def _run(self) -> None:
+        busy = False
         while True:
             batch = [self._queue.get()]
+            if busy:
+                time.sleep(LINGER_S)
             while len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            busy = len(batch) > 1
             try:
                 results = self._commit([write for write, _, _ in batch])
             except Exception:

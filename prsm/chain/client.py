@@ -157,13 +157,15 @@ class Chain:
     def wait(self, tx_hash: str, confirmations: int = 1, timeout: float = 120.0):
         """The receipt once the transaction has `confirmations` blocks on top (its own included)."""
         deadline = time.monotonic() + timeout
+        pause = 0.005  # a dev node mines at once; a real chain takes seconds: back off to 1 s
         while True:
             receipt = self.receipt(tx_hash)
             if receipt is not None and self.w3.eth.block_number - receipt.blockNumber + 1 >= confirmations:
                 return receipt
             if time.monotonic() > deadline:
                 raise ChainError(f"transaction {tx_hash} not confirmed after {timeout:.0f} s")
-            time.sleep(0.2)
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def send(self, call, account: LocalAccount | None = None, confirmations: int = 1):
         """Sign, send and wait: for deployments, funding and tests. Settlement uses the steps."""

@@ -102,6 +102,9 @@ class Op:
     hold_id: str | None = None
     payouts: tuple[tuple[str, int], ...] = ()
     digest: str = field(default="", compare=False)
+    # The caller made the key from an id it just generated (a new session's uuid4), so it cannot
+    # be a retry: the replay lookup is skipped. The unique index still refuses a duplicate.
+    fresh: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key or len(self.key) > 200:
@@ -303,7 +306,8 @@ def _post(conn: Connection, ops: list[Op], postgres: bool) -> list[Receipt | PRS
     """The batch poster (see the module docstring). Rows are written only at the end, and
     only for the operations that were applied."""
     # The statements are built once (module level); each batch only binds its lists.
-    done = {r.idempotency_key: r for r in conn.execute(REPLAYS, {"keys": sorted({op.key for op in ops})})}
+    keys = sorted({op.key for op in ops if not op.fresh})
+    done = {r.idempotency_key: r for r in conn.execute(REPLAYS, {"keys": keys})} if keys else {}
     hold_ids = sorted({op.hold_id for op in ops if op.kind in CLOSING})
     holds: dict[str, dict] = {}
     if hold_ids:

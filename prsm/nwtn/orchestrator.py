@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 
 from prsm.backends import ModelCall, ModelOutput
 from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked
@@ -122,7 +123,7 @@ class Orchestrator:
         steps.append(Step(next(seq), "planner", prompt[:2000], plan_output, plan_ms))
         cards = dict(await self.cards(set()))
         quoted = quote(plan, list(cards.values()), self.settings.max_new_tokens, self.settings.query_fee)
-        hold = hold_op(user, quoted, f"query:{session_id}:hold", f"query {session_id}")
+        hold = replace(hold_op(user, quoted, f"query:{session_id}:hold", f"query {session_id}"), fresh=True)
         record = SessionRecord.new(
             session_id, user, prompt, plan, plan_ms, flags, steps, hold_id=hold.hold_id, quoted=quoted
         )
@@ -163,10 +164,16 @@ class Orchestrator:
         latency_ms = (time.perf_counter() - started) * 1000
         if compiled.status == "failed":  # nothing answered: nothing charged
             parts: dict[str, int] = {}
-            charge = release_op(hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed")
+            charge = replace(
+                release_op(hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed"),
+                fresh=True,
+            )
         else:
             parts = split(costs, self.settings.query_fee, quoted, self.shares, cards)
-            charge = capture_op(hold.hold_id, parts, f"query:{session_id}:capture", f"query {session_id}")
+            charge = replace(
+                capture_op(hold.hold_id, parts, f"query:{session_id}:capture", f"query {session_id}"),
+                fresh=True,
+            )
         await self.store.finish(
             record,
             compiled.status,
