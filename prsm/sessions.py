@@ -41,8 +41,12 @@ from prsm.registry import LATENCY_EWMA_WEIGHT, ModelCard, card_from_row
 from prsm.safety import Flag
 
 # (statement name in STATEMENTS, its parameters), or ("ledger", Op): at most one Op per write.
-LINGER_S = 0.002
 Write = list[tuple[str, dict | Op]]
+
+# When the last batch held more than one write (queries are arriving concurrently), the writer
+# waits this long before draining the queue: fewer, bigger transactions cost less CPU per query
+# (benchmarks/serve_overhead.py). A lone query never waits.
+LINGER_S = 0.002
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,12 @@ class Chain:
                 f"another PRSM process is using the embedded chain ({journal}); wait for it to finish"
             ) from exc
         self._lock_file.seek(0)
-        for line in self._lock_file:
-            if line.strip():
-                # A transaction the chain refused the first time is refused again: skip it.
-                with contextlib.suppress(Exception):
-                    self.w3.eth.send_raw_transaction(json.loads(line)["raw"])
+        entries = [json.loads(line) for line in self._lock_file if line.strip()]
+        refused = {e["refused"] for e in entries if "refused" in e}
+        for entry in entries:
+            if "raw" in entry and entry["hash"] not in refused:
+                with contextlib.suppress(Exception):  # e.g. a resend of one already replayed
+                    self.w3.eth.send_raw_transaction(entry["raw"])
 
     def __enter__(self) -> Chain:
         return self
@@ -146,6 +147,9 @@ class Chain:
             self.w3.eth.send_raw_transaction(tx.raw)
         except Exception as exc:
             if self.receipt(tx.hash) is None and not _already_known(exc):
+                if self._lock_file is not None:  # not part of the chain: never replay it
+                    self._lock_file.write(json.dumps({"refused": tx.hash}) + "\n")
+                    self._lock_file.flush()
                 raise ChainError(f"the node refused transaction {tx.hash}: {exc}") from exc
 
     def receipt(self, tx_hash: str):

@@ -61,3 +61,40 @@ def test_reconcile_prints_every_difference(chain_settings, chain):
 
 def test_bad_addresses_are_refused(chain_settings, chain):
     chain_checks.check_bad_addresses_are_refused(chain_settings, chain)
+
+
+KILLED_SETTLER = """
+import os, signal, sys
+from pydantic import SecretStr
+from prsm.chain.client import Chain
+from prsm.chain.settlement import Settlement
+from prsm.settings import Settings
+
+settings = Settings(chain_url=sys.argv[1], chain_key=SecretStr(sys.argv[2]), _env_file=None)
+with Chain.connect(settings) as chain:
+    Settlement(settings, chain).run(on_step=lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == sys.argv[3] else None)
+"""
+
+
+@pytest.mark.parametrize("step", chain_checks.STEPS[:-1])
+def test_a_settler_process_killed_with_sigkill_after_a_step_pays_exactly_once(
+    chain_settings, chain, node, step, tmp_path
+):
+    import subprocess
+    import sys
+
+    from prsm.chain.settlement import Settlement
+    from prsm.ftns.ledger import SETTLING
+
+    settlement = chain_checks.linked(chain_settings, chain)
+    settlement.contracts()
+    script = tmp_path / "settler.py"
+    script.write_text(KILLED_SETTLER)
+    env = {"PRSM_DATA_DIR": str(chain_settings.data_dir), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(script), node[0], node[1][0], step], env=env, timeout=120)
+    assert done.returncode == -9  # killed, not finished
+    again = Settlement(chain_settings, chain)
+    assert again.run().status == "confirmed"
+    assert chain_checks.on_chain(again, chain_checks.PAYEES["bob"]) == 3 * chain_checks.FTNS
+    assert again.ledger.balance(SETTLING) == 0 and again.run() is None
+    assert again.reconcile()[0] == []

@@ -143,3 +143,31 @@ def test_a_query_that_fails_releases_its_hold(nwtn, db):
     with db() as s:
         session = s.scalars(select(QuerySession)).one()
         assert (session.status, session.charged, session.charge_split) == ("failed", 0, {})
+
+
+def test_a_distilled_models_answer_pays_its_teachers_owner_a_royalty(nwtn, registry):
+    from prsm.nwtn.route import Candidate
+
+    student = ModelCard("sympy-student", "tool", "A distilled symbolic math tool", "carol", "MIT",
+                        tags=("math",), price_per_call=10**13, endpoint="tool:math", teacher="sympy-cas")  # fmt: skip
+    registry.register(student)
+
+    async def only_the_student(task, open_circuits):  # routing is not under test here: pricing is
+        return [Candidate("sympy-student", "tool", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 10**13)]
+
+    nwtn.rank = only_the_student
+    trace = asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
+    assert trace["tasks"][0]["model"] == "sympy-student" and trace["tasks"][0]["result"] == "9"
+    split_ = {a: int(v) for a, v in trace["cost"]["split"].items()}
+    assert split_["carol"] == 10**13 * 8000 // 10_000 * 9 // 10  # owner share less the royalty
+    assert split_["prsm-foundation"] == 10**13 * 8000 // 10_000 // 10  # sympy-cas's owner
+    assert nwtn.store.ledger.balance("prsm-foundation") == split_["prsm-foundation"]
+
+
+def test_a_student_card_must_name_a_registered_teacher(registry):
+    bad = ModelCard(
+        "orphan", "tool", "A distilled tool", "carol", "MIT", endpoint="tool:math", teacher="nope"
+    )
+    with pytest.raises(InvalidInput) as info:
+        registry.register(bad)
+    assert info.value.field == "teacher"
