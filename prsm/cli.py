@@ -393,6 +393,60 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
             cmd_down(args, settings)
 
 
+def cmd_store(args: argparse.Namespace, settings: Settings) -> None:
+    """The local content-addressed block store (under PRSM_DATA_DIR/store)."""
+    from prsm.storage.local import LocalStore
+
+    store = LocalStore(settings.resolved_store_dir)
+    needs = {"put": 1, "get": 1, "pin": 1, "unpin": 1, "ls": 0, "gc": 0}[args.action]
+    if len(args.params) != needs:
+        raise CLIError(
+            f"usage: prsm store {args.action}" + (" FILE|-" if args.action == "put" else " CID" * needs)
+        )
+    if args.action == "put":
+        source = args.params[0]
+        if source == "-":
+            cid = store.put(sys.stdin.buffer)
+        else:
+            if not Path(source).is_file():
+                raise CLIError(f"no such file: {source}")
+            cid = store.put(Path(source))
+        if not args.no_pin:
+            store.pin(cid)
+        print(cid)  # plain stdout: scripts read the CID
+    elif args.action == "get":
+        chunks = store.get(args.params[0])  # a missing or corrupt root fails before any output
+        if args.output:
+            tmp = Path(args.output).with_name(f".{Path(args.output).name}.part")
+            with open(tmp, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            tmp.replace(args.output)
+            err.print(f"wrote {args.output}")
+        else:
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    elif args.action == "pin":
+        store.pin(args.params[0])
+        console.print(f"pinned {args.params[0]}")
+    elif args.action == "unpin":
+        store.unpin(args.params[0])
+        console.print(f"unpinned {args.params[0]} (its blocks go at the next gc)")
+    elif args.action == "ls":
+        table = Table(title=f"Pinned in {store.root}")
+        for column in ("cid", "blocks", "bytes"):
+            table.add_column(column)
+        for row in store.ls():
+            table.add_row(row["cid"], str(row["blocks"]), str(row["bytes"]))
+        console.print(table)
+    elif args.action == "gc":
+        done = store.gc()
+        console.print(
+            f"removed {done['removed_blocks']} blocks ({done['freed_bytes']} bytes); kept {done['kept_blocks']}"
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prsm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -440,6 +494,15 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=int, default=50)
     f.add_argument("--before", type=int, help="entries: the page before this entry id")
     f.set_defaults(fn=cmd_ftns)
+
+    st = sub.add_parser(
+        "store", help="content-addressed store: put (prints the CID), get, pin, unpin, ls, gc"
+    )
+    st.add_argument("action", choices=["put", "get", "pin", "unpin", "ls", "gc"])
+    st.add_argument("params", nargs="*", help="put: FILE or - (stdin); get/pin/unpin: CID")
+    st.add_argument("-o", "--output", help="get: write to this file (default: stdout)")
+    st.add_argument("--no-pin", action="store_true", help="put: do not pin (gc may remove it)")
+    st.set_defaults(fn=cmd_store)
 
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "register", "prepare"])

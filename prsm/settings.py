@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         return (self.model_dir or self.data_dir / "models").resolve()
 
     @property
+    def resolved_store_dir(self) -> Path:
+        return (self.data_dir / "store").resolve()
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

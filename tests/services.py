@@ -88,3 +88,50 @@ def anvil_node() -> Iterator[tuple[str, list[str]]]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+JSIPFS = Path(__file__).resolve().parents[1] / "ipfs/node_modules/.bin/jsipfs"
+
+
+@contextmanager
+def ipfs_node() -> Iterator[str]:
+    """A real IPFS node (js-ipfs from npm, offline, Kubo-compatible RPC API) with its own repo
+    on free loopback ports; yields the RPC API's base URL (http://127.0.0.1:PORT/api/v0)."""
+    import time
+
+    import httpx
+
+    if not JSIPFS.exists():
+        raise RuntimeError("js-ipfs is missing: npm ci --prefix ipfs (make install does)")
+    repo = Path(tempfile.mkdtemp(prefix="prsm-ipfs-"))
+    env = {**os.environ, "IPFS_PATH": str(repo / "repo")}
+    run = {"env": env, "check": True, "capture_output": True}
+    subprocess.run([str(JSIPFS), "init", "--profile", "test"], **run)
+    api, rpc = free_port(), free_port()
+    subprocess.run([str(JSIPFS), "config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{api}"], **run)
+    subprocess.run([str(JSIPFS), "config", "Addresses.RPC", f"/ip4/127.0.0.1/tcp/{rpc}"], **run)
+    url = f"http://127.0.0.1:{api}/api/v0"
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [str(JSIPFS), "daemon", "--offline"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.post(f"{url}/id", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"the IPFS node did not start: {log.read()[-2000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            shutil.rmtree(repo, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""The CID encoder and the local block store, without any IPFS node (the same CIDs against a
+real IPFS node: tests/integration/test_ipfs.py)."""
+
+import hashlib
+import io
+import os
+
+import pytest
+
+from prsm.errors import InvalidInput
+from prsm.storage.cid import CHUNK, CID, DAG_PB, RAW, cid_of, dag_pb_links
+from prsm.storage.local import CorruptBlock, LocalStore, NotFound
+
+# Published CIDv1 (raw leaves) of two well-known inputs; the node-made vectors for many sizes
+# are in the integration test.
+EMPTY = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+HELLO_WORLD = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(tmp_path / "store")
+
+
+def test_small_inputs_are_one_raw_block_whose_cid_is_the_content_hash():
+    assert cid_of(b"") == EMPTY and cid_of(b"hello world") == HELLO_WORLD
+    parsed = CID.parse(HELLO_WORLD)
+    assert parsed.codec == RAW and parsed.digest == hashlib.sha256(b"hello world").digest()
+
+
+def test_a_multi_chunk_file_is_a_balanced_dag_of_256_kib_raw_leaves(store):
+    data = os.urandom(3 * CHUNK + 5)
+    cid = store.put(data)
+    root = CID.parse(cid)
+    assert root.codec == DAG_PB
+    links = dag_pb_links(store.block(cid))
+    assert [link.codec for link in links] == [RAW] * 4
+    assert [len(store.block(link)) for link in links] == [CHUNK, CHUNK, CHUNK, 5]
+    assert str(CID.parse(cid)) == cid
+
+
+def test_more_than_174_chunks_make_a_second_level(store):
+    data = b"x" * (175 * 1024)  # small chunks would take too long: use a tiny chunker below
+    from prsm.storage.cid import build, chunked
+
+    blocks = {}
+    root, size = build(chunked(io.BytesIO(data), 1024), lambda c, b: blocks.setdefault(str(c), (c, b)))
+    top = dag_pb_links(blocks[str(root)][1])
+    assert size == len(data) and len(top) == 2  # a full node of 174 leaves, then one more
+    assert len(dag_pb_links(blocks[str(top[0])][1])) == 174
+    assert top[1].codec == DAG_PB and len(dag_pb_links(blocks[str(top[1])][1])) == 1
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK])
+def test_put_then_get_returns_the_bytes_from_bytes_files_and_streams(store, tmp_path, size):
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    cid = store.put(data)
+    assert store.put(path) == cid and store.put(io.BytesIO(data)) == cid == cid_of(data)
+    assert store.read(cid) == data and store.has(cid)
+
+
+def test_a_block_that_does_not_match_its_cid_is_never_served_and_is_quarantined(store):
+    data = os.urandom(2 * CHUNK)
+    cid = store.put(data)
+    leaf = str(dag_pb_links(store.block(cid))[1])
+    path = store._path(leaf)
+    path.write_bytes(b"\0" + path.read_bytes()[1:])  # one flipped byte on disk
+    with pytest.raises(CorruptBlock):
+        store.read(cid)
+    assert not path.exists() and len(list((store.root / "quarantine").iterdir())) == 1
+    assert not store.has(cid)
+    assert store.put(data) == cid and store.read(cid) == data  # putting it again repairs it
+
+
+def test_pins_keep_blocks_through_gc_and_unpinned_ones_go(store):
+    kept, dropped = store.put(os.urandom(CHUNK + 1)), store.put(os.urandom(CHUNK + 2))
+    store.pin(kept)
+    (store.root / "tmp" / "leftover-of-a-crashed-write").write_bytes(b"half")
+    done = store.gc()
+    assert done["removed_blocks"] == 3 and done["kept_blocks"] == 3
+    assert store.read(kept) and not store.has(dropped)
+    assert [row["cid"] for row in store.ls()] == [kept]
+    assert not list((store.root / "tmp").iterdir())
+    store.unpin(kept)
+    with pytest.raises(NotFound):
+        store.unpin(kept)
+    store.gc()
+    assert not store.has(kept)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "Qm123", "bafkbad", "b" + "a" * 300, "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],
+)
+def test_an_invalid_cid_is_refused_naming_the_field(store, bad):
+    with pytest.raises(InvalidInput) as info:
+        store.get(bad)
+    assert info.value.field == "cid"
+
+
+def test_a_missing_cid_is_not_found_at_once(store):
+    with pytest.raises(NotFound):
+        store.get(cid_of(b"never stored"))
+    with pytest.raises(NotFound):
+        store.pin(cid_of(b"never stored"))
+
+
+def test_a_large_stream_is_never_held_whole(store):
+    import tracemalloc
+
+    def chunks(n):  # 64 MiB, generated as it is read
+        for i in range(n):
+            yield hashlib.sha256(str(i).encode()).digest() * 2048
+
+    class Stream(io.RawIOBase):
+        def __init__(self):
+            self.it, self.buf = chunks(1024), b""
+
+        def readable(self):
+            return True
+
+        def read(self, size=-1):
+            while len(self.buf) < size:
+                try:
+                    self.buf += next(self.it)
+                except StopIteration:
+                    break
+            out, self.buf = self.buf[:size], self.buf[size:]
+            return out
+
+    tracemalloc.start()
+    cid = store.put(Stream())
+    total = sum(len(c) for c in store.get(cid))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert total == 64 * 1024 * 1024 and peak < 24 * 1024 * 1024
