@@ -59,6 +59,26 @@ def one_round(data: bytes, sync: bool, where: Path) -> dict:
         os.sync()
 
 
+def ipfs_backend(data: bytes, rounds: int, sha: float) -> dict:
+    """The same put and get through the IPFS backend, against a real node on loopback."""
+    from prsm.storage.ipfs import IpfsStore
+    from tests.services import ipfs_node
+
+    puts, gets = [], []
+    with ipfs_node() as url:
+        store = IpfsStore(url, timeout_s=30)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            cid = store.put(data)
+            puts.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            assert sum(len(chunk) for chunk in store.get(cid)) == len(data)
+            gets.append(time.perf_counter() - started)
+    put, get = rate(statistics.median(puts)), rate(statistics.median(gets))
+    return {"node": "0.66.1", "rounds": rounds, "put_mb_per_s": put, "get_mb_per_s": get,
+            "put_vs_sha256_ratio": put / sha, "get_vs_sha256_ratio": get / sha}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 7")
@@ -102,11 +122,16 @@ def main() -> None:
         "get_vs_sha256_ratio": get / sha,
         "target_ratio": 0.5,
     }
+    result["ipfs"] = ipfs_backend(data, 1 if args.quick else 3, sha)
     print(f"\n100 MB, median of {rounds} rounds, local block store ({os.cpu_count()} cores)")
     print(f"  sha256            {sha:8.0f} MB/s")
     print(f"  put (synced)      {put:8.0f} MB/s   ratio {put / sha:.2f}")
     print(f"  put (no sync)     {put_nosync:8.0f} MB/s   ratio {put_nosync / sha:.2f}")
     print(f"  get (verified)    {get:8.0f} MB/s   ratio {get / sha:.2f}   (target >= 0.5 each)")
+    i = result["ipfs"]
+    print(f"IPFS backend (js-ipfs {i['node']}, loopback), median of {i['rounds']} rounds:")
+    print(f"  put               {i['put_mb_per_s']:8.0f} MB/s   ratio {i['put_vs_sha256_ratio']:.2f}")
+    print(f"  get (verified)    {i['get_mb_per_s']:8.0f} MB/s   ratio {i['get_vs_sha256_ratio']:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(REPO)}")

@@ -394,10 +394,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_store(args: argparse.Namespace, settings: Settings) -> None:
-    """The local content-addressed block store (under PRSM_DATA_DIR/store)."""
-    from prsm.storage.local import LocalStore
+    """The content-addressed store: local (PRSM_DATA_DIR/store) or an IPFS node (PRSM_IPFS_URL)."""
+    from prsm.storage import open_store
 
-    store = LocalStore(settings.resolved_store_dir)
+    store = open_store(settings)
     needs = {"put": 1, "get": 1, "pin": 1, "unpin": 1, "ls": 0, "gc": 0}[args.action]
     if len(args.params) != needs:
         raise CLIError(
@@ -434,7 +434,7 @@ def cmd_store(args: argparse.Namespace, settings: Settings) -> None:
         store.unpin(args.params[0])
         console.print(f"unpinned {args.params[0]} (its blocks go at the next gc)")
     elif args.action == "ls":
-        table = Table(title=f"Pinned in {store.root}")
+        table = Table(title=f"Pinned in {getattr(store, 'root', None) or store.url}")
         for column in ("cid", "blocks", "bytes"):
             table.add_column(column)
         for row in store.ls():

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         description="Payees per epoch: one transaction must fit a 30M-gas block (~31k gas a new payee).",
     )
 
+    # Content-addressed storage (prsm/storage/): the local block store under data_dir/store,
+    # or any IPFS node with the Kubo RPC API.
+    ipfs_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:5001/api/v0")
+    ipfs_timeout_s: float = Field(default=5.0, gt=0, description="Bound on fetching a block from IPFS.")
+
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (ENVIRONMENT.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.

@@ -1,1 +1,15 @@
-"""Content-addressed storage: Kubo-compatible CIDs (cid.py) and the local block store (local.py)."""
+"""Content-addressed storage: Kubo-compatible CIDs (cid.py), the local block store (local.py,
+the embedded default) and any IPFS node over the Kubo RPC API (ipfs.py, `PRSM_IPFS_URL`)."""
+
+from __future__ import annotations
+
+
+def open_store(settings):
+    """The store the settings name: an IPFS node if PRSM_IPFS_URL is set, else the local one."""
+    if settings.ipfs_url:
+        from prsm.storage.ipfs import IpfsStore
+
+        return IpfsStore(settings.ipfs_url, settings.ipfs_timeout_s)
+    from prsm.storage.local import LocalStore
+
+    return LocalStore(settings.resolved_store_dir)

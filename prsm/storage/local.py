@@ -24,12 +24,10 @@ import os
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prsm.errors import PRSMError
-from prsm.storage.cid import CID, DAG_PB, build, chunked, dag_pb_links, hashed
+from prsm.storage.base import BlockStore, CorruptBlock, NotFound
+from prsm.storage.cid import CID, build, chunked, hashed
 
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -38,25 +36,15 @@ except (OSError, AttributeError):
     _libc = None
 
 
-class NotFound(PRSMError):
-    status_code = 404
-
-
-class CorruptBlock(PRSMError):
-    status_code = 502
-
-
-class LocalStore:
+class LocalStore(BlockStore):
     def __init__(self, root: Path, threads: int | None = None, sync: bool = True):
         self.root = Path(root)
         self.sync = sync
         for sub in ("blocks", "pins", "quarantine", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._shards = {p.name for p in (self.root / "blocks").iterdir()}
-        # Hashing and file I/O release the GIL: chunks are hashed, written and verified on
-        # several cores at once, in order.
-        self._pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1))
         self._tmp_seq = itertools.count()
+        super().__init__(threads)
 
     # --- blocks -----------------------------------------------------------------------------
 
@@ -113,21 +101,13 @@ class LocalStore:
             raise CorruptBlock(f"block {name} does not match its CID: moved to {target}", "cid")
         return data
 
+    def block_size(self, cid: str) -> int:
+        return self._path(cid).stat().st_size
+
     def has_block(self, cid: str) -> bool:
         return self._path(cid).exists()
 
-    # --- files ------------------------------------------------------------------------------
-
-    def put(self, data: bytes | os.PathLike | str | object) -> str:
-        """Store bytes, a file path or a binary stream; return its CID (Kubo's, CIDv1)."""
-        if isinstance(data, bytes | bytearray):
-            import io
-
-            return self._put_stream(io.BytesIO(data))
-        if isinstance(data, str | os.PathLike):
-            with open(data, "rb") as f:
-                return self._put_stream(f)
-        return self._put_stream(data)
+    # --- files (the rest is in BlockStore) -----------------------------------------------
 
     def _put_stream(self, stream) -> str:
         writes: deque = deque()
@@ -146,50 +126,6 @@ class LocalStore:
             self._sync()
         return str(root)
 
-    def get(self, cid: str) -> Iterator[bytes]:
-        """The file's bytes, chunk by chunk, each verified against its CID before it is yielded.
-        The root is read (and verified) before the first chunk: a missing or corrupt root
-        fails at the call, not midway."""
-        root = CID.parse(cid)
-        first = self.block(root)
-        return self._walk(root, first)
-
-    def _walk(self, cid: CID, block: bytes) -> Iterator[bytes]:
-        """Leaves in order; up to 16 leaves read and verified ahead on the pool's threads."""
-        ahead: deque = deque()
-        for leaf in self._leaves(cid, block):
-            ahead.append(self._pool.submit(self.block, leaf) if leaf is not None else None)
-            if len(ahead) >= 16:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
-
-    def _leaves(self, cid: CID, block: bytes) -> Iterator[CID]:
-        if cid.codec != DAG_PB:
-            yield cid
-            return
-        for child in dag_pb_links(block):
-            if child.codec == DAG_PB:
-                yield from self._leaves(child, self.block(child))
-            else:
-                yield child
-
-    def read(self, cid: str) -> bytes:
-        return b"".join(self.get(cid))
-
-    def has(self, cid: str) -> bool:
-        """Whether every block of the file is here."""
-        try:
-            return all(self.has_block(name) for name in self._blocks_of(CID.parse(cid)))
-        except NotFound:  # a missing inner node
-            return False
-
-    def _blocks_of(self, cid: CID) -> Iterator[str]:
-        yield str(cid)
-        if cid.codec == DAG_PB:
-            for child in dag_pb_links(self.block(cid)):
-                yield from self._blocks_of(child)
-
     # --- pins and garbage collection --------------------------------------------------------
 
     def pin(self, cid: str) -> None:
@@ -207,15 +143,6 @@ class LocalStore:
 
     def pins(self) -> list[str]:
         return sorted(p.name for p in (self.root / "pins").iterdir())
-
-    def ls(self) -> list[dict]:
-        """Pinned files with their sizes (bytes of all their blocks)."""
-        out = []
-        for name in self.pins():
-            blocks = list(self._blocks_of(CID.parse(name)))
-            out.append({"cid": name, "blocks": len(blocks),
-                        "bytes": sum(self._path(b).stat().st_size for b in blocks)})  # fmt: skip
-        return out
 
     def gc(self) -> dict:
         """Delete every block no pin reaches; return what was removed."""

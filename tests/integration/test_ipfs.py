@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from prsm.storage.cid import CHUNK, CID, MAX_LINKS, cid_of
+from tests import storage_checks
 from tests.services import ipfs_node
 
 
@@ -45,3 +46,38 @@ def test_a_three_level_tree_matches_too(ipfs):
     params = {"cid-version": 1, "pin": "false", "chunker": "size-1024"}
     response = httpx.post(f"{ipfs}/add", params=params, files=files, timeout=600)
     assert ours == str(CID.parse(response.json()["Hash"]))
+
+
+# --- the IPFS backend: the same checks as the local store ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def backend_node():
+    # Its own node: the vector tests above leave ~30,000 unpinned blocks, which make gc slow.
+    with ipfs_node() as url:
+        yield url
+
+
+@pytest.fixture
+def store(backend_node):
+    from prsm.storage.ipfs import IpfsStore
+
+    return IpfsStore(backend_node, timeout_s=2)
+
+
+@pytest.mark.parametrize("size", storage_checks.SIZES)
+def test_put_then_get_returns_the_bytes_ipfs(store, tmp_path, size):
+    storage_checks.check_put_then_get_returns_the_bytes(store, tmp_path, size)
+
+
+def test_pins_keep_content_through_gc_ipfs(store):
+    storage_checks.check_pins_keep_content_through_gc(store)
+
+
+@pytest.mark.parametrize("bad", storage_checks.BAD_CIDS)
+def test_an_invalid_cid_is_refused_naming_the_field_ipfs(store, bad):
+    storage_checks.check_an_invalid_cid_is_refused_naming_the_field(store, bad)
+
+
+def test_a_missing_cid_is_not_found_quickly_ipfs(store):
+    storage_checks.check_a_missing_cid_is_not_found_quickly(store)

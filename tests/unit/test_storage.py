@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from prsm.errors import InvalidInput
 from prsm.storage.cid import CHUNK, CID, DAG_PB, RAW, cid_of, dag_pb_links
 from prsm.storage.local import CorruptBlock, LocalStore, NotFound
+from tests import storage_checks
 
 # Published CIDv1 (raw leaves) of two well-known inputs; the node-made vectors for many sizes
 # are in the integration test.
@@ -51,14 +51,24 @@ def test_more_than_174_chunks_make_a_second_level(store):
     assert top[1].codec == DAG_PB and len(dag_pb_links(blocks[str(top[1])][1])) == 1
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK])
+@pytest.mark.parametrize("size", storage_checks.SIZES)
 def test_put_then_get_returns_the_bytes_from_bytes_files_and_streams(store, tmp_path, size):
-    data = os.urandom(size)
-    path = tmp_path / "f.bin"
-    path.write_bytes(data)
-    cid = store.put(data)
-    assert store.put(path) == cid and store.put(io.BytesIO(data)) == cid == cid_of(data)
-    assert store.read(cid) == data and store.has(cid)
+    storage_checks.check_put_then_get_returns_the_bytes(store, tmp_path, size)
+
+
+def test_pins_keep_content_through_gc(store):
+    storage_checks.check_pins_keep_content_through_gc(store)
+
+
+@pytest.mark.parametrize("bad", storage_checks.BAD_CIDS)
+def test_an_invalid_cid_is_refused_naming_the_field(store, bad):
+    storage_checks.check_an_invalid_cid_is_refused_naming_the_field(store, bad)
+
+
+def test_a_missing_cid_is_not_found(store):
+    storage_checks.check_a_missing_cid_is_not_found_quickly(store)
+    with pytest.raises(NotFound):
+        store.pin(cid_of(b"never stored"))
 
 
 def test_a_block_that_does_not_match_its_cid_is_never_served_and_is_quarantined(store):
@@ -74,37 +84,12 @@ def test_a_block_that_does_not_match_its_cid_is_never_served_and_is_quarantined(
     assert store.put(data) == cid and store.read(cid) == data  # putting it again repairs it
 
 
-def test_pins_keep_blocks_through_gc_and_unpinned_ones_go(store):
-    kept, dropped = store.put(os.urandom(CHUNK + 1)), store.put(os.urandom(CHUNK + 2))
+def test_gc_removes_leftovers_of_crashed_writes(store):
+    kept = store.put(os.urandom(CHUNK + 1))
     store.pin(kept)
     (store.root / "tmp" / "leftover-of-a-crashed-write").write_bytes(b"half")
-    done = store.gc()
-    assert done["removed_blocks"] == 3 and done["kept_blocks"] == 3
-    assert store.read(kept) and not store.has(dropped)
-    assert [row["cid"] for row in store.ls()] == [kept]
-    assert not list((store.root / "tmp").iterdir())
-    store.unpin(kept)
-    with pytest.raises(NotFound):
-        store.unpin(kept)
-    store.gc()
-    assert not store.has(kept)
-
-
-@pytest.mark.parametrize(
-    "bad",
-    ["", "Qm123", "bafkbad", "b" + "a" * 300, "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"],
-)
-def test_an_invalid_cid_is_refused_naming_the_field(store, bad):
-    with pytest.raises(InvalidInput) as info:
-        store.get(bad)
-    assert info.value.field == "cid"
-
-
-def test_a_missing_cid_is_not_found_at_once(store):
-    with pytest.raises(NotFound):
-        store.get(cid_of(b"never stored"))
-    with pytest.raises(NotFound):
-        store.pin(cid_of(b"never stored"))
+    assert store.gc()["kept_blocks"] == 3
+    assert not list((store.root / "tmp").iterdir()) and store.read(kept)
 
 
 def test_a_large_stream_is_never_held_whole(store):
