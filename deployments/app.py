@@ -12,12 +12,20 @@ import os
 from dataclasses import asdict
 
 from fastapi import Query, Request, Response
+from fastapi.responses import StreamingResponse
 from ray import serve
 from ray.serve import Application
+from starlette.concurrency import iterate_in_threadpool
 
 from prsm.api import limits
 from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, unwrapped
-from prsm.api.schemas import ChatCompletionRequest, ModelCardIn, QueryRequest, chat_completion
+from prsm.api.schemas import (
+    ACCOUNT_PATTERN,
+    ChatCompletionRequest,
+    ModelCardIn,
+    QueryRequest,
+    chat_completion,
+)
 from prsm.backends import ModelCall, ModelOutput, load_backend
 from prsm.coalesce import Coalescer
 from prsm.db.engine import make_engine, session_factory, upgrade
@@ -29,6 +37,8 @@ from prsm.nwtn.route import Candidate, Router, task_text
 from prsm.registry import DEFAULT_WEIGHTS, Registry
 from prsm.sessions import SessionStore
 from prsm.settings import Settings
+from prsm.storage import open_store
+from prsm.storage.artifacts import Artifacts
 
 
 def _state(settings: dict) -> tuple[Settings, Registry, SessionStore]:
@@ -132,6 +142,7 @@ class NWTN:
 
 
 api = create_api()
+PARENTS = Query(default=[], description="CIDs it was made from (repeat the parameter).")
 
 
 @serve.deployment
@@ -141,6 +152,7 @@ class Ingress:
         self.settings, self.registry, self.store = _state(settings)
         self.nwtn = nwtn
         self.ledger = self.store.ledger
+        self.artifacts = Artifacts(self.store._sessions, open_store(self.settings))
         limits.configure(self.settings.max_body_bytes)
 
     @api.get("/healthz")
@@ -175,6 +187,33 @@ class Ingress:
         """Ledger entries, newest first; pass `next_before` back as `before` for the next page."""
         data = await asyncio.to_thread(self.ledger.entries, account_id, limit, before)
         return {"data": data, "next_before": data[-1]["id"] if len(data) == limit else None}
+
+    @api.post("/v1/artifacts", status_code=201)
+    async def upload_artifact(
+        self,
+        request: Request,
+        kind: str = Query(..., description="model | dataset | trace"),
+        creator: str = Query(..., pattern=ACCOUNT_PATTERN, description="The creating account."),
+        parents: list[str] = PARENTS,
+        licence: str | None = Query(None, max_length=128),
+        name: str | None = Query(None, max_length=256),
+    ) -> dict:
+        """Upload bytes (the raw body, streamed; size-limited) into the content-addressed store
+        and record their provenance; answers with the CID and the record."""
+        provenance = {"kind": kind, "creator": creator, "parents": parents, "licence": licence, "name": name}
+        return await self.artifacts.upload(request.stream(), self.settings.max_artifact_bytes, **provenance)
+
+    @api.get("/v1/artifacts/{cid}")
+    async def artifact(self, cid: str) -> dict:
+        """An artifact's provenance: kind, size, creator, parent CIDs, licence."""
+        return await asyncio.to_thread(self.artifacts.get, cid)
+
+    @api.get("/v1/artifacts/{cid}/content")
+    async def artifact_content(self, cid: str) -> StreamingResponse:
+        """The bytes, streamed; every block verified against its CID before it is sent."""
+        await asyncio.to_thread(self.artifacts.get, cid)  # 400 / 404 before any byte
+        chunks = await asyncio.to_thread(self.artifacts.store.get, cid)
+        return StreamingResponse(iterate_in_threadpool(chunks), media_type="application/octet-stream")
 
     @api.get("/v1/models")
     async def models(self) -> dict:

@@ -208,11 +208,37 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_session(args: argparse.Namespace, settings: Settings) -> None:
+    if args.session_id == "export":
+        if not args.export_id:
+            raise CLIError("usage: prsm session export SESSION_ID")
+        return export_session(args.export_id, settings)
+    if args.export_id:
+        raise CLIError("usage: prsm session SESSION_ID  |  prsm session export SESSION_ID")
     trace = api(settings, "GET", f"/v1/sessions/{args.session_id}")
     if args.json:
         console.print_json(json.dumps(trace))
     else:
         print_trace(trace)
+
+
+def export_session(session_id: str, settings: Settings) -> None:
+    """Put a finished session's trace into the content-addressed store (canonical JSON: the same
+    trace always gets the same CID), record it as a `trace` artifact of the session's user."""
+    from prsm.db.engine import make_engine, session_factory, upgrade
+    from prsm.sessions import SessionStore
+    from prsm.storage import open_store
+    from prsm.storage.artifacts import Artifacts, canonical_json
+
+    upgrade(settings.resolved_database_url)
+    sessions = session_factory(make_engine(settings.resolved_database_url))
+    trace = SessionStore(sessions).trace(session_id)  # SessionNotFound: exit 1 with the reason
+    if trace["status"] == "running":
+        raise CLIError(f"session {session_id} is still running: export it once it has finished")
+    store = open_store(settings)
+    cid = store.put(canonical_json(trace))
+    Artifacts(sessions, store).register(cid, "trace", trace["user"], name=f"session-{session_id}.json")
+    store.pin(cid)
+    print(cid)
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
@@ -474,8 +500,12 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print the whole trace as JSON")
     q.set_defaults(fn=cmd_query)
 
-    s = sub.add_parser("session", help="show a past session's trace")
-    s.add_argument("session_id")
+    s = sub.add_parser(
+        "session",
+        help="show a past session's trace; `prsm session export ID` stores it by CID (prints the CID)",
+    )
+    s.add_argument("session_id", help="a session id, or `export`")
+    s.add_argument("export_id", nargs="?", help="export: the session to store")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_session)
 

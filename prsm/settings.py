@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # or any IPFS node with the Kubo RPC API.
     ipfs_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:5001/api/v0")
     ipfs_timeout_s: float = Field(default=5.0, gt=0, description="Bound on fetching a block from IPFS.")
+    max_artifact_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="Largest POST /v1/artifacts upload."
+    )
 
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (ENVIRONMENT.md): the light deployments take many concurrent requests because

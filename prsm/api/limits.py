@@ -8,6 +8,7 @@ import json
 # Set by the process that serves the app (`configure`), read at each request: Ray Serve ships the
 # FastAPI app to its replica as a copy, so the limit cannot be fixed when the app is built.
 _max_body_bytes = 256_000
+STREAMED = ("/v1/artifacts",)  # routes that stream their body and enforce their own limit
 
 
 def configure(max_body_bytes: int) -> None:
@@ -25,6 +26,8 @@ class BodyLimits:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        if scope.get("path", "").startswith(STREAMED):  # binary uploads: streamed, own limit
             return await self.app(scope, receive, send)
 
         declared = dict(scope.get("headers", [])).get(b"content-length")

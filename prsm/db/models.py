@@ -302,3 +302,21 @@ class SettlementLine(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("ftns_accounts.id"))
     address: Mapped[str] = mapped_column(String(42))
     amount: Mapped[int] = mapped_column(TokenAmount)
+
+
+# --- content-addressed artifacts (prsm/storage/artifacts.py) ----------------------------------
+
+
+class Artifact(Base):
+    """Provenance of something in the content-addressed store: what it is, who made it, from what."""
+
+    __tablename__ = "artifacts"
+
+    cid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # model | dataset | trace
+    size: Mapped[int] = mapped_column(BigInteger)
+    creator: Mapped[str] = mapped_column(String(160), index=True)  # an account id
+    parents: Mapped[list] = mapped_column(JSON, default=list)  # CIDs it was made from
+    licence: Mapped[str | None] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

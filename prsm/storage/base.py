@@ -31,6 +31,15 @@ class BlockStore:
         # several threads at once, and handed out in order.
         self._pool = ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1))
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def block(self, cid: str | CID) -> bytes:
         raise NotImplementedError
 

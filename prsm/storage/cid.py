@@ -20,6 +20,11 @@ from dataclasses import dataclass
 
 from prsm.errors import InvalidInput
 
+
+class InvalidCID(InvalidInput):
+    status_code = 400
+
+
 CHUNK = 256 * 1024
 MAX_LINKS = 174
 RAW, DAG_PB = 0x55, 0x70
@@ -71,7 +76,7 @@ class CID:
         """A CIDv1 string: base32 (what PRSM and Kubo print, "b...") or base58btc ("z...",
         what js-ipfs prints). `str()` of the result is always base32."""
         if not isinstance(text, str) or text[:1] not in ("b", "z") or len(text) > 200:
-            raise InvalidInput(f"{text!r} is not a CIDv1 (base32 'b...' or base58btc 'z...')", "cid")
+            raise InvalidCID(f"{text!r} is not a CIDv1 (base32 'b...' or base58btc 'z...')", "cid")
         try:
             if text[0] == "z":
                 raw = _base58btc(text[1:])
@@ -83,7 +88,7 @@ class CID:
             code, pos = read_varint(raw, pos)
             size, pos = read_varint(raw, pos)
         except (ValueError, base64.binascii.Error) as exc:
-            raise InvalidInput(f"{text!r} is not a valid CID: {exc}", "cid") from exc
+            raise InvalidCID(f"{text!r} is not a valid CID: {exc}", "cid") from exc
         if (
             version != 1
             or codec not in (RAW, DAG_PB)
@@ -91,7 +96,7 @@ class CID:
             or size != 32
             or len(raw) != pos + 32
         ):
-            raise InvalidInput(f"{text!r} is not a sha2-256 raw or dag-pb CIDv1", "cid")
+            raise InvalidCID(f"{text!r} is not a sha2-256 raw or dag-pb CIDv1", "cid")
         return cls(codec, raw[pos:])
 
     def verify(self, block: bytes) -> bool:

@@ -60,6 +60,10 @@ class IpfsStore(BlockStore):
             raise IpfsError(f"IPFS {command}: {message}")
         return response
 
+    def close(self) -> None:
+        self._http.close()
+        super().close()
+
     # --- blocks -----------------------------------------------------------------------------
 
     def block(self, cid: str | CID) -> bytes:

@@ -62,7 +62,8 @@ def backend_node():
 def store(backend_node):
     from prsm.storage.ipfs import IpfsStore
 
-    return IpfsStore(backend_node, timeout_s=2)
+    with IpfsStore(backend_node, timeout_s=2) as s:
+        yield s
 
 
 @pytest.mark.parametrize("size", storage_checks.SIZES)

@@ -206,3 +206,30 @@ def test_a_direct_completion_is_charged_to_its_user(client):
     assert int(client.get("/v1/accounts/alice").json()["balance"]) == before - 10**14
     broke = client.post("/v1/chat/completions", json={**body, "user": "nobody-funded"})
     assert broke.status_code == 402 and broke.json()["error"]["field"] == "user"
+
+
+def test_artifacts_upload_streams_into_the_store_and_record_provenance(client, prsm_app):
+    import os
+
+    from prsm.storage.cid import cid_of
+
+    data = os.urandom(600_000)
+    params = {"kind": "dataset", "creator": "alice", "licence": "CC-BY-4.0", "name": "prompts.jsonl"}
+    made = client.post("/v1/artifacts", params=params, content=data)
+    assert made.status_code == 201, made.text
+    record = made.json()
+    assert record["cid"] == cid_of(data) and record["size"] > len(data) and record["parents"] == []
+    assert client.get(f"/v1/artifacts/{record['cid']}").json() == record
+    assert client.get(f"/v1/artifacts/{record['cid']}/content").content == data
+    child = client.post("/v1/artifacts", params={"kind": "model", "creator": "alice", "parents": record["cid"]},
+                        content=b"weights derived from it")  # fmt: skip
+    assert child.status_code == 201 and child.json()["parents"] == [record["cid"]]
+
+    assert client.get("/v1/artifacts/not-a-cid").status_code == 400
+    missing = client.get(f"/v1/artifacts/{cid_of(b'never uploaded')}")
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "cid"
+    orphan = client.post("/v1/artifacts", params={"kind": "model", "creator": "alice",
+                                                  "parents": cid_of(b"never uploaded")}, content=b"x")  # fmt: skip
+    assert orphan.status_code == 422 and orphan.json()["error"]["field"] == "parents"
+    bad_kind = client.post("/v1/artifacts", params={"kind": "movie", "creator": "alice"}, content=b"x")
+    assert bad_kind.status_code == 422 and bad_kind.json()["error"]["field"] == "kind"

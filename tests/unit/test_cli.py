@@ -79,3 +79,44 @@ def test_ftns_settle_links_pays_and_reconciles_on_the_embedded_chain(monkeypatch
     ]:
         assert main(argv) == 1
         assert reason in capsys.readouterr().err
+
+
+def test_session_export_stores_the_trace_by_cid_once(monkeypatch, tmp_path, capsys):
+    import asyncio
+    import json
+
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    from prsm.db.engine import make_engine, session_factory, upgrade
+    from prsm.nwtn.orchestrator import Orchestrator
+    from prsm.registry import Registry
+    from prsm.sessions import SessionStore
+    from prsm.settings import Settings
+    from prsm.storage.local import LocalStore
+
+    settings = Settings()
+    upgrade(settings.resolved_database_url)
+    sessions = session_factory(make_engine(settings.resolved_database_url))
+    registry = Registry(sessions)
+    registry.ensure_defaults()
+    store = SessionStore(sessions)
+    store.ledger.open_account("alice")
+    store.ledger.mint("alice", 10**18, "f")
+
+    async def rank(task, open_circuits):  # the unit converter, always (routing is not under test)
+        from prsm.nwtn.route import Candidate
+
+        return [Candidate("pint-units", "tool", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0)]
+
+    from prsm.backends import LocalModels
+
+    nwtn = Orchestrator(
+        settings, registry, store, rank, LocalModels(registry, settings.resolved_model_dir).call
+    )
+    trace = asyncio.run(nwtn.query("Convert 3 km to m", "alice"))
+    assert main(["session", "export", trace["session_id"]]) == 0
+    cid = capsys.readouterr().out.strip()
+    assert main(["session", "export", trace["session_id"]]) == 0 and capsys.readouterr().out.strip() == cid
+    stored = json.loads(LocalStore(settings.resolved_store_dir).read(cid))
+    assert stored == trace
+    assert main(["session", "export", "no-such-session"]) == 1
+    assert "no session" in capsys.readouterr().err

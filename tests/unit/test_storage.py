@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from prsm.errors import PRSMError as PRSMErrorBase
 from prsm.storage.cid import CHUNK, CID, DAG_PB, RAW, cid_of, dag_pb_links
 from prsm.storage.local import CorruptBlock, LocalStore, NotFound
 from tests import storage_checks
@@ -19,7 +20,8 @@ HELLO_WORLD = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
 
 @pytest.fixture
 def store(tmp_path):
-    return LocalStore(tmp_path / "store")
+    with LocalStore(tmp_path / "store") as s:
+        yield s
 
 
 def test_small_inputs_are_one_raw_block_whose_cid_is_the_content_hash():
@@ -121,3 +123,61 @@ def test_a_large_stream_is_never_held_whole(store):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert total == 64 * 1024 * 1024 and peak < 24 * 1024 * 1024
+
+
+# --- provenance --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def artifacts(db, store):
+    from prsm.storage.artifacts import Artifacts
+
+    return Artifacts(db, store)
+
+
+def test_an_artifact_is_registered_once_with_its_parents(artifacts, store):
+    from prsm.storage.artifacts import ArtifactConflict
+
+    data = store.put(os.urandom(CHUNK + 9))
+    first = artifacts.register(data, "dataset", "alice", licence="MIT")
+    assert first["size"] > CHUNK and artifacts.get(data) == first
+    assert artifacts.register(data, "dataset", "alice", licence="MIT") == first  # the same bytes again
+    with pytest.raises(ArtifactConflict):
+        artifacts.register(data, "model", "mallory")
+    model = store.put(b"student weights")
+    assert artifacts.register(model, "model", "alice", parents=[data])["parents"] == [data]
+
+
+def test_bad_provenance_is_refused_naming_the_field(artifacts, store):
+    from prsm.storage.cid import InvalidCID
+
+    cid = store.put(b"bytes")
+    for kwargs, field in [
+        ({"kind": "movie"}, "kind"),
+        ({"kind": "model", "parents": [cid_of(b"unregistered")]}, "parents"),
+        ({"kind": "model", "parents": ["not-a-cid"]}, "cid"),
+    ]:
+        with pytest.raises(PRSMErrorBase) as info:
+            artifacts.register(cid, creator="alice", **kwargs)
+        assert info.value.field == field
+    with pytest.raises(InvalidCID) as info:
+        artifacts.get("Qm-not-v1")
+    assert info.value.status_code == 400
+    with pytest.raises(NotFound):
+        artifacts.register(cid_of(b"not in the store"), "model", "alice")
+
+
+def test_an_upload_over_the_limit_is_refused_and_registers_nothing(artifacts, store):
+    import asyncio
+
+    from prsm.storage.artifacts import TooLarge
+
+    async def body(n):
+        for _ in range(n):
+            yield os.urandom(64 * 1024)
+
+    with pytest.raises(TooLarge):
+        asyncio.run(artifacts.upload(body(20), 1_000_000, kind="dataset", creator="alice"))
+    assert store.pins() == [] and store.gc()["kept_blocks"] == 0
+    done = asyncio.run(artifacts.upload(body(5), 1_000_000, kind="dataset", creator="alice"))
+    assert store.pins() == [done["cid"]] and artifacts.get(done["cid"])["creator"] == "alice"

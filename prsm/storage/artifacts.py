@@ -1,0 +1,131 @@
+"""Provenance of what PRSM stores by CID: kind, size, creator account, parent CIDs, licence.
+
+An artifact is registered only once its bytes are in the store (all blocks present); its
+parents must be registered artifacts, so a provenance chain never points at nothing. Registering
+the same CID again is a no-op that returns the first record (content addressing: same bytes, same
+artifact), unless it would change the record, which is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from prsm.db.models import Artifact, iso_utc
+from prsm.errors import InvalidInput, PRSMError
+from prsm.storage.base import BlockStore, NotFound
+from prsm.storage.cid import CID
+
+KINDS = ("model", "dataset", "trace")
+
+
+class ArtifactConflict(PRSMError):
+    status_code = 409
+
+
+class TooLarge(PRSMError):
+    status_code = 413
+
+
+class Artifacts:
+    def __init__(self, sessions: sessionmaker[Session], store: BlockStore):
+        self._sessions = sessions
+        self.store = store
+
+    def register(
+        self, cid: str, kind: str, creator: str, parents: list[str] = (), licence: str | None = None,
+        name: str | None = None,
+    ) -> dict:  # fmt: skip
+        cid = str(CID.parse(cid))
+        if kind not in KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", "kind")
+        parents = [str(CID.parse(p)) for p in parents]
+        if not self.store.has(cid):
+            raise NotFound(f"{cid} is not (wholly) in the store: put it first", "cid")
+        size = sum(self.store.block_size(b) for b in self.store._blocks_of(CID.parse(cid)))
+        row = {"cid": cid, "kind": kind, "size": size, "creator": creator, "parents": parents,
+               "licence": licence, "name": name}  # fmt: skip
+        with self._sessions.begin() as s:
+            known = set(s.scalars(select(Artifact.cid).where(Artifact.cid.in_(parents))))
+            missing = [p for p in parents if p not in known]
+            if missing:
+                raise InvalidInput(f"parent {missing[0]} is not a registered artifact", "parents")
+            existing = s.get(Artifact, cid)
+            if existing is None:
+                s.add(Artifact(**row))
+                try:
+                    s.flush()
+                except IntegrityError:
+                    s.rollback()
+                    existing = s.get(Artifact, cid)
+        if existing is not None:
+            current = view(existing)
+            if any(current[k] != row[k] for k in ("kind", "creator", "parents", "licence")):
+                raise ArtifactConflict(f"{cid} is registered already, with other provenance", "cid")
+            return current
+        return self.get(cid)
+
+    def get(self, cid: str) -> dict:
+        cid = str(CID.parse(cid))
+        with self._sessions() as s:
+            row = s.get(Artifact, cid)
+            if row is None:
+                raise NotFound(f"no artifact {cid}", "cid")
+            return view(row)
+
+    async def upload(self, chunks: AsyncIterator[bytes], limit: int, **provenance) -> dict:
+        """Stream request chunks into the store (never held whole), then register. Over `limit`
+        bytes: 413, nothing registered (the blocks written so far are unpinned: gc removes them)."""
+        import asyncio
+        import queue
+
+        pipe: queue.Queue = queue.Queue(maxsize=8)
+
+        class Reader:
+            def __init__(self):
+                self.buf, self.done = b"", False
+
+            def read(self, size: int = -1) -> bytes:
+                while not self.done and (size < 0 or len(self.buf) < size):
+                    chunk = pipe.get()
+                    if chunk is None:
+                        self.done = True
+                    else:
+                        self.buf += chunk
+                size = len(self.buf) if size < 0 else size
+                out, self.buf = self.buf[:size], self.buf[size:]
+                return out
+
+        putting = asyncio.create_task(asyncio.to_thread(self.store.put, Reader()))
+        received = 0
+        try:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise TooLarge(f"the upload is over {limit} bytes", "body")
+                if chunk:
+                    await asyncio.to_thread(pipe.put, chunk)
+        except BaseException:
+            await asyncio.to_thread(pipe.put, None)
+            await asyncio.gather(putting, return_exceptions=True)  # its blocks stay unpinned
+            raise
+        await asyncio.to_thread(pipe.put, None)  # end of stream
+        cid = await putting
+        record = await asyncio.to_thread(self.register, cid, **provenance)
+        await asyncio.to_thread(self.store.pin, cid)
+        return record
+
+
+def view(row: Artifact) -> dict:
+    return {"cid": row.cid, "kind": row.kind, "size": row.size, "creator": row.creator,
+            "parents": list(row.parents or []), "licence": row.licence, "name": row.name,
+            "created_at": iso_utc(row.created_at)}  # fmt: skip
+
+
+def canonical_json(document: dict) -> bytes:
+    """One byte string per document (sorted keys, no spaces): the same trace, the same CID."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
