@@ -47,3 +47,23 @@ def embedder():
     from prsm.nwtn.embed import Embedder
 
     return Embedder()
+
+
+@pytest.fixture
+def nwtn(settings, registry, db, embedder):
+    """The orchestrator with in-process router and models (no Ray); `alice` holds 1 FTNS."""
+    from prsm.backends import LocalModels
+    from prsm.nwtn.orchestrator import Orchestrator
+    from prsm.nwtn.route import Router
+    from prsm.sessions import SessionStore
+
+    router = Router(registry, embedder)
+    models = LocalModels(registry, settings.resolved_model_dir)
+
+    async def rank(task, open_circuits):
+        return router.rank(task, open_circuits)
+
+    store = SessionStore(db)
+    store.ledger.open_account("alice")
+    store.ledger.mint("alice", 10**18, "faucet-alice")
+    return Orchestrator(settings, registry, store, rank, models.call)

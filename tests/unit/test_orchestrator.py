@@ -3,26 +3,8 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from prsm.backends import LocalModels
 from prsm.db.models import PlanTask, QuerySession, ReasoningStep, SafetyFlag
 from prsm.errors import InvalidInput, PlanRejected, PromptBlocked
-from prsm.nwtn.orchestrator import Orchestrator
-from prsm.nwtn.route import Router
-from prsm.sessions import SessionStore
-
-
-@pytest.fixture
-def nwtn(settings, registry, db, embedder):
-    router = Router(registry, embedder)
-    models = LocalModels(registry, settings.resolved_model_dir)
-
-    async def rank(task, open_circuits):
-        return router.rank(task, open_circuits)
-
-    store = SessionStore(db)
-    store.ledger.open_account("alice")
-    store.ledger.mint("alice", 10**18, "faucet-alice")
-    return Orchestrator(settings, registry, store, rank, models.call)
 
 
 def counts(db) -> dict[str, int]:

@@ -9,9 +9,7 @@ from prsm.db.models import LedgerTransaction, QuerySession
 from prsm.errors import AllCandidatesFailed, InvalidInput
 from prsm.ftns.ledger import TREASURY, InsufficientFunds
 from prsm.ftns.pricing import Shares, call_cost, quote, split
-from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.plan import SubTask, TaskPlan
-from prsm.nwtn.route import Router
 from prsm.registry import DEFAULT_CARDS, ModelCard
 
 LM = DEFAULT_CARDS[0]  # 2e15 per 1k tokens
@@ -72,23 +70,6 @@ def test_the_quote_covers_the_longest_input_and_answer_on_the_dearest_model():
 
 
 # --- in the query path ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def nwtn(settings, registry, db, embedder):
-    from prsm.backends import LocalModels
-    from prsm.sessions import SessionStore
-
-    router = Router(registry, embedder)
-    models = LocalModels(registry, settings.resolved_model_dir)
-
-    async def rank(task, open_circuits):
-        return router.rank(task, open_circuits)
-
-    store = SessionStore(db)
-    store.ledger.open_account("alice")
-    store.ledger.mint("alice", 10**18, "faucet-alice")
-    return Orchestrator(settings, registry, store, rank, models.call)
 
 
 def test_a_query_holds_its_quote_and_captures_the_measured_cost_split_between_accounts(nwtn):
