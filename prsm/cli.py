@@ -283,6 +283,7 @@ FTNS_USAGE = {
     "deposits": "",
     "reconcile": "",
     "reserve": "AMOUNT",
+    "release-abandoned": "",
 }
 
 
@@ -325,6 +326,14 @@ def cmd_ftns(args: argparse.Namespace, settings: Settings) -> None:
         receipt = ledger.transfer(p[0], args.to, amount, key)
         again = " (a retry: nothing new was written)" if receipt.replayed else ""
         console.print(f"moved {format_ftns(amount)} from {p[0]} to {args.to}{again}")
+    elif args.action == "release-abandoned":
+        from prsm.sessions import release_abandoned
+
+        released = release_abandoned(ledger, args.older_than * 60)
+        console.print(
+            f"released the holds of {len(released)} abandoned sessions"
+            + "".join(f"\n  {s}" for s in released)
+        )
     else:
         chain_command(args, settings, ledger)
 
@@ -520,6 +529,12 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("params", nargs="*", help="see below")
     f.add_argument("--to", help="transfer: the receiving account")
     f.add_argument("--no-deposits", action="store_true", help="settle: do not scan for deposits first")
+    f.add_argument(
+        "--older-than",
+        type=float,
+        default=30,
+        help="release-abandoned: minutes a session has been running (30)",
+    )
     f.add_argument("--key", help="idempotency key: repeat it to retry safely (default: a new one)")
     f.add_argument("--limit", type=int, default=50)
     f.add_argument("--before", type=int, help="entries: the page before this entry id")

@@ -420,3 +420,36 @@ class SessionRecord:
                 for f in self.flags
             ],
         }
+
+
+def release_abandoned(ledger: Ledger, older_than_s: float) -> list[str]:
+    """Sessions still `running` after `older_than_s` (their NWTN process died mid-query): end
+    them `failed` and release their holds, in one transaction. Uses the key the orchestrator
+    would have used, so a release cannot happen twice. Returns the session ids."""
+    from datetime import timedelta
+
+    from prsm.ftns.ledger import release_op
+
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with ledger.engine.begin() as conn:
+        rows = conn.execute(
+            select(SESSIONS.c.id, SESSIONS.c.hold_id)
+            .where(SESSIONS.c.status == "running", SESSIONS.c.created_at < cutoff)
+            .order_by(SESSIONS.c.created_at)
+        ).all()
+        ops = [
+            release_op(r.hold_id, f"query:{r.id}:release", f"query {r.id} abandoned")
+            for r in rows
+            if r.hold_id
+        ]
+        for result in ledger.post_many(ops, conn) if ops else []:
+            if isinstance(result, Exception) and result.__class__.__name__ != "HoldClosed":
+                raise result
+        if rows:
+            conn.execute(
+                SESSIONS.update()
+                .where(SESSIONS.c.id.in_([r.id for r in rows]))
+                .values(status="failed", error="abandoned: the orchestrator stopped mid-query", charged=0,
+                        finished_at=utcnow())
+            )  # fmt: skip
+    return [r.id for r in rows]

@@ -152,3 +152,27 @@ def test_a_student_card_must_name_a_registered_teacher(registry):
     with pytest.raises(InvalidInput) as info:
         registry.register(bad)
     assert info.value.field == "teacher"
+
+
+def test_the_hold_of_a_query_abandoned_mid_way_is_released_once(nwtn, db):
+    from datetime import timedelta
+
+    from prsm.db.models import utcnow
+    from prsm.sessions import release_abandoned
+
+    async def never_answers(model_id, kind, call):
+        raise asyncio.CancelledError  # the orchestrator's process "dies" mid-query
+
+    nwtn.call = never_answers
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
+    ledger = nwtn.store.ledger
+    assert ledger.balance("escrow:alice") > 0  # held, never captured nor released
+    assert release_abandoned(ledger, 60) == []  # too recent
+    with db.begin() as s:
+        s.execute(QuerySession.__table__.update().values(created_at=utcnow() - timedelta(hours=1)))
+    (session_id,) = release_abandoned(ledger, 60)
+    assert release_abandoned(ledger, 60) == []
+    assert ledger.balance("escrow:alice") == 0 and ledger.balance("alice") == 10**18
+    with db() as s:
+        assert s.get(QuerySession, session_id).status == "failed"
