@@ -79,7 +79,7 @@ class LocalStore(BlockStore):
 
     def _sync(self) -> None:
         """Make what was written durable: one syncfs of the store's file system (Linux), not one
-        fsync a block (which made put 3x slower: benchmarks/storage.py)."""
+        fsync a block (each fsync is a journal commit; a put of 100 MB makes 400 blocks)."""
         fd = os.open(self.root, os.O_RDONLY)
         try:
             if _libc is not None and _libc.syncfs(fd) == 0:
