@@ -428,7 +428,7 @@ def release_abandoned(ledger: Ledger, older_than_s: float) -> list[str]:
     would have used, so a release cannot happen twice. Returns the session ids."""
     from datetime import timedelta
 
-    from prsm.ftns.ledger import release_op
+    from prsm.ftns.ledger import HoldClosed, release_op
 
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     with ledger.engine.begin() as conn:
@@ -443,7 +443,7 @@ def release_abandoned(ledger: Ledger, older_than_s: float) -> list[str]:
             if r.hold_id
         ]
         for result in ledger.post_many(ops, conn) if ops else []:
-            if isinstance(result, Exception) and result.__class__.__name__ != "HoldClosed":
+            if isinstance(result, Exception) and not isinstance(result, HoldClosed):
                 raise result
         if rows:
             conn.execute(

@@ -132,9 +132,7 @@ class Chain:
         except Exception as exc:
             raise ChainError(f"the chain refuses this transaction: {exc}") from exc
         signed = account.sign_transaction(tx)
-        return SignedTx(
-            "0x" + signed.hash.hex().removeprefix("0x"), nonce, "0x" + signed.raw_transaction.hex()
-        )
+        return SignedTx(Web3.to_hex(signed.hash), nonce, Web3.to_hex(signed.raw_transaction))
 
     def broadcast(self, tx: SignedTx) -> None:
         """Send a signed transaction. Sending one the node already has or has mined is not an

@@ -288,7 +288,7 @@ class Settlement:
         return receipt
 
     def _confirm(self, epoch_id: int, receipt) -> None:
-        tx_hash = "0x" + bytes(receipt.transactionHash).hex()
+        tx_hash = Web3.to_hex(receipt.transactionHash)
         with self.engine.begin() as conn:
             epoch = conn.execute(select(EPOCHS).where(EPOCHS.c.id == epoch_id)).first()
             if epoch.status == "confirmed":
@@ -314,7 +314,7 @@ class Settlement:
         if not settlement.functions.settled(epoch_id).call():
             return None
         for log in self._logs(settlement.events.EpochSettled(), contracts["block"], {"epoch": epoch_id}):
-            return "0x" + bytes(log.transactionHash).hex()
+            return Web3.to_hex(log.transactionHash)
         return None
 
     def _unfinished(self) -> SettlementEpoch | None:
@@ -353,23 +353,18 @@ class Settlement:
             sender = Web3.to_checksum_address(log.args["from"])
             account = linked.get(sender) or sender.lower()
             self.ledger.open_account(account)  # idempotent; an unlinked sender gets one named by address
-            tx_hash = "0x" + bytes(log.transactionHash).hex()
+            tx_hash = Web3.to_hex(log.transactionHash)
             ops.append(mint_op(account, log.args["value"], deposit_key(self.chain_id, tx_hash, log.logIndex),
                                f"deposit {tx_hash}"))  # fmt: skip
             credited.append({"account": account, "amount": log.args["value"], "tx_hash": tx_hash,
                              "log_index": log.logIndex, "block": log.blockNumber})  # fmt: skip
         with self.engine.begin() as conn:
-            for op, result in zip(ops, self.ledger.post_many(ops, conn), strict=True):
+            results = self.ledger.post_many(ops, conn) if ops else []
+            for result in results:
                 if isinstance(result, Exception):
                     raise result
-                if result.replayed:
-                    next(
-                        c
-                        for c in credited
-                        if deposit_key(self.chain_id, c["tx_hash"], c["log_index"]) == op.key
-                    )["replayed"] = True
             self._set_state(conn, key, {"block": head})
-        return [c for c in credited if not c.get("replayed")]
+        return [c for c, r in zip(credited, results, strict=True) if not r.replayed]
 
     # --- reconciliation ---------------------------------------------------------------------
 
@@ -394,7 +389,7 @@ class Settlement:
             log = on_chain.pop(e.id, None)
             if e.status != "confirmed":
                 if log is not None:
-                    differences.append(f"epoch {e.id}: settled on chain ({_hex(log.transactionHash)}) but {e.status} "
+                    differences.append(f"epoch {e.id}: settled on chain ({Web3.to_hex(log.transactionHash)}) but {e.status} "
                                        "in the ledger: run `prsm ftns settle`")  # fmt: skip
                 continue
             if log is None:
@@ -402,7 +397,7 @@ class Settlement:
                     f"epoch {e.id}: confirmed in the ledger ({e.tx_hash}) but not settled on chain"
                 )
                 continue
-            receipt = self.chain.receipt(_hex(log.transactionHash))
+            receipt = self.chain.receipt(Web3.to_hex(log.transactionHash))
             paid: dict[str, int] = {}
             for t in token.events.Transfer().process_receipt(receipt, errors=DISCARD):
                 if t.args["from"] == contracts["settlement"]:
@@ -415,7 +410,7 @@ class Settlement:
                     )
         for epoch_id, log in sorted(on_chain.items()):
             differences.append(
-                f"epoch {epoch_id}: settled on chain ({_hex(log.transactionHash)}) but unknown to the ledger"
+                f"epoch {epoch_id}: settled on chain ({Web3.to_hex(log.transactionHash)}) but unknown to the ledger"
             )
 
         key = f"deposits:{self.chain_id}:{contracts['settlement']}"
@@ -426,9 +421,9 @@ class Settlement:
                 token.events.Transfer(), contracts["block"], {"to": contracts["settlement"]}, cursor
             ):
                 if log.args["from"] != ZERO:
-                    chain_deposits[deposit_key(self.chain_id, _hex(log.transactionHash), log.logIndex)] = (
-                        log.args["value"]
-                    )
+                    chain_deposits[
+                        deposit_key(self.chain_id, Web3.to_hex(log.transactionHash), log.logIndex)
+                    ] = log.args["value"]
         prefix = f"deposit:{self.chain_id}:"
         with self.ledger.reads.connect() as conn:
             rows = conn.execute(
@@ -475,7 +470,3 @@ class Settlement:
 
 def deposit_key(chain_id: int, tx_hash: str, log_index: int) -> str:
     return f"deposit:{chain_id}:{tx_hash}:{log_index}"
-
-
-def _hex(value) -> str:
-    return "0x" + bytes(value).hex()

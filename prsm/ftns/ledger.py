@@ -149,13 +149,15 @@ def credit_op(account_id: str, amount: int, key: str, memo: str | None = None) -
     return Op("credit", key, memo, ((TREASURY, -amount), (account_id, amount)))
 
 
-def hold_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
+def hold_op(account_id: str, amount: int, key: str, memo: str | None = None, fresh: bool = False) -> Op:
     amount = check_amount(amount)
     moves = ((account_id, -amount), (escrow_of(account_id), amount))
-    return Op("hold", key, memo, moves, hold_id=hold_id_for(key))
+    return Op("hold", key, memo, moves, hold_id=hold_id_for(key), fresh=fresh)
 
 
-def capture_op(hold_id: str, payouts: dict[str, int], key: str, memo: str | None = None) -> Op:
+def capture_op(
+    hold_id: str, payouts: dict[str, int], key: str, memo: str | None = None, fresh: bool = False
+) -> Op:
     """Charge a hold: pay `payouts` out of it and return what is left to the holder. A payee
     without an account gets one (kind owner): rewards go to model owners and operators whose
     ids come from model cards and settings, not from the caller."""
@@ -163,11 +165,11 @@ def capture_op(hold_id: str, payouts: dict[str, int], key: str, memo: str | None
         check_amount(amount, f"payouts.{account_id}")
         if not ACCOUNT_ID.match(account_id) and account_id not in SYSTEM_ACCOUNTS:
             raise InvalidInput(f"invalid account id {account_id!r}", f"payouts.{account_id}")
-    return Op("capture", key, memo, hold_id=hold_id, payouts=tuple(sorted(payouts.items())))
+    return Op("capture", key, memo, hold_id=hold_id, payouts=tuple(sorted(payouts.items())), fresh=fresh)
 
 
-def release_op(hold_id: str, key: str, memo: str | None = None) -> Op:
-    return Op("release", key, memo, hold_id=hold_id)
+def release_op(hold_id: str, key: str, memo: str | None = None, fresh: bool = False) -> Op:
+    return Op("release", key, memo, hold_id=hold_id, fresh=fresh)
 
 
 class Ledger:

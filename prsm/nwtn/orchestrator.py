@@ -12,7 +12,6 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import replace
 
 from prsm.backends import ModelCall, ModelOutput
 from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked
@@ -123,7 +122,11 @@ class Orchestrator:
         steps.append(Step(next(seq), "planner", prompt[:2000], plan_output, plan_ms))
         cards = dict(await self.cards(set()))
         quoted = quote(plan, list(cards.values()), self.settings.max_new_tokens, self.settings.query_fee)
-        hold = replace(hold_op(user, quoted, f"query:{session_id}:hold", f"query {session_id}"), fresh=True)
+        # Keys made from the new session id cannot be retries: the ledger skips the replay lookup.
+        hold = hold_op(user, quoted, f"query:{session_id}:hold", f"query {session_id}", fresh=True)
+        release = release_op(
+            hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed", fresh=True
+        )
         record = SessionRecord.new(
             session_id, user, prompt, plan, plan_ms, flags, steps, hold_id=hold.hold_id, quoted=quoted
         )
@@ -149,7 +152,6 @@ class Orchestrator:
             t_compile = time.perf_counter()
             compiled = compile_answer(outcomes)
         except Exception as exc:  # an unexpected failure: the session ends failed, the hold is released
-            release = release_op(hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed")
             latency_ms = (time.perf_counter() - started) * 1000
             await self.store.finish(record, "failed", None, str(exc)[:2000], latency_ms, [], release)
             raise
@@ -164,15 +166,11 @@ class Orchestrator:
         latency_ms = (time.perf_counter() - started) * 1000
         if compiled.status == "failed":  # nothing answered: nothing charged
             parts: dict[str, int] = {}
-            charge = replace(
-                release_op(hold.hold_id, f"query:{session_id}:release", f"query {session_id} failed"),
-                fresh=True,
-            )
+            charge = release
         else:
             parts = split(costs, self.settings.query_fee, quoted, self.shares, cards)
-            charge = replace(
-                capture_op(hold.hold_id, parts, f"query:{session_id}:capture", f"query {session_id}"),
-                fresh=True,
+            charge = capture_op(
+                hold.hold_id, parts, f"query:{session_id}:capture", f"query {session_id}", fresh=True
             )
         await self.store.finish(
             record,

@@ -44,9 +44,10 @@ class Artifacts:
         if kind not in KINDS:
             raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", "kind")
         parents = [str(CID.parse(p)) for p in parents]
-        if not self.store.has(cid):
-            raise NotFound(f"{cid} is not (wholly) in the store: put it first", "cid")
-        size = sum(self.store.block_size(b) for b in self.store._blocks_of(CID.parse(cid)))
+        try:
+            size = self.store.stat(cid)["bytes"]
+        except NotFound:
+            raise NotFound(f"{cid} is not (wholly) in the store: put it first", "cid") from None
         row = {"cid": cid, "kind": kind, "size": size, "creator": creator, "parents": parents,
                "licence": licence, "name": name}  # fmt: skip
         with self._sessions.begin() as s:

@@ -108,10 +108,15 @@ class BlockStore:
             for child in dag_pb_links(self.block(cid)):
                 yield from self._blocks_of(child)
 
+    def stat(self, cid: str) -> dict:
+        """How many blocks a file has and their bytes; NotFound if any block is missing."""
+        blocks = list(self._blocks_of(CID.parse(cid)))
+        return {
+            "cid": str(CID.parse(cid)),
+            "blocks": len(blocks),
+            "bytes": sum(self.block_size(b) for b in blocks),
+        }
+
     def ls(self) -> list[dict]:
         """Pinned files with their sizes (bytes of all their blocks)."""
-        out = []
-        for name in self.pins():
-            blocks = list(self._blocks_of(CID.parse(name)))
-            out.append({"cid": name, "blocks": len(blocks), "bytes": sum(self.block_size(b) for b in blocks)})
-        return out
+        return [self.stat(name) for name in self.pins()]

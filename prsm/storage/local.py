@@ -102,7 +102,10 @@ class LocalStore(BlockStore):
         return data
 
     def block_size(self, cid: str) -> int:
-        return self._path(cid).stat().st_size
+        try:
+            return self._path(cid).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"no block {cid} in the local store", "cid") from None
 
     def has_block(self, cid: str) -> bool:
         return self._path(cid).exists()
