@@ -3,8 +3,9 @@
 In one run, on 100 MB of random bytes (the median of several rounds, each on a fresh store):
   - baseline: hashlib.sha256 over the bytes, one call (the floor of content addressing: every
     byte must be hashed once to name it, once more to verify it when read);
-  - put: chunk, hash, lay out the DAG and write every block (durable: the file system is synced
-    before put returns, the default), and the same without the sync (`sync=False`);
+  - put: chunk, hash, lay out the DAG, append every block to the put's pack file and index it
+    (durable, the default: the pack is fsynced and the index committed before put returns), and
+    the same without the syncs (`sync=False`);
   - get: walk the DAG, read and verify every block, stream the bytes out.
 Target (issue 4): put and get each at least 50 % of the hashing throughput.
 
@@ -88,8 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = 3 if args.quick else 7
     data = os.urandom(SIZE)
-    # Where the store lives by default (PRSM_DATA_DIR): file systems differ. On the development
-    # VM, /tmp writes many small files 4x slower than the home folder's same ext4 (measured).
+    # Where the store lives by default (PRSM_DATA_DIR): file systems differ.
     where = Settings().data_dir
     where.mkdir(parents=True, exist_ok=True)
 

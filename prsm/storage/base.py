@@ -7,7 +7,6 @@ local store and the IPFS backend behave the same (tests/storage_checks.py runs o
 
 from __future__ import annotations
 
-import io
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -57,8 +56,8 @@ class BlockStore:
 
     def put(self, data: bytes | os.PathLike | str | object) -> str:
         """Store bytes, a file path or a binary stream; return its CID (Kubo's, CIDv1)."""
-        if isinstance(data, bytes | bytearray):
-            return self._put_stream(io.BytesIO(data))
+        if isinstance(data, bytes | bytearray | memoryview):
+            return self._put_stream(data)
         if isinstance(data, str | os.PathLike):
             with open(data, "rb") as f:
                 return self._put_stream(f)

@@ -230,11 +230,17 @@ def _fill(
     return cid, len(block) + sum(t for _, t in node.links), filesize
 
 
-def chunked(stream, size: int = CHUNK) -> Iterator[bytes]:
-    """Fixed-size chunks of a binary file object (the last one shorter), as Kubo's default
-    `size-262144` chunker cuts them."""
+def chunked(source, size: int = CHUNK) -> Iterator[bytes]:
+    """Fixed-size chunks of bytes in memory or of a binary file object (the last one shorter),
+    as Kubo's default `size-262144` chunker cuts them. Bytes in memory are cut into views, not
+    copied."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source).cast("B")
+        for start in range(0, len(view), size):
+            yield view[start : start + size]
+        return
     while True:
-        chunk = _read_full(stream, size)
+        chunk = _read_full(source, size)
         if not chunk:
             return
         yield chunk
@@ -248,14 +254,18 @@ def hashed(chunks: Iterator[bytes], pool, window: int = 8) -> Iterator[tuple[byt
     from collections import deque
 
     ahead: deque = deque()
-    for chunk in chunks:
-        ahead.append((chunk, pool.submit(_sha256, chunk)))
-        if len(ahead) >= window:
+    try:
+        for chunk in chunks:
+            ahead.append((chunk, pool.submit(_sha256, chunk)))
+            if len(ahead) >= window:
+                chunk, digest = ahead.popleft()
+                yield chunk, digest.result()
+        while ahead:
             chunk, digest = ahead.popleft()
             yield chunk, digest.result()
-    while ahead:
-        chunk, digest = ahead.popleft()
-        yield chunk, digest.result()
+    finally:  # abandoned (an error upstream or downstream): no work left running behind us
+        for _, digest in ahead:
+            digest.cancel()
 
 
 def _sha256(data: bytes) -> bytes:
@@ -278,7 +288,5 @@ def _read_full(stream, size: int) -> bytes:
 
 def cid_of(data: bytes | Iterable[bytes]) -> str:
     """The CID of some bytes (or of a file's chunks), without storing anything."""
-    import io
-
-    chunks = chunked(io.BytesIO(data)) if isinstance(data, bytes | bytearray) else iter(data)
+    chunks = chunked(data) if isinstance(data, bytes | bytearray | memoryview) else iter(data)
     return str(build(chunks, lambda cid, block: None)[0])

@@ -11,6 +11,7 @@ so a CID no peer has fails with NotFound instead of waiting forever.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 
 import httpx
@@ -89,7 +90,8 @@ class IpfsStore(BlockStore):
 
     # --- files ------------------------------------------------------------------------------
 
-    def _put_stream(self, stream) -> str:
+    def _put_stream(self, source) -> str:
+        stream = io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
         params = {
             "cid-version": 1,
             "raw-leaves": "true",

@@ -77,11 +77,13 @@ def test_a_block_that_does_not_match_its_cid_is_never_served_and_is_quarantined(
     data = os.urandom(2 * CHUNK)
     cid = store.put(data)
     leaf = str(dag_pb_links(store.block(cid))[1])
-    path = store._path(leaf)
-    path.write_bytes(b"\0" + path.read_bytes()[1:])  # one flipped byte on disk
+    pack, offset, _ = store._locate(leaf)
+    with open(store.root / "packs" / pack, "r+b") as f:  # one flipped byte on disk
+        f.seek(offset)
+        f.write(bytes([f.read(1)[0] ^ 1]))
     with pytest.raises(CorruptBlock):
         store.read(cid)
-    assert not path.exists() and len(list((store.root / "quarantine").iterdir())) == 1
+    assert not store.has_block(leaf) and len(list((store.root / "quarantine").iterdir())) == 1
     assert not store.has(cid)
     assert store.put(data) == cid and store.read(cid) == data  # putting it again repairs it
 
@@ -89,9 +91,47 @@ def test_a_block_that_does_not_match_its_cid_is_never_served_and_is_quarantined(
 def test_gc_removes_leftovers_of_crashed_writes(store):
     kept = store.put(os.urandom(CHUNK + 1))
     store.pin(kept)
-    (store.root / "tmp" / "leftover-of-a-crashed-write").write_bytes(b"half")
+    (store.root / "tmp" / "4194305.dead.pack").write_bytes(b"half")  # no pid is over 2**22
+    (store.root / "packs" / "never-indexed").write_bytes(b"crashed before its index commit")
     assert store.gc()["kept_blocks"] == 3
     assert not list((store.root / "tmp").iterdir()) and store.read(kept)
+    assert not (store.root / "packs" / "never-indexed").exists()
+
+
+def test_gc_rewrites_a_pack_that_is_mostly_garbage(store):
+    data = os.urandom(3 * CHUNK)
+    leaf = str(dag_pb_links(store.block(store.put(data)))[0])
+    store.pin(leaf)  # one leaf of four blocks stays
+    assert store.gc()["removed_blocks"] == 3
+    packs = list((store.root / "packs").iterdir())
+    assert len(packs) == 1 and packs[0].stat().st_size == CHUNK
+    assert store.read(leaf) == data[:CHUNK]
+
+
+def test_a_store_of_one_file_a_block_is_imported_into_a_pack(tmp_path):
+    data = os.urandom(CHUNK + 3)
+    with LocalStore(tmp_path / "new") as source:
+        cid = source.put(data)
+        blocks = {name: source.block(name) for name in source._blocks_of(CID.parse(cid))}
+    old = tmp_path / "old"
+    for name, block in blocks.items():  # the layout PRSM wrote before packs
+        (old / "blocks" / name[-2:]).mkdir(parents=True, exist_ok=True)
+        (old / "blocks" / name[-2:] / name).write_bytes(block)
+    (old / "pins").mkdir()
+    (old / "pins" / cid).touch()
+    with LocalStore(old) as store:
+        assert store.read(cid) == data and store.pins() == [cid]
+        assert not (old / "blocks").exists() and not (old / "pins").exists()
+
+
+def test_puts_from_several_threads_share_the_index(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    datas = [os.urandom(CHUNK + 1 + i) for i in range(8)] * 2  # each twice: the same CID, stored once
+    with ThreadPoolExecutor(4) as pool:
+        cids = list(pool.map(store.put, datas))
+    assert all(store.read(cid) == data for cid, data in zip(cids, datas, strict=True))
+    assert store._db.execute("SELECT count(*) FROM blocks").fetchone()[0] == 8 * 3
 
 
 def test_a_large_stream_is_never_held_whole(store):
