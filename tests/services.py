@@ -94,9 +94,11 @@ JSIPFS = Path(__file__).resolve().parents[1] / "ipfs/node_modules/.bin/jsipfs"
 
 
 @contextmanager
-def ipfs_node() -> Iterator[str]:
-    """A real IPFS node (js-ipfs from npm, offline, Kubo-compatible RPC API) with its own repo
-    on free loopback ports; yields the RPC API's base URL (http://127.0.0.1:PORT/api/v0)."""
+def ipfs_node(online: bool = False) -> Iterator[str]:
+    """A real IPFS node (js-ipfs from npm, Kubo-compatible RPC API) with its own repo on free
+    loopback ports; yields the RPC API's base URL (http://127.0.0.1:PORT/api/v0). Offline by
+    default; `online` starts its libp2p swarm on loopback (no bootstrap peers, no mDNS), so
+    nodes connected with `swarm/connect` exchange blocks over bitswap."""
     import time
 
     import httpx
@@ -110,10 +112,16 @@ def ipfs_node() -> Iterator[str]:
     api, rpc = free_port(), free_port()
     subprocess.run([str(JSIPFS), "config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{api}"], **run)
     subprocess.run([str(JSIPFS), "config", "Addresses.RPC", f"/ip4/127.0.0.1/tcp/{rpc}"], **run)
+    if online:  # the test profile already has no bootstrap peers and no mDNS
+        swarm = f'["/ip4/127.0.0.1/tcp/{free_port()}"]'
+        subprocess.run([str(JSIPFS), "config", "--json", "Addresses.Swarm", swarm], **run)
     url = f"http://127.0.0.1:{api}/api/v0"
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
-            [str(JSIPFS), "daemon", "--offline"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [str(JSIPFS), "daemon", *([] if online else ["--offline"])],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 60

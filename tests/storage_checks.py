@@ -59,3 +59,21 @@ def check_a_missing_cid_is_not_found_quickly(store: BlockStore) -> None:
     with pytest.raises(NotFound):
         store.get(cid_of(os.urandom(16)))
     assert time.monotonic() - started < 20
+
+
+def check_a_folder_round_trips(store: BlockStore, tmp_path) -> None:
+    folder = tmp_path / "weights"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(os.urandom(2 * CHUNK + 1))
+    (folder / "sub" / "tokenizer.json").write_text("{}")
+    cid = store.put_dir(folder)
+    assert store.is_dir(cid) and store.stat(cid)["blocks"] == 1 + 4 + 1 + 1
+    store.get_dir(cid, tmp_path / "out")
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (
+        folder / "model.safetensors"
+    ).read_bytes()
+    assert (tmp_path / "out" / "sub" / "tokenizer.json").read_text() == "{}"
+    with pytest.raises(InvalidInput):  # a folder is not a file's bytes
+        store.get(cid)
+    with pytest.raises(InvalidInput):
+        store.get_dir(store.put(b"a file"), tmp_path / "nowhere")

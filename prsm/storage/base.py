@@ -11,9 +11,19 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from prsm.errors import PRSMError
-from prsm.storage.cid import CID, DAG_PB, dag_pb_links
+from prsm.errors import InvalidInput, PRSMError
+from prsm.storage.cid import (
+    CID,
+    DAG_PB,
+    DIRECTORY,
+    dag_pb_entries,
+    dag_pb_links,
+    dag_pb_node,
+    unixfs_directory,
+    unixfs_type,
+)
 
 
 class NotFound(PRSMError):
@@ -45,7 +55,11 @@ class BlockStore:
     def has_block(self, cid: str) -> bool:
         raise NotImplementedError
 
-    def _put_stream(self, stream) -> str:
+    def _put_stream(self, source) -> str:
+        raise NotImplementedError
+
+    def put_node(self, block: bytes) -> str:
+        """Store one dag-pb block; return its CID."""
         raise NotImplementedError
 
     def pins(self) -> list[str]:
@@ -63,12 +77,47 @@ class BlockStore:
                 return self._put_stream(f)
         return self._put_stream(data)
 
+    def put_dir(self, folder: os.PathLike | str) -> str:
+        """Store a folder (its files and subfolders) as a UnixFS directory; return its CID, the
+        one `ipfs add -r --cid-version=1` gives the same folder."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InvalidInput(f"{folder} is not a folder", "path")
+        links = []
+        for child in sorted(folder.iterdir(), key=lambda p: p.name.encode()):  # dag-pb order
+            if child.is_symlink() or not (child.is_file() or child.is_dir()):
+                raise InvalidInput(f"{child}: only plain files and folders are stored", "path")
+            cid = self.put_dir(child) if child.is_dir() else self.put(child)
+            links.append((CID.parse(cid), self.stat(cid)["bytes"], child.name))
+        return self.put_node(dag_pb_node(links, unixfs_directory()))
+
+    def get_dir(self, cid: str, target: os.PathLike | str) -> None:
+        """Write a stored folder under `target` (created), every block verified on the way."""
+        root = CID.parse(cid)
+        block = self.block(root)
+        if not _is_directory(root, block):
+            raise InvalidInput(f"{root} is a file, not a folder", "cid")
+        target = Path(target)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, child in dag_pb_entries(block):
+            if not name or name in (".", "..") or "/" in name or "\0" in name:
+                raise CorruptBlock(f"folder {root} has an entry named {name!r}: refused", "cid")
+            child_block = self.block(child)
+            if _is_directory(child, child_block):
+                self.get_dir(str(child), target / name)
+                continue
+            with open(target / name, "wb") as f:
+                for chunk in self._walk(child, child_block):
+                    f.write(chunk)
+
     def get(self, cid: str) -> Iterator[bytes]:
         """The file's bytes, chunk by chunk, each verified against its CID before it is yielded.
         The root is read (and verified) before the first chunk: a missing or corrupt root
         fails at the call, not midway."""
         root = CID.parse(cid)
         first = self.block(root)
+        if _is_directory(root, first):
+            raise InvalidInput(f"{root} is a folder: fetch it with get_dir (prsm store get -o DIR)", "cid")
         return self._walk(root, first)
 
     def _walk(self, cid: CID, block: bytes) -> Iterator[bytes]:
@@ -116,6 +165,19 @@ class BlockStore:
             "bytes": sum(self.block_size(b) for b in blocks),
         }
 
+    def is_dir(self, cid: str) -> bool:
+        root = CID.parse(cid)
+        return _is_directory(root, self.block(root))
+
     def ls(self) -> list[dict]:
         """Pinned files with their sizes (bytes of all their blocks)."""
         return [self.stat(name) for name in self.pins()]
+
+
+def _is_directory(cid: CID, block: bytes) -> bool:
+    if cid.codec != DAG_PB:
+        return False
+    try:
+        return unixfs_type(block) == DIRECTORY
+    except ValueError as exc:
+        raise CorruptBlock(f"{cid} is not a UnixFS node: {exc}", "cid") from exc

@@ -128,46 +128,76 @@ def _bytes(number: int, value: bytes) -> bytes:
     return _field(number, 2) + varint(len(value)) + value
 
 
+FILE, DIRECTORY = 2, 1  # UnixFS Data.Type
+
+
+def unixfs_directory() -> bytes:
+    return _field(1, 0) + varint(DIRECTORY)
+
+
 def unixfs_file(filesize: int, blocksizes: list[int]) -> bytes:
-    data = _field(1, 0) + varint(2)  # Type = File
+    data = _field(1, 0) + varint(FILE)
     data += _field(3, 0) + varint(filesize)
     for size in blocksizes:
         data += _field(4, 0) + varint(size)
     return data
 
 
-def dag_pb_node(links: list[tuple[CID, int]], data: bytes) -> bytes:
+def dag_pb_node(links: list[tuple], data: bytes) -> bytes:
     """PBNode: links first (field 2), then data (field 1), as the canonical encoding orders them.
-    Each PBLink: Hash (1), Name (2, empty), Tsize (3)."""
+    Each link is (CID, Tsize) in a file or (CID, Tsize, name) in a directory; PBLink: Hash (1),
+    Name (2, empty in a file), Tsize (3)."""
     out = bytearray()
-    for cid, tsize in links:
+    for cid, tsize, *name in links:
         raw = varint(1) + varint(cid.codec) + bytes([SHA2_256, 32]) + cid.digest
-        link = _bytes(1, raw) + _bytes(2, b"") + _field(3, 0) + varint(tsize)
+        link = _bytes(1, raw) + _bytes(2, name[0].encode() if name else b"") + _field(3, 0) + varint(tsize)
         out += _bytes(2, link)
     out += _bytes(1, data)
     return bytes(out)
 
 
+def _fields(message: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """(field number, value) of a protobuf message: ints for varints, bytes for the rest."""
+    pos = 0
+    while pos < len(message):
+        key, pos = read_varint(message, pos)
+        if key & 7 == 2:
+            length, pos = read_varint(message, pos)
+            if pos + length > len(message):
+                raise ValueError("truncated field")
+            yield key >> 3, message[pos : pos + length]
+            pos += length
+        elif key & 7 == 0:
+            value, pos = read_varint(message, pos)
+            yield key >> 3, value
+        else:
+            raise ValueError(f"unexpected protobuf wire type {key & 7}")
+
+
+def dag_pb_entries(block: bytes) -> list[tuple[str, CID]]:
+    """The (name, CID) of each link of a dag-pb node, in order (names are empty in a file)."""
+    entries = []
+    for number, value in _fields(block):
+        if number == 2:
+            fields = dict(_fields(value))
+            raw = fields.get(1, b"")
+            entries.append(
+                (bytes(fields.get(2, b"")).decode(), CID(read_varint(raw, 1)[0], bytes(raw[-32:])))
+            )
+    return entries
+
+
 def dag_pb_links(block: bytes) -> list[CID]:
     """The child CIDs of a dag-pb node, in order (what `get` walks)."""
-    links, pos = [], 0
-    while pos < len(block):
-        key, pos = read_varint(block, pos)
-        length, pos = read_varint(block, pos)
-        value, pos = block[pos : pos + length], pos + length
-        if key >> 3 == 2:  # a PBLink
-            lpos = 0
-            while lpos < len(value):
-                lkey, lpos = read_varint(value, lpos)
-                if lkey & 7 == 2:
-                    llen, lpos = read_varint(value, lpos)
-                    if lkey >> 3 == 1:
-                        raw = value[lpos : lpos + llen]
-                        links.append(CID(read_varint(raw, 1)[0], raw[-32:]))
-                    lpos += llen
-                else:
-                    _, lpos = read_varint(value, lpos)
-    return links
+    return [cid for _, cid in dag_pb_entries(block)]
+
+
+def unixfs_type(block: bytes) -> int:
+    """The UnixFS type of a dag-pb node (FILE, DIRECTORY, ...)."""
+    for number, value in _fields(block):
+        if number == 1:
+            return dict(_fields(value)).get(1, FILE)
+    raise ValueError("a dag-pb node without UnixFS data")
 
 
 # --- the balanced layout ---------------------------------------------------------------------
@@ -184,14 +214,15 @@ class _Node:
 Emit = Callable[[CID, bytes], None]
 
 
-def build(chunks: Iterator[bytes], emit: Emit) -> tuple[CID, int]:
+def build(chunks: Iterator[bytes], emit: Emit) -> tuple[CID, int, int]:
     """Lay `chunks` out as Kubo does; `emit(cid, block)` gets every block as it is made.
-    Returns the root CID and the file size."""
+    Returns the root CID, the file size and the DAG's size (every block's bytes: a link's
+    Tsize)."""
     first = next(chunks, None)
     if first is None:  # the empty file: one empty raw block
         cid = CID.of(RAW, b"")
         emit(cid, b"")
-        return cid, 0
+        return cid, 0, 0
     root = _leaf(first, emit)  # (cid, tsize, filesize)
     pending = [next(chunks, None)]  # one chunk of look-ahead: "is the input done?"
     depth = 1
@@ -201,7 +232,7 @@ def build(chunks: Iterator[bytes], emit: Emit) -> tuple[CID, int]:
         node.sizes.append(root[2])
         root = _fill(node, depth, chunks, pending, emit)
         depth += 1
-    return root[0], root[2]
+    return root[0], root[2], root[1]
 
 
 def _leaf(chunk: bytes | tuple[bytes, bytes], emit: Emit) -> tuple[CID, int, int]:

@@ -18,7 +18,7 @@ import httpx
 
 from prsm.errors import PRSMError
 from prsm.storage.base import BlockStore, CorruptBlock, NotFound
-from prsm.storage.cid import CHUNK, CID
+from prsm.storage.cid import CHUNK, CID, DAG_PB, _base58btc
 
 FETCHES = {"block/get", "block/stat", "pin/add"}
 
@@ -102,6 +102,17 @@ class IpfsStore(BlockStore):
         files = {"file": ("data", stream, "application/octet-stream")}  # streamed by httpx
         lines = self._call("add", files=files, **params).text.strip().splitlines()
         return str(CID.parse(json.loads(lines[-1])["Hash"]))
+
+    def put_node(self, block: bytes) -> str:
+        ours = CID.of(DAG_PB, block)
+        files = {"file": ("block", block, "application/octet-stream")}
+        params = {"cid-codec": "dag-pb", "format": "dag-pb", "mhtype": "sha2-256", "pin": "false"}
+        key = self._call("block/put", files=files, **params).json()["Key"]
+        # js-ipfs answers a sha2-256 dag-pb block with its CIDv0 ("Qm...", the same multihash)
+        theirs = CID(DAG_PB, _base58btc(key)[2:]) if key.startswith("Qm") else CID.parse(key)
+        if theirs != ours:
+            raise IpfsError(f"the IPFS node stored a dag-pb block as {theirs}, not {ours}")
+        return str(ours)
 
     def pin(self, cid: str) -> None:
         self._call("pin/add", str(CID.parse(cid)), recursive="true")

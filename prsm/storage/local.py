@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 
 from prsm.storage.base import BlockStore, CorruptBlock, NotFound
-from prsm.storage.cid import CID, build, chunked, hashed
+from prsm.storage.cid import CID, DAG_PB, build, chunked, hashed
 
 try:  # Linux: start writing a range back to disk now, without waiting for it
     _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -155,6 +155,11 @@ class LocalStore(BlockStore):
         # Chunks are hashed ahead on the pool's threads while this thread lays out the tree and
         # appends each new block to one pack file.
         return str(self._write_pack(lambda emit: build(hashed(chunked(source), self._pool), emit)[0]))
+
+    def put_node(self, block: bytes) -> str:
+        cid = CID.of(DAG_PB, block)
+        self._write_pack(lambda emit: emit(cid, block))
+        return str(cid)
 
     def _write_pack(self, produce, replace: bool = False):
         """Run `produce(emit)`, appending every block it emits that the store lacks (every

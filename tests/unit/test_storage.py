@@ -46,7 +46,7 @@ def test_more_than_174_chunks_make_a_second_level(store):
     from prsm.storage.cid import build, chunked
 
     blocks = {}
-    root, size = build(chunked(io.BytesIO(data), 1024), lambda c, b: blocks.setdefault(str(c), (c, b)))
+    root, size, _ = build(chunked(io.BytesIO(data), 1024), lambda c, b: blocks.setdefault(str(c), (c, b)))
     top = dag_pb_links(blocks[str(root)][1])
     assert size == len(data) and len(top) == 2  # a full node of 174 leaves, then one more
     assert len(dag_pb_links(blocks[str(top[0])][1])) == 174
@@ -56,6 +56,20 @@ def test_more_than_174_chunks_make_a_second_level(store):
 @pytest.mark.parametrize("size", storage_checks.SIZES)
 def test_put_then_get_returns_the_bytes_from_bytes_files_and_streams(store, tmp_path, size):
     storage_checks.check_put_then_get_returns_the_bytes(store, tmp_path, size)
+
+
+def test_a_folder_round_trips(store, tmp_path):
+    storage_checks.check_a_folder_round_trips(store, tmp_path)
+
+
+def test_a_folder_entry_that_would_escape_the_target_is_refused(store, tmp_path):
+    from prsm.storage.cid import dag_pb_node, unixfs_directory
+
+    leaf = CID.parse(store.put(b"owned"))
+    evil = store.put_node(dag_pb_node([(leaf, 5, "../escaped")], unixfs_directory()))
+    with pytest.raises(CorruptBlock):
+        store.get_dir(evil, tmp_path / "target")
+    assert not (tmp_path / "escaped").exists()
 
 
 def test_pins_keep_content_through_gc(store):
