@@ -34,11 +34,12 @@ from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.plan import SubTask
 from prsm.nwtn.route import Candidate, Router, task_text
-from prsm.registry import DEFAULT_WEIGHTS, Registry
+from prsm.registry import Registry
 from prsm.sessions import SessionStore
 from prsm.settings import Settings
 from prsm.storage import open_store
 from prsm.storage.artifacts import Artifacts
+from prsm.weights import prepare_default
 
 
 def _state(settings: dict) -> tuple[Settings, Registry, SessionStore]:
@@ -54,11 +55,14 @@ class ModelReplica:
     def __init__(self, settings: dict):
         self.settings, self.registry, _ = _state(settings)
         self.threads = os.cpu_count()
+        self.store = open_store(self.settings)  # weights by CID are fetched from here
 
     @serve.multiplexed(max_num_models_per_replica=4)
     async def backend(self, model_id: str):
         card = await asyncio.to_thread(self.registry.get, model_id)
-        return await asyncio.to_thread(load_backend, card, self.settings.resolved_model_dir, self.threads)
+        return await asyncio.to_thread(
+            load_backend, card, self.settings.resolved_model_dir, self.threads, self.store
+        )
 
     async def run(self, messages: list[dict], max_new_tokens: int, response_format: dict | None) -> dict:
         backend = await self.backend(serve.get_multiplexed_model_id())
@@ -254,9 +258,7 @@ def build_app(args: dict | None = None) -> Application:
     upgrade(settings.resolved_database_url)
     _, registry, _ = _state(settings.model_dump(mode="json"))
     registry.ensure_defaults()
-    from prsm.backends.causal_lm import resolve_weights
-
-    resolve_weights(DEFAULT_WEIGHTS, settings.resolved_model_dir)  # converts once (~20 s)
+    prepare_default(settings)  # converts (~30 s) and stores it, once
 
     config = settings.model_dump(mode="json")
     light = {"num_cpus": 0.1}

@@ -1,6 +1,8 @@
 """Ray job: get a cluster ready to serve PRSM. Upgrades the database, registers the shipped
-model cards, and converts the packaged default model on every alive node (each node loads
-weights from its own disk).
+model cards, and makes the default model loadable on every alive node: the first node converts
+the packaged model and stores it by CID (the card points at ipfs://<CID> from then on); every
+node then fetches it by CID into its own model cache (from IPFS when PRSM_IPFS_URL is set; with
+node-local stores each node imports the same bytes and checks they give the card's CID).
 
     ray job submit --working-dir . -- python jobs/prepare_models.py
     python jobs/prepare_models.py            # same, on a local Ray
@@ -13,33 +15,32 @@ import socket
 
 import ray
 
-from prsm.backends.causal_lm import resolve_weights
-from prsm.db.engine import make_engine, session_factory, upgrade
-from prsm.registry import DEFAULT_WEIGHTS, Registry
+from prsm.db.engine import upgrade
 from prsm.settings import Settings
+from prsm.weights import prepare_default
 
 
 @ray.remote(num_cpus=1)
-def convert_on_node(weights: str, model_dir: str) -> str:
-    folder = resolve_weights(weights, Settings(model_dir=model_dir).resolved_model_dir)
-    return f"{socket.gethostname()}: {folder}"
+def prepare_on_node(settings: dict) -> str:
+    weights, folder = prepare_default(Settings(**settings))
+    return f"{socket.gethostname()}: {weights} in {folder}"
 
 
 def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     settings = Settings()
     upgrade(settings.resolved_database_url)
-    Registry(session_factory(make_engine(settings.resolved_database_url))).ensure_defaults()
-    print("database upgraded; shipped model cards registered", flush=True)
+    weights, _ = prepare_default(settings)  # here first: one conversion, one CID for every node
+    print(f"database upgraded; default model weights {weights}", flush=True)
 
     ray.init(address=os.environ.get("RAY_ADDRESS", settings.ray_address))
     nodes = [n for n in ray.nodes() if n["Alive"]]
     pending = [
-        convert_on_node.options(
+        prepare_on_node.options(
             scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
                 n["NodeID"], soft=False
             )
-        ).remote(DEFAULT_WEIGHTS, str(settings.resolved_model_dir))
+        ).remote(settings.model_dump(mode="json"))
         for n in nodes
     ]
     for line in ray.get(pending):

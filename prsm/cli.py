@@ -266,11 +266,12 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
         created = api(settings, "POST", "/v1/models", json=card)
         console.print(f"registered {created['id']}")
     elif args.action == "prepare":
-        from prsm.backends.causal_lm import resolve_weights
-        from prsm.registry import DEFAULT_WEIGHTS
+        from prsm.db.engine import upgrade
+        from prsm.weights import prepare_default
 
-        folder = resolve_weights(DEFAULT_WEIGHTS, settings.resolved_model_dir)
-        console.print(f"default model ready in {folder}")
+        upgrade(settings.resolved_database_url)
+        weights, folder = prepare_default(settings)
+        console.print(f"default model ready: weights {weights}, loaded from {folder}")
 
 
 FTNS_USAGE = {
@@ -436,19 +437,33 @@ def cmd_store(args: argparse.Namespace, settings: Settings) -> None:
     needs = {"put": 1, "get": 1, "pin": 1, "unpin": 1, "ls": 0, "gc": 0}[args.action]
     if len(args.params) != needs:
         raise CLIError(
-            f"usage: prsm store {args.action}" + (" FILE|-" if args.action == "put" else " CID" * needs)
+            f"usage: prsm store {args.action}"
+            + (" FILE|FOLDER|-" if args.action == "put" else " CID" * needs)
         )
     if args.action == "put":
         source = args.params[0]
         if source == "-":
             cid = store.put(sys.stdin.buffer)
-        else:
-            if not Path(source).is_file():
-                raise CLIError(f"no such file: {source}")
+        elif Path(source).is_dir():  # a UnixFS directory, as `ipfs add -r` makes it
+            cid = store.put_dir(Path(source))
+        elif Path(source).is_file():
             cid = store.put(Path(source))
+        else:
+            raise CLIError(f"no such file or folder: {source}")
         if not args.no_pin:
             store.pin(cid)
         print(cid)  # plain stdout: scripts read the CID
+    elif args.action == "get" and store.is_dir(args.params[0]):
+        if not args.output:
+            raise CLIError(f"{args.params[0]} is a folder: give -o FOLDER to write it to")
+        target = Path(args.output)
+        if target.exists():
+            raise CLIError(f"{target} exists: give a new folder")
+        tmp = target.with_name(f".{target.name}.part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        store.get_dir(args.params[0], tmp)
+        tmp.rename(target)
+        err.print(f"wrote {target}/")
     elif args.action == "get":
         chunks = store.get(args.params[0])  # a missing or corrupt root fails before any output
         if args.output:
@@ -476,10 +491,10 @@ def cmd_store(args: argparse.Namespace, settings: Settings) -> None:
             table.add_row(row["cid"], str(row["blocks"]), str(row["bytes"]))
         console.print(table)
     elif args.action == "gc":
-        done = store.gc()
-        console.print(
-            f"removed {done['removed_blocks']} blocks ({done['freed_bytes']} bytes); kept {done['kept_blocks']}"
-        )
+        done = store.gc()  # an IPFS node reports only what it removed
+        freed = f" ({done['freed_bytes']} bytes)" if "freed_bytes" in done else ""
+        kept = f"; kept {done['kept_blocks']}" if "kept_blocks" in done else ""
+        console.print(f"removed {done['removed_blocks']} blocks{freed}{kept}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -544,8 +559,8 @@ def parser() -> argparse.ArgumentParser:
         "store", help="content-addressed store: put (prints the CID), get, pin, unpin, ls, gc"
     )
     st.add_argument("action", choices=["put", "get", "pin", "unpin", "ls", "gc"])
-    st.add_argument("params", nargs="*", help="put: FILE or - (stdin); get/pin/unpin: CID")
-    st.add_argument("-o", "--output", help="get: write to this file (default: stdout)")
+    st.add_argument("params", nargs="*", help="put: FILE, FOLDER or - (stdin); get/pin/unpin: CID")
+    st.add_argument("-o", "--output", help="get: write to this file or new folder (default: stdout)")
     st.add_argument("--no-pin", action="store_true", help="put: do not pin (gc may remove it)")
     st.set_defaults(fn=cmd_store)
 

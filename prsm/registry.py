@@ -184,6 +184,17 @@ class Registry:
                 with contextlib.suppress(ModelAlreadyExists):
                     self.register(card)
 
+    def set_weights(self, model_id: str, weights: str, expected: str | None) -> bool:
+        """Point a card at other weights if it still has `expected` (an owner's edit made in
+        the meantime wins); whether it changed."""
+        with self._sessions.begin() as s:
+            result = s.execute(
+                update(ModelCardRow)
+                .where(ModelCardRow.id == model_id, ModelCardRow.weights == expected)
+                .values(weights=weights)
+            )
+            return result.rowcount == 1
+
     def embeddings(self) -> dict[str, tuple[str, bytes]]:
         with self._sessions() as s:
             rows = s.execute(

@@ -73,6 +73,14 @@ class ModelCardIn(BaseModel):
     def _weights(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("kind") == "transformers" and not value:
             raise ValueError("a transformers model needs a weights reference")
+        if value:
+            from prsm.errors import InvalidInput
+            from prsm.weights import cid_of_reference
+
+            try:
+                cid_of_reference(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
         return value
 
     @field_validator("endpoint")

@@ -38,8 +38,9 @@ class Backend(Protocol):
     async def run(self, call: ModelCall) -> ModelOutput: ...
 
 
-def load_backend(card: ModelCard, model_dir: Path, num_threads: int | None = None) -> Backend:
-    """Build the backend that serves `card`; transformers weights load (and convert) here."""
+def load_backend(card: ModelCard, model_dir: Path, num_threads: int | None = None, store=None) -> Backend:
+    """Build the backend that serves `card`; transformers weights load (converted, or fetched
+    by CID from `store`) here."""
     if card.kind == "tool":
         from prsm.backends.tools import tool_backend
 
@@ -51,7 +52,7 @@ def load_backend(card: ModelCard, model_dir: Path, num_threads: int | None = Non
     if card.kind == "transformers":
         from prsm.backends.causal_lm import CausalLMBackend
 
-        return CausalLMBackend.load(card.weights or "", model_dir, num_threads=num_threads)
+        return CausalLMBackend.load(card.weights or "", model_dir, num_threads=num_threads, store=store)
     raise ValueError(f"unknown model kind {card.kind!r}")
 
 
@@ -59,13 +60,16 @@ class LocalModels:
     """Backends loaded in this process, one per model id: the `call` NWTN uses when no Ray
     cluster hosts the models (tests, notebooks). The Serve app uses model replicas instead."""
 
-    def __init__(self, registry, model_dir: Path):
+    def __init__(self, registry, model_dir: Path, store=None):
         self.registry = registry
         self.model_dir = model_dir
+        self.store = store
         self._backends: dict[str, Backend] = {}
 
     async def call(self, model_id: str, kind: str, call: ModelCall) -> ModelOutput:
         if model_id not in self._backends:
             card = self.registry.get(model_id)
-            self._backends[model_id] = await asyncio.to_thread(load_backend, card, self.model_dir)
+            self._backends[model_id] = await asyncio.to_thread(
+                load_backend, card, self.model_dir, None, self.store
+            )
         return await self._backends[model_id].run(call)

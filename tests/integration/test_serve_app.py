@@ -61,8 +61,11 @@ def test_session_endpoint_returns_the_same_trace(client, demo_trace):
 
 
 def test_models_are_listed_registered_and_duplicates_refused(client):
-    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
-    assert ids == ["pint-units", "smollm2-135m-instruct", "sympy-cas"]
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert list(models) == ["pint-units", "smollm2-135m-instruct", "sympy-cas"]
+    weights = models["smollm2-135m-instruct"]["weights"]  # imported into the store at start
+    assert weights.startswith("ipfs://")
+    assert client.get(f"/v1/artifacts/{weights.removeprefix('ipfs://')}").json()["kind"] == "model"
     card = {"id": "cheap-algebra", "kind": "tool", "description": "Budget symbolic algebra",
             "owner": "bob", "licence": "MIT", "endpoint": "tool:math", "tags": ["math"]}  # fmt: skip
     assert client.post("/v1/models", json=card).status_code == 201

@@ -120,3 +120,21 @@ def test_session_export_stores_the_trace_by_cid_once(monkeypatch, tmp_path, caps
     assert stored == trace
     assert main(["session", "export", "no-such-session"]) == 1
     assert "no session" in capsys.readouterr().err
+
+
+def test_store_put_get_folder_and_gc(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path / "data"))
+    folder = tmp_path / "weights"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "model.bin").write_bytes(b"\1" * 300_000)
+    assert main(["store", "put", str(folder)]) == 0
+    cid = capsys.readouterr().out.strip()
+    assert main(["store", "get", cid]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["store", "get", cid, "-o", str(tmp_path / "copy")]) == 0
+    assert (tmp_path / "copy" / "sub" / "model.bin").read_bytes() == b"\1" * 300_000
+    assert main(["store", "put", str(tmp_path / "copy" / "sub" / "model.bin"), "--no-pin"]) == 0
+    assert main(["store", "gc"]) == 0
+    assert "removed 0 blocks" in capsys.readouterr().out  # the file's blocks are the folder's too
+    assert main(["store", "put", str(tmp_path / "nowhere")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err

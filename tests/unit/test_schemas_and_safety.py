@@ -23,6 +23,7 @@ def field_of(exc: ValidationError) -> str:
         ({"endpoint": "tool:teleport"}, "endpoint"),
         ({"kind": "openai", "endpoint": "ftp://x"}, "endpoint"),
         ({"kind": "transformers", "endpoint": None}, "weights"),
+        ({"kind": "transformers", "endpoint": None, "weights": "ipfs://not-a-cid"}, "weights"),
         ({"surprise": 1}, "surprise"),
     ],
 )
