@@ -564,6 +564,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--no-pin", action="store_true", help="put: do not pin (gc may remove it)")
     st.set_defaults(fn=cmd_store)
 
+    sub.add_parser("distill", help="distil a teacher into a smaller student (prsm distill --help)")
     m = sub.add_parser("models", help="the model registry")
     m.add_argument("action", choices=["list", "register", "prepare"])
     m.add_argument("--file", help="register: a JSON model card (flags override its fields)")
@@ -577,6 +578,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["distill"]:  # its own arguments: prsm/distill/cli.py
+        from prsm.distill.cli import main as distill
+
+        return distill(argv[1:])
     args = parser().parse_args(argv)
     try:
         args.fn(args, Settings())

@@ -40,6 +40,7 @@ class ModelCard:
     teacher: str | None = None
     latency_ms: float | None = None
     quality: float | None = None
+    evaluation: dict | None = field(default=None, compare=False)
     calls: int = 0
     failures: int = 0
     consecutive_failures: int = 0
@@ -77,6 +78,7 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
         teacher=row.teacher,
         latency_ms=row.latency_ms,
         quality=row.quality,
+        evaluation=row.evaluation,
         calls=row.calls,
         failures=row.failures,
         consecutive_failures=row.consecutive_failures,
@@ -163,6 +165,8 @@ class Registry:
             endpoint=card.endpoint,
             remote_model=card.remote_model,
             teacher=card.teacher,
+            quality=card.quality,
+            evaluation=card.evaluation,
             calls=0,
             failures=0,
             consecutive_failures=0,

@@ -56,9 +56,10 @@ def nwtn(settings, registry, db, embedder):
     from prsm.nwtn.orchestrator import Orchestrator
     from prsm.nwtn.route import Router
     from prsm.sessions import SessionStore
+    from prsm.storage import open_store
 
     router = Router(registry, embedder)
-    models = LocalModels(registry, settings.resolved_model_dir)
+    models = LocalModels(registry, settings.resolved_model_dir, open_store(settings))
 
     async def rank(task, open_circuits):
         return router.rank(task, open_circuits)

@@ -97,6 +97,7 @@ class ModelCardRow(Base):
     # Measured by the system, never declared by the owner.
     latency_ms: Mapped[float | None] = mapped_column(Float)
     quality: Mapped[float | None] = mapped_column(Float)
+    evaluation: Mapped[dict | None] = mapped_column(JSON)  # what a distillation job measured
     calls: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)

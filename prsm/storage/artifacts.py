@@ -78,6 +78,15 @@ class Artifacts:
                 raise NotFound(f"no artifact {cid}", "cid")
             return view(row)
 
+    def find(self, name: str, kind: str | None = None) -> dict | None:
+        """The first artifact registered under `name` (and `kind`), or None."""
+        query = select(Artifact).where(Artifact.name == name)
+        if kind is not None:
+            query = query.where(Artifact.kind == kind)
+        with self._sessions() as s:
+            row = s.scalars(query.order_by(Artifact.created_at).limit(1)).first()
+            return view(row) if row is not None else None
+
     async def upload(self, chunks: AsyncIterator[bytes], limit: int, **provenance) -> dict:
         """Stream request chunks into the store (never held whole), then register. Over `limit`
         bytes: 413, nothing registered (the blocks written so far are unpinned: gc removes them)."""

@@ -1,0 +1,111 @@
+"""`prsm distill` and `jobs/distill.py`: arguments -> DistillSpec -> prepare, train, publish."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from prsm.distill.spec import DistillSpec
+from prsm.errors import PRSMError
+
+console = Console()
+err = Console(stderr=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prsm distill", description="Distil a registered teacher model into a smaller student."
+    )
+    for name, info in DistillSpec.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if info.annotation is bool:
+            p.add_argument(flag, action="store_true", help=info.description)
+        else:
+            default = "" if info.is_required() else f" (default: {info.default})"
+            p.add_argument(
+                flag, dest=name, required=info.is_required(), help=f"{info.description or ''}{default}"
+            )
+    return p
+
+
+def spec_from(argv: list[str]) -> DistillSpec:
+    args = {k: v for k, v in vars(parser().parse_args(argv)).items() if v is not None}
+    try:
+        return DistillSpec(**args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "arguments"
+        raise PRSMError(f"--{field.replace('_', '-')}: {first['msg']}", field) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from prsm.distill.job import prepare, publish, train_with_ray
+    from prsm.settings import Settings
+
+    try:
+        spec = spec_from(sys.argv[1:] if argv is None else argv)
+        settings = Settings()
+        with _bars() as bars:
+            generating = bars.add_task("teacher data", total=None, visible=False)
+
+            def generated(done: int, total: int, seconds: float) -> None:
+                bars.update(generating, completed=done, total=total, visible=True)
+
+            plan = prepare(spec, settings, say=console.print, generation_progress=generated)
+            training = bars.add_task(f"training {plan.run_name}", total=spec.steps)
+
+            def trained(step: int, loss: float | None) -> None:
+                label = f"training {plan.run_name}" + (f"  loss {loss:.3f}" if loss is not None else "")
+                bars.update(training, completed=step, description=label)
+
+            result = train_with_ray(plan, progress=trained)
+            bars.update(training, completed=spec.steps)
+        card = publish(plan, result.folder, result.job_id, result.metrics, say=console.print)
+    except PRSMError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 1
+    show(card)
+    return 0
+
+
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def show(card) -> None:
+    e = card.evaluation
+    table = Table(title=f"{card.id}: distilled from {e['teacher']} (held-out teacher text)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("top-1 agreement with the teacher", f"{e['top1_agreement']:.3f}"),
+        ("KL(teacher || student), nats/token", f"{e['kl']:.3f}"),
+        ("perplexity on teacher text", f"{e['perplexity']:.2f}  (teacher {e['teacher_perplexity']:.2f})"),
+        (
+            "parameters",
+            f"{e['student_parameters'] / 1e6:.1f}M / {e['teacher_parameters'] / 1e6:.1f}M "
+            f"= {e['parameter_ratio']:.3f}",
+        ),  # fmt: skip
+        (
+            "CPU generation speed",
+            f"{e['student_tokens_per_s']:.1f} / {e['teacher_tokens_per_s']:.1f} tok/s "
+            f"= {e['speed_ratio']:.2f}x",
+        ),  # fmt: skip
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"registered {card.id}: weights {card.weights}, {card.price_per_1k_tokens} base units / 1k tokens"
+    )

@@ -1,0 +1,94 @@
+"""A distillation job through Ray Train on a local Ray, as a user submits it: killed after its
+first checkpoint and submitted again, it resumes there; the student it registers is stored by
+CID, evaluated against the teacher, and the router sends it a query at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import MODEL_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+STUDENT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
+           "num_key_value_heads": 1, "head_dim": 32}  # fmt: skip
+PROMPTS = ["What is entropy?", "Why is the sky blue?", "Define osmosis.", "What is a catalyst?",
+           "Explain momentum.", "What is a prime number?", "What is a black hole?", "Define pH."]  # fmt: skip
+
+
+def test_a_killed_job_resumes_and_its_student_answers_a_routed_query(tmp_path, embedder):
+    from prsm.settings import Settings
+    from prsm.storage.local import LocalStore
+
+    env = {**os.environ, "PRSM_DATA_DIR": str(tmp_path), "PRSM_MODEL_DIR": str(MODEL_DIR),
+           "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    settings = Settings(data_dir=tmp_path, model_dir=MODEL_DIR, _env_file=None)
+    with LocalStore(settings.resolved_store_dir) as store:
+        data = store.put("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS).encode())
+    args = [sys.executable, str(REPO / "jobs/distill.py"), "--teacher", "smollm2-135m-instruct",
+            "--student", json.dumps(STUDENT), "--data", data, "--steps", "40", "--checkpoint-every", "4",
+            "--batch-size", "2", "--max-new-tokens", "8", "--speed-tokens", "4", "--name", "tiny-student"]  # fmt: skip
+
+    first = subprocess.Popen(args, env=env, cwd=REPO, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    runs = tmp_path / "distill"
+    deadline = time.monotonic() + 240
+    while not list(runs.glob("*/checkpoint_*")):
+        assert first.poll() is None, first.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint in 4 minutes"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    first.wait()
+
+    second = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    assert "resumed from the checkpoint at step" in output
+
+    from prsm.db.engine import make_engine, session_factory
+    from prsm.registry import Registry
+
+    db = session_factory(make_engine(settings.resolved_database_url))
+    registry = Registry(db)
+    card = registry.get("tiny-student")
+    e = card.evaluation
+    assert e["resumed_from_step"] >= 4 and e["steps"] == 40 and e["teacher"] == "smollm2-135m-instruct"
+    assert (
+        0 <= e["top1_agreement"] <= 1 and e["kl"] > 0 and e["perplexity"] > 1 and e["parameter_ratio"] < 0.05
+    )
+    assert card.quality == e["top1_agreement"] and card.teacher == "smollm2-135m-instruct"
+    teacher = registry.get("smollm2-135m-instruct")
+    assert card.tags == teacher.tags and card.price_per_1k_tokens < teacher.price_per_1k_tokens
+    from prsm.storage.artifacts import Artifacts
+
+    with LocalStore(settings.resolved_store_dir) as store:
+        record = Artifacts(db, store).get(card.weights.removeprefix("ipfs://"))
+        assert record["kind"] == "model" and e["data_cid"] in record["parents"]
+
+    trace = asyncio.run(_orchestrator(settings, registry, db, embedder).query("What is entropy?", "alice"))
+    assert trace["status"] == "completed" and trace["tasks"][0]["model"] == "tiny-student"
+
+
+def _orchestrator(settings, registry, db, embedder):
+    from prsm.backends import LocalModels
+    from prsm.nwtn.orchestrator import Orchestrator
+    from prsm.nwtn.route import Router
+    from prsm.sessions import SessionStore
+    from prsm.storage import open_store
+
+    router = Router(registry, embedder)
+
+    async def rank(task, open_circuits):
+        return router.rank(task, open_circuits)
+
+    sessions = SessionStore(db)
+    sessions.ledger.open_account("alice")
+    sessions.ledger.mint("alice", 10**18, "faucet-alice")
+    models = LocalModels(registry, settings.resolved_model_dir, open_store(settings))
+    return Orchestrator(settings, registry, sessions, rank, models.call)
