@@ -48,7 +48,7 @@ test: lint services
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: install services
-	for b in serve_overhead ledger settlement storage; do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
+	for b in serve_overhead ledger settlement storage distill; do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -42,6 +42,31 @@ def registry(db):
     return reg
 
 
+def save_tiny_llama(folder: Path, hidden: int = 32) -> Path:
+    """A tiny random-init Llama (seeded) with the real SmolLM2 tokenizer, chat template included:
+    right for tests of loading, generating and training, in a fraction of a second."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from prsm.backends.causal_lm import resolve_weights
+    from prsm.registry import DEFAULT_WEIGHTS
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from prsm.nwtn.embed import Embedder

@@ -44,9 +44,12 @@ def spec_from(argv: list[str]) -> DistillSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
     from prsm.distill.job import prepare, publish, train_with_ray
     from prsm.settings import Settings
 
+    hf_logging.disable_progress_bar()  # ours show the job's progress; theirs would interleave
     try:
         spec = spec_from(sys.argv[1:] if argv is None else argv)
         settings = Settings()

@@ -70,11 +70,21 @@ def _say(message: str) -> None:
 def prepare(spec: DistillSpec, settings, say=_say, generation_progress=None) -> Plan:
     """Every check that can fail before a worker starts, then the teacher's data (generated
     once, found by CID afterwards)."""
+    from prsm.db.engine import make_engine, session_factory, upgrade
+
+    upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return _prepare(spec, settings, session_factory(engine), say, generation_progress)
+    finally:
+        engine.dispose()
+
+
+def _prepare(spec: DistillSpec, settings, sessions, say, generation_progress) -> Plan:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from prsm.backends.causal_lm import resolve_weights
-    from prsm.db.engine import make_engine, session_factory, upgrade
     from prsm.distill import data
     from prsm.errors import UnknownModel
     from prsm.registry import Registry
@@ -82,8 +92,6 @@ def prepare(spec: DistillSpec, settings, say=_say, generation_progress=None) -> 
     from prsm.storage.artifacts import Artifacts
     from prsm.weights import cid_of_reference
 
-    upgrade(settings.resolved_database_url)
-    sessions = session_factory(make_engine(settings.resolved_database_url))
     registry = Registry(sessions)
     registry.ensure_defaults()
     try:
@@ -106,57 +114,56 @@ def prepare(spec: DistillSpec, settings, say=_say, generation_progress=None) -> 
         raise InvalidInput(f"a model {name!r} is registered already: choose another --name", "name")
     except UnknownModel:
         pass
-    store = open_store(settings)
-    artifacts = Artifacts(sessions, store)
-    teacher_folder = resolve_weights(teacher.weights or "", settings.resolved_model_dir, store)
-    teacher_config = AutoConfig.from_pretrained(teacher_folder)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
-    overrides = spec.student_overrides()
-    config = student_config(teacher_config, overrides)
-    if config.vocab_size != teacher_config.vocab_size or len(tokenizer) > config.vocab_size:
-        raise InvalidInput(
-            f"the student's vocabulary ({config.vocab_size} tokens) is not the teacher's "
-            f"({teacher_config.vocab_size}): distillation compares next-token distributions over one "
-            "vocabulary, so the student keeps the teacher's tokenizer",
-            "student",
+    with open_store(settings) as store:
+        artifacts = Artifacts(sessions, store)
+        teacher_folder = resolve_weights(teacher.weights or "", settings.resolved_model_dir, store)
+        teacher_config = AutoConfig.from_pretrained(teacher_folder)
+        tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+        overrides = spec.student_overrides()
+        config = student_config(teacher_config, overrides)
+        if config.vocab_size != teacher_config.vocab_size or len(tokenizer) > config.vocab_size:
+            raise InvalidInput(
+                f"the student's vocabulary ({config.vocab_size} tokens) is not the teacher's "
+                f"({teacher_config.vocab_size}): distillation compares next-token distributions over one "
+                "vocabulary, so the student keeps the teacher's tokenizer",
+                "student",
+            )
+        teacher_parameters, student_parameters = count_parameters(teacher_config), count_parameters(config)
+        if student_parameters >= teacher_parameters:
+            raise InvalidInput(
+                f"the student ({student_parameters:,} parameters) is not smaller than the teacher "
+                f"({teacher_parameters:,})",
+                "student",
+            )
+        prompts, prompts_cid = data.load_prompts(spec.data, store, artifacts)
+        say(
+            f"teacher {spec.teacher} ({teacher_parameters / 1e6:.1f}M parameters) -> student {name} "
+            f"({student_parameters / 1e6:.1f}M); {len(prompts)} prompts ({prompts_cid})"
         )
-    teacher_parameters, student_parameters = count_parameters(teacher_config), count_parameters(config)
-    if student_parameters >= teacher_parameters:
-        raise InvalidInput(
-            f"the student ({student_parameters:,} parameters) is not smaller than the teacher "
-            f"({teacher_parameters:,})",
-            "student",
-        )
-    prompts, prompts_cid = data.load_prompts(spec.data, store, artifacts)
-    say(
-        f"teacher {spec.teacher} ({teacher_parameters / 1e6:.1f}M parameters) -> student {name} "
-        f"({student_parameters / 1e6:.1f}M); {len(prompts)} prompts ({prompts_cid})"
-    )
-    teacher_model = None
+        teacher_model = None
 
-    class LazyTeacher:  # loaded only if the data must be generated
-        def generate(self, **kwargs):
-            nonlocal teacher_model
-            if teacher_model is None:
-                teacher_model = AutoModelForCausalLM.from_pretrained(
-                    teacher_folder, dtype=torch.float32
-                ).eval()
-            return teacher_model.generate(**kwargs)
+        class LazyTeacher:  # loaded only if the data must be generated
+            def generate(self, **kwargs):
+                nonlocal teacher_model
+                if teacher_model is None:
+                    teacher_model = AutoModelForCausalLM.from_pretrained(
+                        teacher_folder, dtype=torch.float32
+                    ).eval()
+                return teacher_model.generate(**kwargs)
 
-    weights_cid = cid_of_reference(teacher.weights or "")
-    owner = spec.owner or teacher.owner
-    records, data_cid = data.teacher_dataset(
-        LazyTeacher(), tokenizer, teacher.weights or "", prompts, prompts_cid, spec.max_new_tokens,
-        store, artifacts, owner, registered(artifacts, [prompts_cid, weights_cid]), progress=generation_progress,
-    )  # fmt: skip
-    train, held_out = data.split(records, spec.held_out)
-    if not data.sequences(train, spec.max_len):
-        raise InvalidInput("the teacher answered none of the training prompts", "data")
-    say(f"teacher data {data_cid}: {len(train)} train, {len(held_out)} held-out")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    store.close()
-    return Plan(spec, settings, teacher, teacher_folder, name, owner, run_name, overrides,
-                teacher_parameters, student_parameters, prompts_cid, data_cid, train, held_out, pad)  # fmt: skip
+        weights_cid = cid_of_reference(teacher.weights or "")
+        owner = spec.owner or teacher.owner
+        records, data_cid = data.teacher_dataset(
+            LazyTeacher(), tokenizer, teacher.weights or "", prompts, prompts_cid, spec.max_new_tokens,
+            store, artifacts, owner, registered(artifacts, [prompts_cid, weights_cid]), progress=generation_progress,
+        )  # fmt: skip
+        train, held_out = data.split(records, spec.held_out)
+        if not data.sequences(train, spec.max_len):
+            raise InvalidInput("the teacher answered none of the training prompts", "data")
+        say(f"teacher data {data_cid}: {len(train)} train, {len(held_out)} held-out")
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return Plan(spec, settings, teacher, teacher_folder, name, owner, run_name, overrides,
+                    teacher_parameters, student_parameters, prompts_cid, data_cid, train, held_out, pad)  # fmt: skip
 
 
 @dataclass
@@ -164,7 +171,7 @@ class TrainResult:
     folder: Path  # the student as a transformers folder
     metrics: dict
     job_id: str | None
-    started_s: float  # wall time from fit() to the first step's report is in metrics
+    wall_s: float  # fit(), from the call to its return (start-up included)
 
 
 def train_with_ray(plan: Plan, progress=None) -> TrainResult:
@@ -179,7 +186,13 @@ def train_with_ray(plan: Plan, progress=None) -> TrainResult:
 
     apply_ray_env()
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS", plan.settings.ray_address), log_to_driver=True)
+        address = os.environ.get("RAY_ADDRESS", plan.settings.ray_address)
+        if address in (None, "local"):
+            # A Ray we start for this job runs its workers at normal priority: by default Ray
+            # nices them to 15, and on a small machine every wake-up of Ray's own processes
+            # then stalls both threads of a training step (measured: benchmarks/distill.py).
+            os.environ.setdefault("RAY_worker_niceness", "0")
+        ray.init(address=address, log_to_driver=True)
     spec = plan.spec
     actor = ray.remote(Progress).options(num_cpus=0).remote()
     config = {**plan.train_config(), "progress_actor": actor}

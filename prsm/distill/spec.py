@@ -57,14 +57,14 @@ class DistillSpec(BaseModel):
     temperature: float = Field(default=1.0, gt=0, le=20, description="softens both distributions")
     beta: float = Field(default=0.5, ge=0, le=1, description="jsd: 0 = forward KL ... 1 = reverse KL")
     ce_weight: float = Field(
-        default=0.0, ge=0, le=1, description="share of cross-entropy on the teacher's tokens"
+        default=0.5, ge=0, le=1, description="share of cross-entropy on the teacher's tokens"
     )
     steps: int = Field(default=300, ge=1, le=1_000_000, description="optimizer steps")
     batch_size: int = Field(default=8, ge=1, le=4096, description="sequences a step, per worker")
     lr: float = Field(default=2e-3, gt=0, le=1, description="peak learning rate (AdamW, warm-up, cosine)")
     max_len: int = Field(default=192, ge=8, le=8192, description="tokens per training sequence")
     max_new_tokens: int = Field(default=96, ge=1, le=2048, description="teacher continuation length")
-    held_out: float = Field(default=0.1, gt=0, lt=1, description="share of prompts kept for evaluation")
+    held_out: float = Field(default=0.2, gt=0, lt=1, description="share of prompts kept for evaluation")
     workers: int = Field(default=1, ge=1, le=1024, description="Ray Train workers (DDP)")
     use_gpu: bool = Field(default=False, description="one GPU a worker")
     checkpoint_every: int = Field(default=100, ge=1, description="steps between checkpoints (and reports)")

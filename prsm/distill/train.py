@@ -47,19 +47,20 @@ class Context:
 
     rank, world = 0, 1
 
-    def __init__(self, checkpoint_dir: Path | None = None, progress=None):
+    def __init__(self, checkpoint_dir: Path | None = None, progress=None, device: str = "cpu"):
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
+        self._device = torch.device(device)
 
     def device(self) -> torch.device:
-        return torch.device("cpu")
+        return self._device
 
     def prepare(self, model):
         return model
 
     def restore(self) -> dict | None:
         path = self.checkpoint_dir / STATE if self.checkpoint_dir else None
-        return torch.load(path, weights_only=False) if path and path.exists() else None
+        return torch.load(path, map_location="cpu", weights_only=False) if path and path.exists() else None
 
     def save(self, metrics: dict, folder: Path | None) -> None:
         """Replace the checkpoint folder with `folder`'s copy (copied aside, then swapped)."""
@@ -105,7 +106,7 @@ class RayContext(Context):
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as folder:
-            return torch.load(Path(folder) / STATE, weights_only=False)
+            return torch.load(Path(folder) / STATE, map_location="cpu", weights_only=False)
 
     def save(self, metrics: dict, folder: Path | None) -> None:
         import ray.train
@@ -137,6 +138,7 @@ def load_models(config: dict, device: torch.device, with_teacher: bool = True):
 
 def train(config: dict, ctx: Context) -> dict:
     """Run the steps left in this run; return the metrics of its last report."""
+    began_run = time.perf_counter()
     torch.set_num_threads(config.get("threads") or torch.get_num_threads())
     device = ctx.device()
     ce_only = config["ce_weight"] >= 1.0  # the baseline: no teacher logits at all
@@ -150,6 +152,8 @@ def train(config: dict, ctx: Context) -> dict:
         start = state["step"]
         print(f"resumed from the checkpoint at step {start}", flush=True)
     model = ctx.prepare(student)
+    loaded_s = time.perf_counter() - began_run
+    loop_started = time.perf_counter()
     items = config["items"]
     steps, every = config["steps"], config["checkpoint_every"]
     step_times: list[float] = []
@@ -189,6 +193,9 @@ def train(config: dict, ctx: Context) -> dict:
                 "step_time_s": statistics.median(step_times),
                 "steps_timed": len(step_times),
                 "resumed_from": start,
+                "load_s": loaded_s,
+                "loop_s": time.perf_counter() - loop_started,
+                "step_times_s": step_times[:64],  # the first steps: compared across hosts
             }
             _checkpoint(ctx, metrics, student, optimizer, step + 1, config if done else None)
     return metrics
@@ -216,4 +223,7 @@ def _checkpoint(
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train's entry point on every worker."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     train(config, RayContext(config.get("progress_actor")))

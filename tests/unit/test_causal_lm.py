@@ -1,31 +1,12 @@
 import asyncio
 
 import pytest
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from prsm.backends import ModelCall
 from prsm.backends.causal_lm import CausalLMBackend, resolve_weights
 from prsm.errors import InvalidInput, ModelCallFailed
 from prsm.nwtn.plan import PlanSpec, llm_planner_messages, plan_response_format
 from tests.conftest import MODEL_DIR
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """A tiny random-init Llama with the real SmolLM2 tokenizer (chat template included)."""
-    from transformers import AutoTokenizer
-
-    from prsm.registry import DEFAULT_WEIGHTS
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_generates_with_the_chat_template_and_counts_tokens(tiny_model_dir):

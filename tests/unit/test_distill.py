@@ -6,43 +6,23 @@ import json
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from prsm.distill.cli import spec_from
 from prsm.distill.job import prepare
 from prsm.distill.spec import DistillSpec
 from prsm.errors import InvalidInput, PRSMError
-from tests.conftest import MODEL_DIR
 
 # A one-layer student of the default model's family: small enough for a unit test.
 TINY = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
         "num_key_value_heads": 1, "head_dim": 8}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory):
-    """A small random-init Llama with the real SmolLM2 tokenizer, as a local model folder."""
-    from prsm.backends.causal_lm import resolve_weights
-    from prsm.registry import DEFAULT_WEIGHTS
-
-    folder = tmp_path_factory.mktemp("teacher") / "tiny-teacher"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
-def with_tiny_teacher(registry, tiny_teacher):
+def with_tiny_teacher(registry, tiny_model_dir):
     from prsm.registry import ModelCard
 
     registry.register(ModelCard(id="tiny-teacher", kind="transformers", description="a tiny teacher",
-                                tags=("glaciology",), owner="dora", licence="MIT", weights=str(tiny_teacher),
+                                tags=("glaciology",), owner="dora", licence="MIT", weights=str(tiny_model_dir),
                                 price_per_1k_tokens=10**15))  # fmt: skip
     return "tiny-teacher"
 

@@ -4,31 +4,13 @@ the shipped default model imported into the store on first use."""
 import asyncio
 
 import pytest
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from prsm.backends import LocalModels, ModelCall
-from prsm.registry import DEFAULT_MODEL_ID, DEFAULT_WEIGHTS, ModelCard
+from prsm.registry import DEFAULT_MODEL_ID, ModelCard
 from prsm.storage.artifacts import Artifacts
 from prsm.storage.base import CorruptBlock, NotFound
 from prsm.storage.local import LocalStore
 from prsm.weights import cached_folder, import_folder, prepare_default
-from tests.conftest import MODEL_DIR
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny random-init Llama with the real SmolLM2 tokenizer, saved as safetensors."""
-    from prsm.backends.causal_lm import resolve_weights
-
-    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture
@@ -43,9 +25,9 @@ def card(cid: str) -> ModelCard:
 
 
 def test_a_card_with_weights_by_cid_is_fetched_verified_cached_and_answers(
-    db, registry, store, tiny_model, tmp_path
+    db, registry, store, tiny_model_dir, tmp_path
 ):
-    cid = import_folder(tiny_model, store, Artifacts(db, store), "carol", licence="MIT")
+    cid = import_folder(tiny_model_dir, store, Artifacts(db, store), "carol", licence="MIT")
     assert Artifacts(db, store).get(cid)["kind"] == "model" and cid in store.pins()
     registry.register(card(cid))
     models = LocalModels(registry, tmp_path / "cache", store)
@@ -53,15 +35,15 @@ def test_a_card_with_weights_by_cid_is_fetched_verified_cached_and_answers(
     out = asyncio.run(models.call("tiny-by-cid", "transformers", call))
     assert out.tokens_out == 3
     cached = cached_folder(cid, tmp_path / "cache")
-    assert (cached / "model.safetensors").read_bytes() == (tiny_model / "model.safetensors").read_bytes()
+    assert (cached / "model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
     assert store.put_dir(cached) == cid  # the cache holds exactly the stored folder
 
 
-def test_a_corrupt_weights_block_is_refused_and_nothing_is_cached(db, store, tiny_model, tmp_path):
+def test_a_corrupt_weights_block_is_refused_and_nothing_is_cached(db, store, tiny_model_dir, tmp_path):
     from prsm.backends.causal_lm import resolve_weights
     from prsm.storage.cid import dag_pb_entries, dag_pb_links
 
-    cid = import_folder(tiny_model, store, Artifacts(db, store), "carol")
+    cid = import_folder(tiny_model_dir, store, Artifacts(db, store), "carol")
     weights = dict(dag_pb_entries(store.block(cid)))["model.safetensors"]  # a few MB: many leaves
     leaf = str(dag_pb_links(store.block(weights))[-1])
     pack, offset, _ = store._locate(leaf)
