@@ -2,7 +2,7 @@
 UnixFS directory; a card says `weights: ipfs://<CID>`; whoever loads it fetches the folder by CID
 (every block verified), keeps it in the local model cache and loads it from there.
 
-The shipped default model is imported on first use (`prepare_default`: `prsm prepare`, the Serve
+The shipped default model is imported on first use (`prepare_default`: `prsm models prepare`, the Serve
 app's start, jobs/prepare_models.py): the packaged GGUF is converted once, the folder goes into
 the store, pinned, with its provenance (a `model` artifact), and the default card points at its
 CID from then on.
