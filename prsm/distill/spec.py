@@ -24,7 +24,7 @@ BUILTIN_PROMPTS = Path(__file__).with_name("science_prompts.jsonl")
 
 # Student presets: overrides on the teacher's config (same vocabulary, tokenizer and family).
 # "smollm2-15m" from SmolLM2-135M-Instruct: 4 layers of width 256 with the teacher's 49,152-token
-# vocabulary, tied embeddings: 15.9M parameters (12.6M of them the embedding).
+# vocabulary, tied embeddings: 15.7M parameters (12.6M of them the embedding).
 PRESETS: dict[str, dict] = {
     "smollm2-15m": {
         "hidden_size": 256,
