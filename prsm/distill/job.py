@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,7 +170,6 @@ class TrainResult:
     folder: Path  # the student as a transformers folder
     metrics: dict
     job_id: str | None
-    wall_s: float  # fit(), from the call to its return (start-up included)
 
 
 def train_with_ray(plan: Plan, progress=None) -> TrainResult:
@@ -211,7 +209,6 @@ def train_with_ray(plan: Plan, progress=None) -> TrainResult:
     done = threading.Event()
     if progress is not None:
         threading.Thread(target=_poll, args=(actor, progress, done), daemon=True).start()
-    started = time.perf_counter()
     try:
         result = trainer.fit()
     finally:
@@ -222,8 +219,7 @@ def train_with_ray(plan: Plan, progress=None) -> TrainResult:
     shutil.rmtree(target, ignore_errors=True)
     with result.checkpoint.as_directory() as folder:
         shutil.copytree(Path(folder) / FINAL, target)
-    return TrainResult(target, dict(result.metrics or {}), ray.get_runtime_context().get_job_id(),
-                       time.perf_counter() - started)  # fmt: skip
+    return TrainResult(target, dict(result.metrics or {}), ray.get_runtime_context().get_job_id())
 
 
 class Progress:

@@ -126,7 +126,7 @@ def load_models(config: dict, device: torch.device, with_teacher: bool = True):
 
     from prsm.distill.spec import student_config
 
-    folder = config["teacher_folder"]
+    folder = teacher_folder(config)
     teacher = None
     if with_teacher:
         teacher = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
@@ -134,6 +134,21 @@ def load_models(config: dict, device: torch.device, with_teacher: bool = True):
     torch.manual_seed(config["seed"])
     overrides = student_config(AutoConfig.from_pretrained(folder), config["student_overrides"])
     return teacher, AutoModelForCausalLM.from_config(overrides).to(device)
+
+
+def teacher_folder(config: dict) -> str:
+    """The teacher's folder on this worker: the driver's path when this node has it (one machine,
+    shared storage), else resolved here by its weights reference (fetched by CID from this
+    node's store or IPFS, or converted from its package), as a model replica would."""
+    if Path(config["teacher_folder"]).is_dir():
+        return config["teacher_folder"]
+    from prsm.backends.causal_lm import resolve_weights
+    from prsm.settings import Settings
+    from prsm.storage import open_store
+
+    settings = Settings(**config["settings"])
+    with open_store(settings) as store:
+        return str(resolve_weights(config["teacher_weights"], settings.resolved_model_dir, store))
 
 
 def train(config: dict, ctx: Context) -> dict:
@@ -217,7 +232,7 @@ def _checkpoint(
             from transformers import AutoTokenizer
 
             student.save_pretrained(folder / FINAL)
-            AutoTokenizer.from_pretrained(final_config["teacher_folder"]).save_pretrained(folder / FINAL)
+            AutoTokenizer.from_pretrained(teacher_folder(final_config)).save_pretrained(folder / FINAL)
         ctx.save(metrics, folder)
 
 

@@ -122,12 +122,10 @@ class LocalStore(BlockStore):
             try:
                 data = os.pread(self._pack_fd(pack), size, offset)
             except FileNotFoundError:
-                if attempt == 2:
-                    raise NotFound(f"block {name}: its pack {pack} is gone", "cid") from None
                 continue
-            if len(data) == size or attempt == 2:
+            if len(data) == size or attempt == 2:  # still short: verification refuses it
                 return data
-        return data
+        raise NotFound(f"block {name}: its pack {pack} is gone", "cid")
 
     def block(self, cid: str | CID) -> bytes:
         parsed = cid if isinstance(cid, CID) else CID.parse(cid)

@@ -136,3 +136,13 @@ def test_distillation_lowers_the_loss(settings, with_tiny_teacher, tmp_path):
     losses = []
     train(config, Context(None, progress=lambda step, loss: losses.append(loss)))
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_a_worker_without_the_drivers_teacher_folder_resolves_the_teacher_itself(settings, tiny_model_dir):
+    from prsm.distill.train import teacher_folder
+
+    here = {"teacher_folder": str(tiny_model_dir), "teacher_weights": "unused", "settings": {}}
+    assert teacher_folder(here) == str(tiny_model_dir)
+    elsewhere = {"teacher_folder": "/no/such/folder/on/this/node", "teacher_weights": f"file://{tiny_model_dir}",
+                 "settings": settings.model_dump(mode="json")}  # fmt: skip
+    assert teacher_folder(elsewhere) == str(tiny_model_dir)
