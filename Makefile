@@ -9,7 +9,7 @@ NPM_STAMP := $(VENV)/.services
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install services demo test lint bench clean
+.PHONY: install services demo test unit lint bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ lint: install
 test: lint services
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# The fast loop while developing: no Ray, no real model, no service started.
+unit: install
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 bench: install services
 	for b in serve_overhead ledger settlement storage distill; do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done

@@ -58,6 +58,7 @@ def main() -> None:
     from prsm.distill.job import prepare, train_with_ray
     from prsm.distill.spec import DistillSpec
     from prsm.distill.train import FINAL, Context, train
+    from prsm.services import Services
     from prsm.settings import Settings
 
     base = Settings()
@@ -67,7 +68,8 @@ def main() -> None:
         max_new_tokens=64, checkpoint_every=steps, lr=2e-3, loss="forward_kl", ce_weight=0.5, speed_tokens=32,
     )  # fmt: skip
     started = time.perf_counter()
-    plan = prepare(spec, settings, generation_progress=_generation)
+    with Services(settings) as services:
+        plan = prepare(spec, services, generation_progress=_generation)
     prepare_s = time.perf_counter() - started
     config = plan.train_config()
 

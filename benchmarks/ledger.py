@@ -29,8 +29,10 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services (the private PostgreSQL starter)
 
-from prsm.db.engine import make_engine, upgrade  # noqa: E402
+from prsm.db.engine import make_engine  # noqa: E402
 from prsm.ftns.ledger import Ledger, capture_op, hold_op  # noqa: E402
+from prsm.services import Services  # noqa: E402
+from prsm.settings import Settings  # noqa: E402
 from tests.services import private_postgres  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "ledger.json"
@@ -80,11 +82,11 @@ def plain_updates(url: str, n: int) -> float:
 
 
 def measure(url: str, n: int, name: str) -> dict:
-    upgrade(url)
-    ledger = Ledger(url)
-    tag = uuid.uuid4().hex[:8]
-    pairs = ledger_pairs(ledger, n, tag)
-    batched = ledger_pairs_batched(ledger, n, tag)
+    settings = Settings(data_dir=tempfile.mkdtemp(prefix="prsm-ledger-"), database_url=url, _env_file=None)
+    with Services.from_settings(settings, upgrade=True) as services:
+        tag = uuid.uuid4().hex[:8]
+        pairs = ledger_pairs(services.ledger, n, tag)
+        batched = ledger_pairs_batched(services.ledger, n, tag)
     updates = plain_updates(url, n)
     return {
         "database": name,

@@ -33,12 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services (the anvil starter)
 
 from prsm.chain.client import Chain  # noqa: E402
-from prsm.chain.settlement import Settlement  # noqa: E402
-from prsm.db.engine import upgrade  # noqa: E402
-from prsm.ftns.ledger import capture_op, hold_op  # noqa: E402
+from prsm.chain.contracts import Contracts  # noqa: E402
+from prsm.chain.epochs import Settler  # noqa: E402
+from prsm.chain.links import link  # noqa: E402
+from prsm.ftns.ledger import Ledger, capture_op, hold_op  # noqa: E402
 from prsm.ftns.pricing import Shares, split  # noqa: E402
-from prsm.registry import ModelCard  # noqa: E402
+from prsm.services import Services  # noqa: E402
 from prsm.settings import Settings  # noqa: E402
+from prsm.types import ModelCard  # noqa: E402
 from tests.services import anvil_node  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "settlement.json"
@@ -47,26 +49,27 @@ PRICE, FEE = 10**15, 10**14  # per call of each owner's model, and NWTN's fee: F
 MINE_EVERY = 400  # per-query transfers per mined block (anvil's block gas limit is 30M)
 
 
-def settings_for(url: str, key: str) -> Settings:
+def services_for(url: str, key: str) -> Services:
     data = Path(tempfile.mkdtemp(prefix="prsm-settle-bench-"))
     settings = Settings(data_dir=data, _env_file=None, chain_url=url, chain_key=SecretStr(key))
-    upgrade(settings.resolved_database_url)
-    return settings
+    return Services.from_settings(settings, upgrade=True)
+
+
+SHARES = Shares.from_settings(Settings(_env_file=None))  # the default split
 
 
 def address(i: int, salt: int) -> str:
     return "0x" + f"{salt:08x}{i + 1:032x}"
 
 
-def paid_queries(settlement: Settlement, owners: list[str]) -> dict[str, int]:
+def paid_queries(ledger: Ledger, owners: list[str]) -> dict[str, int]:
     """Run QUERIES hold + capture pairs through the ledger; return what each owner earned."""
-    ledger = settlement.ledger
     ledger.open_account("payer")
     ledger.mint("payer", 10**30, "bench-fund")
     cards = {
         o: ModelCard(f"model-{o}", "tool", "benchmark model", o, "MIT", price_per_call=PRICE) for o in owners
     }
-    shares, earned = Shares(), {}
+    shares, earned = SHARES, {}
     for first in range(0, QUERIES, 500):
         batch = range(first, min(first + 500, QUERIES))
         ledger.post_many([hold_op("payer", PRICE + FEE, f"h{q}") for q in batch])
@@ -90,7 +93,7 @@ def rpc(url: str, method: str, params: list | None = None):
 def per_query_transfer_gas(chain: Chain, url: str, token, owners: list[str]) -> tuple[int, float]:
     """Execute one ERC-20 transfer per query (operator -> the query's owner); total gas used."""
     operator = chain.operator
-    amount = PRICE * Shares().owner_bps // 10_000
+    amount = PRICE * SHARES.owner_bps // 10_000
     chain.send(token.functions.mint(operator.address, amount * QUERIES))
     nonce = chain.w3.eth.get_transaction_count(operator.address)
     fees = {"maxFeePerGas": 10**11, "maxPriorityFeePerGas": 10**9, "gas": 80_000, "chainId": chain.chain_id}
@@ -119,21 +122,20 @@ def per_query_transfer_gas(chain: Chain, url: str, token, owners: list[str]) -> 
 
 
 def gas_ratio(url: str, keys: list[str]) -> dict:
-    settings = settings_for(url, keys[0])
-    with Chain.connect(settings) as chain:
-        settlement = Settlement(settings, chain)
-        contracts = settlement.contracts()
-        settlement.fund_reserve(10**27)
+    with services_for(url, keys[0]) as services:
+        chain, ledger = services.chain, services.ledger
+        contracts = Contracts(chain, ledger)
+        contracts.fund_reserve(10**27)
         owners = [f"owner{i:02d}" for i in range(OWNERS)]
         t0 = time.perf_counter()
-        paid_queries(settlement, owners)
+        paid_queries(ledger, owners)
         ledger_s = time.perf_counter() - t0
         for i, owner in enumerate(owners):
-            settlement.link(owner, address(i, 1))
-        settlement.link(Shares().operator_account, address(OWNERS, 1))
-        report = settlement.run()
+            link(ledger, owner, address(i, 1))
+        link(ledger, SHARES.operator_account, address(OWNERS, 1))
+        report = Settler(services.settings, contracts).settle()
         assert report.payees == OWNERS + 1, report
-        token = settlement.token(contracts)
+        token = contracts.token()
         addresses = [chain.w3.to_checksum_address(address(i, 2)) for i in range(OWNERS)]
         baseline, baseline_s = per_query_transfer_gas(chain, url, token, addresses)
     return {
@@ -150,23 +152,21 @@ def gas_ratio(url: str, keys: list[str]) -> dict:
 
 
 def throughput(url: str, keys: list[str], payees: int, salt: int) -> dict:
-    settings = settings_for(url, keys[0])
-    with Chain.connect(settings) as chain:
-        settlement = Settlement(settings, chain)
-        contracts = settlement.contracts()
-        ledger = settlement.ledger
+    with services_for(url, keys[0]) as services:
+        chain, ledger = services.chain, services.ledger
+        contracts = Contracts(chain, ledger)
         accounts = [f"p{salt}-{i}" for i in range(payees)]
         ledger.open_account("payer")
         ledger.mint("payer", 10**30, "fund")
         hold = ledger.hold("payer", 10**20, "h")
         ledger.capture(hold.hold_id, {a: 10**15 for a in accounts}, "c")
         for i, a in enumerate(accounts):
-            settlement.link(a, address(i, salt))
+            link(ledger, a, address(i, salt))
         started = time.perf_counter()
-        report = settlement.run()
+        report = Settler(services.settings, contracts).settle()
         settle_s = time.perf_counter() - started
         assert report.payees == payees
-        token = settlement.token(contracts)
+        token = contracts.token()
         chain.send(token.functions.mint(chain.operator.address, 10**15 * payees))
         started = time.perf_counter()
         for i in range(payees):

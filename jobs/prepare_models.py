@@ -15,22 +15,22 @@ import socket
 
 import ray
 
-from prsm.db.engine import upgrade
-from prsm.settings import Settings
-from prsm.weights import prepare_default
+from prsm.services import Services
+from prsm.settings import apply_ray_env
 
 
 @ray.remote(num_cpus=1)
 def prepare_on_node(settings: dict) -> str:
-    weights, folder = prepare_default(Settings(**settings))
+    with Services.from_settings(settings) as services:
+        weights, folder = services.prepare_default_model()
     return f"{socket.gethostname()}: {weights} in {folder}"
 
 
 def main() -> None:
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    settings = Settings()
-    upgrade(settings.resolved_database_url)
-    weights, _ = prepare_default(settings)  # here first: one conversion, one CID for every node
+    apply_ray_env()
+    with Services.from_settings(upgrade=True) as services:
+        settings = services.settings
+        weights, _ = services.prepare_default_model()  # here first: one conversion, one CID for every node
     print(f"database upgraded; default model weights {weights}", flush=True)
 
     ray.init(address=os.environ.get("RAY_ADDRESS", settings.ray_address))

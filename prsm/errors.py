@@ -1,25 +1,82 @@
-"""Specific PRSM errors; the ingress maps each to one HTTP status, the CLI to one exit message.
+"""Every PRSM error, and the one codec that carries them across a process boundary.
 
-Each error carries the offending `field` (where there is one) so a client can point at it.
-They keep their arguments in `args` so they survive pickling across Ray processes.
+Each error type has one HTTP status (mapped once, at the ingress), the offending `field` where
+there is one, and may carry further figures (`InsufficientFunds` keeps `needed` and
+`available`). All of them live here, so whichever process receives an error knows its type:
+`to_dict` / `error_from_dict` is the codec, and pickling goes through it too (`__reduce__`), so
+an error raised in one Serve replica arrives in another with its type, status, field and
+figures. The HTTP body of an error is its `to_dict()`.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+_TYPES: dict[str, type[PRSMError]] = {}
+
 
 class PRSMError(Exception):
-    status_code = 500
+    status_code: ClassVar[int] = 500
+    # Further figures an error carries, by name and type; JSON shows them as decimal strings
+    # (amounts of FTNS base units do not fit a JSON number).
+    figures: ClassVar[dict[str, type]] = {}
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, **figures):
+        unknown = set(figures) - set(self.figures)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} carries no {', '.join(sorted(unknown))}")
         super().__init__(message, field)
         self.message = message
         self.field = field
+        for name, kind in self.figures.items():
+            setattr(self, name, kind(figures.get(name, kind())))
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in _TYPES:
+            raise TypeError(f"two PRSM errors are named {cls.__name__}")
+        _TYPES[cls.__name__] = cls
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
 
+    def __reduce__(self):
+        return error_from_dict, (self.to_dict(),)
+
     def to_dict(self) -> dict:
-        return {"type": type(self).__name__, "field": self.field, "message": self.message}
+        data = {"type": type(self).__name__, "field": self.field, "message": self.message}
+        return data | {name: str(getattr(self, name)) for name in self.figures}
+
+
+_TYPES[PRSMError.__name__] = PRSMError
+
+
+def error_from_dict(data: dict) -> PRSMError:
+    """The error `to_dict` described; an unknown type (another PRSM version) is a PRSMError."""
+    cls = _TYPES.get(data.get("type", ""), PRSMError)
+    figures = {name: kind(data[name]) for name, kind in cls.figures.items() if name in data}
+    return cls(data.get("message", "error"), data.get("field"), **figures)
+
+
+def as_prsm_error(exc: BaseException) -> PRSMError:
+    """Any failure of a model call as a PRSM error: ours as they are, others as ModelCallFailed
+    naming their type (a library's exception may not even unpickle in another process)."""
+    if isinstance(exc, PRSMError):
+        return exc
+    return ModelCallFailed(f"{type(exc).__name__}: {exc}")
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The original error inside Ray's wrappers (RayTaskError and friends keep it as `cause`)."""
+    for _ in range(8):
+        cause = getattr(exc, "cause", None)
+        if not isinstance(cause, BaseException) or cause is exc:
+            break
+        exc = cause
+    return exc
+
+
+# --- input and plans ------------------------------------------------------------------------
 
 
 class InvalidInput(PRSMError):
@@ -38,16 +95,19 @@ class PromptBlocked(PRSMError):
     status_code = 422
 
 
+class SessionNotFound(PRSMError):
+    status_code = 404
+
+
+# --- the marketplace and model calls --------------------------------------------------------
+
+
 class UnknownModel(PRSMError):
     status_code = 404
 
 
 class ModelAlreadyExists(PRSMError):
     status_code = 409
-
-
-class SessionNotFound(PRSMError):
-    status_code = 404
 
 
 class AllCandidatesFailed(PRSMError):
@@ -60,23 +120,52 @@ class ModelCallFailed(PRSMError):
     status_code = 502
 
 
-def unwrap(exc: BaseException) -> BaseException:
-    """The original error inside Ray's wrappers (RayTaskError and friends keep it as `cause`)."""
-    for _ in range(8):
-        cause = getattr(exc, "cause", None)
-        if not isinstance(cause, BaseException) or cause is exc:
-            break
-        exc = cause
-    return exc
+# --- FTNS -----------------------------------------------------------------------------------
 
 
-def error_dict(exc: BaseException) -> dict:
-    """An error as data, to cross a process boundary inside a batch result."""
-    if isinstance(exc, PRSMError):
-        return exc.to_dict()
-    return {"type": "ModelCallFailed", "field": None, "message": f"{type(exc).__name__}: {exc}"}
+class UnknownAccount(PRSMError):
+    status_code = 404
 
 
-def error_from_dict(data: dict) -> PRSMError:
-    cls = {c.__name__: c for c in PRSMError.__subclasses__()}.get(data.get("type"), ModelCallFailed)
-    return cls(data.get("message", "model call failed"), data.get("field"))
+class InsufficientFunds(PRSMError):
+    status_code = 402
+    figures = {"needed": int, "available": int}
+
+
+class IdempotencyConflict(PRSMError):
+    status_code = 409
+
+
+class HoldClosed(PRSMError):
+    status_code = 409
+
+
+class ChainError(PRSMError):
+    status_code = 502
+
+
+# --- content-addressed storage --------------------------------------------------------------
+
+
+class InvalidCID(InvalidInput):
+    status_code = 400
+
+
+class NotFound(PRSMError):
+    status_code = 404
+
+
+class CorruptBlock(PRSMError):
+    status_code = 502
+
+
+class ArtifactConflict(PRSMError):
+    status_code = 409
+
+
+class TooLarge(PRSMError):
+    status_code = 413
+
+
+class IpfsError(PRSMError):
+    status_code = 502

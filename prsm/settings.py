@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     # is always the fallback.
     planner_model: str | None = None
 
-    # FTNS pricing (prsm/ftns/pricing.py explains the defaults). Amounts in base units (1e-18 FTNS).
+    # FTNS pricing (prsm/ftns/pricing.py explains the defaults; these are the only place they are
+    # set). Amounts in base units (1e-18 FTNS).
     query_fee: int = Field(default=10**14, ge=0, description="Orchestration fee per query.")
     owner_share_bps: int = 8_000
     operator_share_bps: int = 1_500
@@ -78,9 +79,8 @@ class Settings(BaseSettings):
     )
 
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
-    # machines (ENVIRONMENT.md): the light deployments take many concurrent requests because
+    # machines (docs/platform.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.
-    ingress_max_ongoing: int = 256
     nwtn_max_ongoing: int = 256
     router_max_ongoing: int = 256
     lm_max_ongoing: int = 16
@@ -105,18 +105,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'prsm.db').resolve()}"
-
-    @property
-    def shares(self):
-        from prsm.ftns.pricing import Shares
-
-        return Shares(
-            self.owner_share_bps,
-            self.operator_share_bps,
-            self.treasury_share_bps,
-            self.royalty_bps,
-            self.operator_account,
-        )
 
     @property
     def base_url(self) -> str:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated SQLite database per test, the real embedder once per session."""
+"""Shared fixtures: settings in a fresh data folder, the services built from them (the same way
+every PRSM process builds them), a migrated database with the shipped model cards."""
 
 from __future__ import annotations
 
@@ -23,35 +24,62 @@ def settings(tmp_path):
     return Settings(data_dir=tmp_path / "data", model_dir=MODEL_DIR, _env_file=None)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A database migrated to the newest revision once per session; each test gets a copy."""
+    from prsm.db.engine import upgrade
+
+    path = tmp_path_factory.mktemp("migrated") / "prsm.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def db(settings):
-    from prsm.db.engine import make_engine, session_factory, upgrade
+def services(settings, migrated_sqlite):
+    import sqlite3
 
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    yield session_factory(engine)
-    engine.dispose()
+    from prsm.services import Services
+
+    settings.data_dir.mkdir(parents=True)
+    with sqlite3.connect(migrated_sqlite) as source, sqlite3.connect(settings.data_dir / "prsm.db") as copy:
+        source.backup(copy)  # a consistent copy, whatever is still in the write-ahead log
+    with Services(settings) as services:
+        yield services
 
 
 @pytest.fixture
-def registry(db):
-    from prsm.registry import Registry
-
-    reg = Registry(db)
-    reg.ensure_defaults()
-    return reg
+def db(services):
+    return services.db
 
 
-def save_tiny_llama(folder: Path, hidden: int = 32) -> Path:
-    """A tiny random-init Llama (seeded) with the real SmolLM2 tokenizer, chat template included:
-    right for tests of loading, generating and training, in a fraction of a second."""
+@pytest.fixture
+def registry(services):
+    services.registry.ensure_defaults()
+    return services.registry
+
+
+def orchestrator(services, router, models):
+    """NWTN as the Serve app wires it (prsm/nwtn/remote.py), with in-process router and models
+    behind the same batching clients; `alice` holds 1 FTNS."""
+    import asyncio
+    from functools import partial
+
+    from prsm.nwtn.orchestrator import Orchestrator
+    from prsm.nwtn.remote import ModelClient, RouterClient
+
+    rank = RouterClient(lambda requests: asyncio.to_thread(router.rank_many, requests))
+    call = ModelClient(heavy=lambda m: partial(models.run, m), light=lambda m: partial(models.run_many, m))
+    services.ledger.open_account("alice")
+    services.ledger.mint("alice", 10**18, "faucet-alice")
+    return Orchestrator(services.settings, services.registry, services.sessions, services.billing, rank, call)
+
+
+def save_tiny_llama(folder: Path, tokenizer, hidden: int = 32) -> Path:
+    """A tiny random-init Llama (seeded) with `tokenizer`: right for tests of loading,
+    generating and training, in a fraction of a second."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from prsm.backends.causal_lm import resolve_weights
-    from prsm.registry import DEFAULT_WEIGHTS
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -60,36 +88,3 @@ def save_tiny_llama(folder: Path, hidden: int = 32) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama")
-
-
-@pytest.fixture(scope="session")
-def embedder():
-    from prsm.nwtn.embed import Embedder
-
-    return Embedder()
-
-
-@pytest.fixture
-def nwtn(settings, registry, db, embedder):
-    """The orchestrator with in-process router and models (no Ray); `alice` holds 1 FTNS."""
-    from prsm.backends import LocalModels
-    from prsm.nwtn.orchestrator import Orchestrator
-    from prsm.nwtn.route import Router
-    from prsm.sessions import SessionStore
-    from prsm.storage import open_store
-
-    router = Router(registry, embedder)
-    models = LocalModels(registry, settings.resolved_model_dir, open_store(settings))
-
-    async def rank(task, open_circuits):
-        return router.rank(task, open_circuits)
-
-    store = SessionStore(db)
-    store.ledger.open_account("alice")
-    store.ledger.mint("alice", 10**18, "faucet-alice")
-    return Orchestrator(settings, registry, store, rank, models.call)

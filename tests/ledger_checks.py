@@ -8,15 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from prsm.db.models import LedgerEntry, LedgerTransaction
-from prsm.errors import InvalidInput
-from prsm.ftns.ledger import (
-    HoldClosed,
-    IdempotencyConflict,
-    InsufficientFunds,
-    Ledger,
-    UnknownAccount,
-    sum_of_entries_per_transaction,
-)
+from prsm.errors import HoldClosed, IdempotencyConflict, InsufficientFunds, InvalidInput, UnknownAccount
+from prsm.ftns.ledger import Ledger, sum_of_entries_per_transaction
 
 FTNS = 10**18
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from prsm.db.engine import current_revision, downgrade, make_engine, session_factory, upgrade
+from prsm.db.engine import Database, current_revision, downgrade, make_engine, upgrade
 from prsm.db.models import Base, ModelCardRow
 
 TABLES = {"model_cards", "sessions", "plan_tasks", "reasoning_steps", "safety_flags", "ftns_accounts",
@@ -38,16 +38,15 @@ def assert_upgrade_downgrade_upgrade(url: str) -> None:
 
 def assert_token_amounts_are_exact(url: str) -> None:
     upgrade(url)
-    engine = make_engine(url)
+    db = Database.open(url)
     amount = 123_456_789 * 10**18 + 1  # past 2^64 and past a float's 53 bits
-    with session_factory(engine).begin() as s:
+    with db.orm.begin() as s:
         s.add(
             ModelCardRow(
                 id="exact", kind="tool", description="d", tags=[], owner="o", licence="l",
                 price_per_1k_tokens=amount, price_per_call=0, calls=0, failures=0,
-                consecutive_failures=0,
             )
         )  # fmt: skip
-    with session_factory(engine)() as s:
+    with db.orm() as s:
         assert s.get(ModelCardRow, "exact").price_per_1k_tokens == amount
-    engine.dispose()
+    db.dispose()

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from prsm.errors import InvalidInput
-from prsm.storage.base import BlockStore, NotFound
+from prsm.errors import InvalidInput, NotFound
+from prsm.storage.base import BlockStore
 from prsm.storage.cid import CHUNK, cid_of
 
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from prsm.api import limits
 from prsm.errors import PRSMError, unwrap
-from prsm.registry import ModelCard
+from prsm.types import ModelCard
 
 TRACE_RESPONSE = {
     200: {
@@ -83,8 +83,11 @@ def validation_response(errors: list) -> JSONResponse:
     """400 for a body that is not JSON, else 422 naming the first offending field."""
     first = errors[0]
 
-    def field(e: dict) -> str:
-        return ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+    def field(e: dict) -> str:  # the field's own name: `kind`, not `query.kind`
+        loc = list(e.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]
+        return ".".join(str(p) for p in loc) or "body"
 
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", first.get("msg"))
@@ -98,17 +101,6 @@ def validation_response(errors: list) -> JSONResponse:
         "errors": [{"field": field(e), "message": e.get("msg")} for e in errors],
     }
     return JSONResponse({"error": body}, status_code=422)
-
-
-async def unwrapped(response):
-    """Await a deployment call; re-raise a PRSM error from another replica as itself."""
-    try:
-        return await response
-    except Exception as exc:
-        cause = unwrap(exc)
-        if isinstance(cause, PRSMError):
-            raise cause from None
-        raise
 
 
 def model_entry(card: ModelCard) -> dict:

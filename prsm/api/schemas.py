@@ -8,17 +8,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from prsm.registry import ModelCard
-
-MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,127}$"
-ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+from prsm.backends.tools import TOOLS
+from prsm.errors import InvalidInput
+from prsm.types import ACCOUNT_ID_PATTERN, MODEL_ID_PATTERN, PLAN_SCHEMA_NAME, ModelCard, ModelKind
+from prsm.weights import cid_of_reference
 
 
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, description="The question, possibly with several parts.")
-    user: str = Field(default="anonymous", pattern=ACCOUNT_PATTERN, description="The asking account.")
+    user: str = Field(default="anonymous", pattern=ACCOUNT_ID_PATTERN, description="The asking account.")
 
     @field_validator("prompt")
     @classmethod
@@ -34,10 +34,10 @@ class ModelCardIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=MODEL_ID_PATTERN)
-    kind: Literal["transformers", "tool", "openai"]
+    kind: ModelKind
     description: str = Field(min_length=10, max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=32)
-    owner: str = Field(pattern=ACCOUNT_PATTERN)
+    owner: str = Field(pattern=ACCOUNT_ID_PATTERN)
     licence: str = Field(min_length=1, max_length=128)
     price_per_1k_tokens: int = Field(default=0, ge=0, lt=10**30)
     price_per_call: int = Field(default=0, ge=0, lt=10**30)
@@ -71,12 +71,9 @@ class ModelCardIn(BaseModel):
     @field_validator("weights")
     @classmethod
     def _weights(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") == "transformers" and not value:
+        if info.data.get("kind") == ModelKind.TRANSFORMERS and not value:
             raise ValueError("a transformers model needs a weights reference")
         if value:
-            from prsm.errors import InvalidInput
-            from prsm.weights import cid_of_reference
-
             try:
                 cid_of_reference(value)
             except InvalidInput as exc:
@@ -87,17 +84,14 @@ class ModelCardIn(BaseModel):
     @classmethod
     def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
         kind = info.data.get("kind")
-        if kind == "openai" and not (value or "").startswith(("http://", "https://")):
+        if kind == ModelKind.OPENAI and not (value or "").startswith(("http://", "https://")):
             raise ValueError("an openai model needs the endpoint's http(s) base URL, e.g. http://host/v1")
-        if kind == "tool":
-            from prsm.backends.tools import TOOLS
-
-            if value not in TOOLS:
-                raise ValueError(f"a tool model names a built-in tool: {', '.join(TOOLS)}")
+        if kind == ModelKind.TOOL and value not in TOOLS:
+            raise ValueError(f"a tool model names a built-in tool: {', '.join(TOOLS)}")
         return value
 
     def to_card(self) -> ModelCard:
-        return ModelCard(**self.model_dump(exclude={"tags"}), tags=tuple(self.tags))
+        return ModelCard(**self.model_dump())
 
 
 class ChatMessage(BaseModel):
@@ -116,9 +110,9 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
     stream: bool = False
     response_format: dict | None = Field(
-        default=None, description="json_schema named prsm_task_plan: decoded under the plan schema"
+        default=None, description=f"json_schema named {PLAN_SCHEMA_NAME}: decoded under the plan schema"
     )
-    user: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
+    user: str | None = Field(default=None, pattern=ACCOUNT_ID_PATTERN)
 
     @field_validator("stream")
     @classmethod

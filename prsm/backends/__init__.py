@@ -1,75 +1,92 @@
-"""Model backends: what actually runs a model card. Each is real: transformers, tools, remote."""
+"""Model backends: what actually runs a model card. Each is real: transformers causal LMs
+(causal_lm.py), exact tools (tools.py), OpenAI-compatible endpoints (remote.py).
+
+A Serve model replica hosts backends by model id (deployments/app.py); `LocalModels` hosts them
+in this process, for NWTN without a cluster (tests, notebooks). Both run calls the same way.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from prsm.registry import ModelCard
-
-
-@dataclass(frozen=True)
-class ModelCall:
-    """One request to one model: OpenAI-style chat messages and a generation budget."""
-
-    messages: tuple[dict, ...]
-    max_new_tokens: int = 96
-    # OpenAI's response_format: {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}
-    response_format: dict | None = None
-
-    @property
-    def last_user_text(self) -> str:
-        for message in reversed(self.messages):
-            if message.get("role") == "user":
-                return str(message.get("content", ""))
-        return ""
-
-
-@dataclass(frozen=True)
-class ModelOutput:
-    text: str
-    tokens_in: int = 0
-    tokens_out: int = 0
+from prsm.errors import PRSMError, as_prsm_error
+from prsm.registry import Registry
+from prsm.storage.base import BlockStore
+from prsm.types import ModelCall, ModelCard, ModelKind, ModelOutput
 
 
 class Backend(Protocol):
     async def run(self, call: ModelCall) -> ModelOutput: ...
 
 
-def load_backend(card: ModelCard, model_dir: Path, num_threads: int | None = None, store=None) -> Backend:
-    """Build the backend that serves `card`; transformers weights load (converted, or fetched
-    by CID from `store`) here."""
-    if card.kind == "tool":
+def load_backend(
+    card: ModelCard, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None
+) -> Backend:
+    """Build the backend that serves `card`. Blocking: a transformers model's weights are
+    converted, or fetched by CID from `store`, and loaded here. Each kind's module is imported
+    only when a card of that kind is loaded (torch only for transformers)."""
+    if card.kind == ModelKind.TOOL:
         from prsm.backends.tools import tool_backend
 
         return tool_backend(card.endpoint or "")
-    if card.kind == "openai":
+    if card.kind == ModelKind.OPENAI:
         from prsm.backends.remote import RemoteChatBackend
 
         return RemoteChatBackend(card.endpoint or "", card.remote_model or card.id)
-    if card.kind == "transformers":
-        from prsm.backends.causal_lm import CausalLMBackend
+    from prsm.backends.causal_lm import CausalLMBackend
 
-        return CausalLMBackend.load(card.weights or "", model_dir, num_threads=num_threads, store=store)
-    raise ValueError(f"unknown model kind {card.kind!r}")
+    return CausalLMBackend.load(card.weights or "", model_dir, num_threads=num_threads, store=store)
+
+
+async def run_one(backend: Backend, call: ModelCall) -> ModelOutput:
+    """One call; any failure becomes a PRSM error, which crosses a process boundary as itself."""
+    try:
+        return await backend.run(call)
+    except Exception as exc:
+        raise as_prsm_error(exc) from None
+
+
+async def run_many(backend: Backend, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
+    """A batch of calls to one model, run concurrently: each gets its output or its own error."""
+    outputs = await asyncio.gather(*(backend.run(c) for c in calls), return_exceptions=True)
+    return [as_prsm_error(o) if isinstance(o, BaseException) else o for o in outputs]
 
 
 class LocalModels:
-    """Backends loaded in this process, one per model id: the `call` NWTN uses when no Ray
-    cluster hosts the models (tests, notebooks). The Serve app uses model replicas instead."""
+    """Backends by model id, loaded in this process from their registry cards. A Serve model
+    replica loads through `load` and keeps a few (`@serve.multiplexed`); without a cluster,
+    `backend` keeps every one it loaded."""
 
-    def __init__(self, registry, model_dir: Path, store=None):
+    def __init__(
+        self,
+        registry: Registry,
+        model_dir: Path,
+        store: BlockStore | None = None,
+        num_threads: int | None = None,
+    ):
         self.registry = registry
         self.model_dir = model_dir
         self.store = store
+        self.num_threads = num_threads
         self._backends: dict[str, Backend] = {}
 
-    async def call(self, model_id: str, kind: str, call: ModelCall) -> ModelOutput:
+    def load(self, model_id: str) -> Backend:
+        """Blocking: reads the card, loads the weights."""
+        return load_backend(self.registry.get(model_id), self.model_dir, self.num_threads, self.store)
+
+    def host(self, model_id: str, backend: Backend) -> None:
+        """Serve `model_id` with a backend built elsewhere (a notebook's own model, a test's)."""
+        self._backends[model_id] = backend
+
+    async def backend(self, model_id: str) -> Backend:
         if model_id not in self._backends:
-            card = self.registry.get(model_id)
-            self._backends[model_id] = await asyncio.to_thread(
-                load_backend, card, self.model_dir, None, self.store
-            )
-        return await self._backends[model_id].run(call)
+            self._backends[model_id] = await asyncio.to_thread(self.load, model_id)
+        return self._backends[model_id]
+
+    async def run(self, model_id: str, call: ModelCall) -> ModelOutput:
+        return await run_one(await self.backend(model_id), call)
+
+    async def run_many(self, model_id: str, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
+        return await run_many(await self.backend(model_id), calls)

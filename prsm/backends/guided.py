@@ -14,9 +14,7 @@ import json
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from prsm.nwtn.plan import CAPABILITIES
-
-PLAN_SCHEMA_NAME = "prsm_task_plan"
+from prsm.types import Capability
 
 
 class _MaskTokens(LogitsProcessor):
@@ -98,7 +96,7 @@ class PlanDecoder:
             emit(f'{", " if n > 1 else ""}{{"id": "t{n}", "instruction": "')
             emit(json.dumps(self.free_text(ids) or "answer the question")[1:])  # closes the string
             emit(', "capability": ')
-            emit(self.choose(ids, [f'"{c}"' for c in CAPABILITIES]))
+            emit(self.choose(ids, [f'"{c}"' for c in Capability]))
             emit(', "depends_on": [')
             chosen: list[str] = []
             while True:

@@ -6,8 +6,8 @@ import os
 
 import httpx
 
-from prsm.backends import ModelCall, ModelOutput
 from prsm.errors import ModelCallFailed
+from prsm.types import ModelCall, ModelOutput
 
 # A key for a remote endpoint comes from the environment, never from the registry or the
 # database: PRSM_REMOTE_API_KEY, sent as a bearer token when set.

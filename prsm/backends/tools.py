@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prsm.backends import ModelCall, ModelOutput
 from prsm.backends.math_tool import solve_math
 from prsm.backends.units_tool import convert_units
 from prsm.errors import ModelCallFailed, UnknownModel
+from prsm.types import ModelCall, ModelOutput
 
 
 @dataclass(frozen=True)

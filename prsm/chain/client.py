@@ -28,13 +28,9 @@ from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import TransactionNotFound
 
-from prsm.errors import PRSMError
+from prsm.errors import ChainError
 
 DEV_CHAIN_ID = 31337
-
-
-class ChainError(PRSMError):
-    status_code = 502
 
 
 @cache

@@ -1,14 +1,19 @@
-"""Engines and sessions for SQLite (embedded) and PostgreSQL, and Alembic upgrade/downgrade."""
+"""One database's engines (SQLite embedded, PostgreSQL at scale) and its Alembic migrations."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Alembic's scripts. The repository keeps them in its top-level migrations/ folder; a wheel ships
+# that folder inside the package as prsm/db/migrations (pyproject.toml maps it), so an installed
+# PRSM upgrades its database without a checkout. An editable install reads the checkout's.
+_SHIPPED = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = _SHIPPED if _SHIPPED.is_dir() else Path(__file__).resolve().parents[2] / "migrations"
 
 
 def make_engine(url: str, write_lock_on_begin: bool = False) -> Engine:
@@ -46,8 +51,37 @@ def _no_driver_transactions(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+@dataclass(frozen=True)
+class Database:
+    """The engines of one database, made once per process (prsm/services.py builds it).
+
+    `engine` serves reads and plain writes; `writer` serves read-check-write transactions (the
+    ledger, the session writer, settlement). On SQLite they are two engines: the writer's
+    transactions take the single write lock at BEGIN, while readers run beside it (WAL). On
+    PostgreSQL one engine serves both: writers lock the rows they check.
+    """
+
+    url: str
+    engine: Engine
+    writer: Engine
+    orm: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, url: str) -> Database:
+        engine = make_engine(url)
+        writer = engine if engine.dialect.name == "postgresql" else make_engine(url, write_lock_on_begin=True)
+        return cls(url, engine, writer, sessionmaker(engine, expire_on_commit=False))
+
+    @property
+    def postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def upgrade(self, revision: str = "head") -> None:
+        upgrade(self.url, revision)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.writer.dispose()
 
 
 def alembic_config(url: str):
@@ -74,5 +108,9 @@ def downgrade(url: str, revision: str = "base") -> None:
 def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with make_engine(url).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

@@ -100,7 +100,6 @@ class ModelCardRow(Base):
     evaluation: Mapped[dict | None] = mapped_column(JSON)  # what a distillation job measured
     calls: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -144,7 +143,6 @@ class PlanTask(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(32))
     position: Mapped[int] = mapped_column(Integer)
-    parent_key: Mapped[str | None] = mapped_column(String(32))
     depends_on: Mapped[list] = mapped_column(JSON, default=list)
     capability: Mapped[str] = mapped_column(String(64))
     instruction: Mapped[str] = mapped_column(Text)
@@ -247,7 +245,7 @@ class LedgerHold(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-# --- chain settlement (prsm/chain/settlement.py) --------------------------------------------
+# --- chain settlement (prsm/chain/epochs.py) ------------------------------------------------
 
 
 class ChainAddress(Base):

@@ -19,8 +19,7 @@ import time
 import torch
 
 from prsm.distill.spec import BUILTIN_DATA, BUILTIN_PROMPTS
-from prsm.errors import InvalidInput
-from prsm.storage.base import NotFound
+from prsm.errors import InvalidInput, NotFound
 
 GENERATION_VERSION = 1  # bump when the way continuations are made changes
 

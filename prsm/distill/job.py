@@ -1,9 +1,9 @@
 """A distillation job from start to marketplace: validate, make the data, train with Ray Train,
 evaluate, store the student by CID, register its card.
 
-    plan = prepare(spec, settings)        # every check; the teacher's data made or found by CID
-    result = train_with_ray(plan)         # TorchTrainer: resumes the run if it was killed
-    card = publish(plan, result.folder)   # evaluate, store, register: the router can use it
+    plan = prepare(spec, services)            # every check; the teacher's data made or found by CID
+    result = train_with_ray(plan)             # TorchTrainer: resumes the run if it was killed
+    card = publish(plan, services, result)    # evaluate, store, register: the router can use it
 
 `jobs/distill.py` and `prsm distill` run the three in order.
 """
@@ -16,15 +16,21 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prsm.distill import data
 from prsm.distill.spec import PRESETS, DistillSpec, count_parameters, student_config
-from prsm.errors import InvalidInput
+from prsm.errors import InvalidInput, NotFound, UnknownModel
+from prsm.services import Services
+from prsm.settings import Settings, apply_ray_env
+from prsm.storage.artifacts import Artifacts
+from prsm.types import ModelCard, ModelKind
+from prsm.weights import cid_of_reference, import_folder, resolve_weights
 
 
 @dataclass
 class Plan:
     spec: DistillSpec
-    settings: object
-    teacher: object  # the teacher's ModelCard
+    settings: Settings
+    teacher: ModelCard
     teacher_folder: Path
     name: str
     owner: str
@@ -39,15 +45,13 @@ class Plan:
     pad: int = 0
 
     def train_config(self) -> dict:
-        from prsm.distill.data import sequences
-
         spec = self.spec
         return {
             "teacher_folder": str(self.teacher_folder),
             "teacher_weights": self.teacher.weights,
             "settings": self.settings.model_dump(mode="json"),
             "student_overrides": self.student_overrides,
-            "items": sequences(self.train, spec.max_len),
+            "items": data.sequences(self.train, spec.max_len),
             "pad": self.pad,
             "loss": spec.loss,
             "temperature": spec.temperature,
@@ -66,32 +70,19 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def prepare(spec: DistillSpec, settings, say=_say, generation_progress=None) -> Plan:
+def prepare(spec: DistillSpec, services: Services, say=_say, generation_progress=None) -> Plan:
     """Every check that can fail before a worker starts, then the teacher's data (generated
     once, found by CID afterwards)."""
-    from prsm.db.engine import make_engine, session_factory, upgrade
-
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        return _prepare(spec, settings, session_factory(engine), say, generation_progress)
-    finally:
-        engine.dispose()
-
-
-def _prepare(spec: DistillSpec, settings, sessions, say, generation_progress) -> Plan:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from prsm.backends.causal_lm import resolve_weights
-    from prsm.distill import data
-    from prsm.errors import UnknownModel
-    from prsm.registry import Registry
-    from prsm.storage import open_store
-    from prsm.storage.artifacts import Artifacts
-    from prsm.weights import cid_of_reference
-
-    registry = Registry(sessions)
+    services.db.upgrade()
+    settings, registry, store, artifacts = (
+        services.settings,
+        services.registry,
+        services.store,
+        services.artifacts,
+    )
     registry.ensure_defaults()
     try:
         teacher = registry.get(spec.teacher)
@@ -99,7 +90,7 @@ def _prepare(spec: DistillSpec, settings, sessions, say, generation_progress) ->
         raise InvalidInput(
             f"no model {spec.teacher!r} is registered: `prsm models list`", "teacher"
         ) from None
-    if teacher.kind != "transformers":
+    if teacher.kind != ModelKind.TRANSFORMERS:
         raise InvalidInput(
             f"{spec.teacher} is a {teacher.kind} model: a teacher is a transformers model", "teacher"
         )
@@ -113,56 +104,54 @@ def _prepare(spec: DistillSpec, settings, sessions, say, generation_progress) ->
         raise InvalidInput(f"a model {name!r} is registered already: choose another --name", "name")
     except UnknownModel:
         pass
-    with open_store(settings) as store:
-        artifacts = Artifacts(sessions, store)
-        teacher_folder = resolve_weights(teacher.weights or "", settings.resolved_model_dir, store)
-        teacher_config = AutoConfig.from_pretrained(teacher_folder)
-        tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
-        overrides = spec.student_overrides()
-        config = student_config(teacher_config, overrides)
-        if config.vocab_size != teacher_config.vocab_size or len(tokenizer) > config.vocab_size:
-            raise InvalidInput(
-                f"the student's vocabulary ({config.vocab_size} tokens) is not the teacher's "
-                f"({teacher_config.vocab_size}): distillation compares next-token distributions over one "
-                "vocabulary, so the student keeps the teacher's tokenizer",
-                "student",
-            )
-        teacher_parameters, student_parameters = count_parameters(teacher_config), count_parameters(config)
-        if student_parameters >= teacher_parameters:
-            raise InvalidInput(
-                f"the student ({student_parameters:,} parameters) is not smaller than the teacher "
-                f"({teacher_parameters:,})",
-                "student",
-            )
-        prompts, prompts_cid = data.load_prompts(spec.data, store, artifacts)
-        say(
-            f"teacher {spec.teacher} ({teacher_parameters / 1e6:.1f}M parameters) -> student {name} "
-            f"({student_parameters / 1e6:.1f}M); {len(prompts)} prompts ({prompts_cid})"
+    teacher_folder = resolve_weights(teacher.weights or "", settings.resolved_model_dir, store)
+    teacher_config = AutoConfig.from_pretrained(teacher_folder)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+    overrides = spec.student_overrides()
+    config = student_config(teacher_config, overrides)
+    if config.vocab_size != teacher_config.vocab_size or len(tokenizer) > config.vocab_size:
+        raise InvalidInput(
+            f"the student's vocabulary ({config.vocab_size} tokens) is not the teacher's "
+            f"({teacher_config.vocab_size}): distillation compares next-token distributions over one "
+            "vocabulary, so the student keeps the teacher's tokenizer",
+            "student",
         )
-        teacher_model = None
+    teacher_parameters, student_parameters = count_parameters(teacher_config), count_parameters(config)
+    if student_parameters >= teacher_parameters:
+        raise InvalidInput(
+            f"the student ({student_parameters:,} parameters) is not smaller than the teacher "
+            f"({teacher_parameters:,})",
+            "student",
+        )
+    prompts, prompts_cid = data.load_prompts(spec.data, store, artifacts)
+    say(
+        f"teacher {spec.teacher} ({teacher_parameters / 1e6:.1f}M parameters) -> student {name} "
+        f"({student_parameters / 1e6:.1f}M); {len(prompts)} prompts ({prompts_cid})"
+    )
+    teacher_model = None
 
-        class LazyTeacher:  # loaded only if the data must be generated
-            def generate(self, **kwargs):
-                nonlocal teacher_model
-                if teacher_model is None:
-                    teacher_model = AutoModelForCausalLM.from_pretrained(
-                        teacher_folder, dtype=torch.float32
-                    ).eval()
-                return teacher_model.generate(**kwargs)
+    class LazyTeacher:  # loaded only if the data must be generated
+        def generate(self, **kwargs):
+            nonlocal teacher_model
+            if teacher_model is None:
+                teacher_model = AutoModelForCausalLM.from_pretrained(
+                    teacher_folder, dtype=torch.float32
+                ).eval()
+            return teacher_model.generate(**kwargs)
 
-        weights_cid = cid_of_reference(teacher.weights or "")
-        owner = spec.owner or teacher.owner
-        records, data_cid = data.teacher_dataset(
-            LazyTeacher(), tokenizer, teacher.weights or "", prompts, prompts_cid, spec.max_new_tokens,
-            store, artifacts, owner, registered(artifacts, [prompts_cid, weights_cid]), progress=generation_progress,
-        )  # fmt: skip
-        train, held_out = data.split(records, spec.held_out)
-        if not data.sequences(train, spec.max_len):
-            raise InvalidInput("the teacher answered none of the training prompts", "data")
-        say(f"teacher data {data_cid}: {len(train)} train, {len(held_out)} held-out")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return Plan(spec, settings, teacher, teacher_folder, name, owner, run_name, overrides,
-                    teacher_parameters, student_parameters, prompts_cid, data_cid, train, held_out, pad)  # fmt: skip
+    weights_cid = cid_of_reference(teacher.weights or "")
+    owner = spec.owner or teacher.owner
+    records, data_cid = data.teacher_dataset(
+        LazyTeacher(), tokenizer, teacher.weights or "", prompts, prompts_cid, spec.max_new_tokens,
+        store, artifacts, owner, registered(artifacts, [prompts_cid, weights_cid]), progress=generation_progress,
+    )  # fmt: skip
+    train, held_out = data.split(records, spec.held_out)
+    if not data.sequences(train, spec.max_len):
+        raise InvalidInput("the teacher answered none of the training prompts", "data")
+    say(f"teacher data {data_cid}: {len(train)} train, {len(held_out)} held-out")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Plan(spec, settings, teacher, teacher_folder, name, owner, run_name, overrides,
+                teacher_parameters, student_parameters, prompts_cid, data_cid, train, held_out, pad)  # fmt: skip
 
 
 @dataclass
@@ -180,7 +169,6 @@ def train_with_ray(plan: Plan, progress=None) -> TrainResult:
     from ray.train.torch import TorchTrainer
 
     from prsm.distill.train import FINAL, train_loop_per_worker
-    from prsm.settings import apply_ray_env
 
     apply_ray_env()
     if not ray.is_initialized():
@@ -245,10 +233,8 @@ def _poll(actor, progress, done: threading.Event) -> None:
             continue
 
 
-def registered(artifacts, cids: list[str | None]) -> list[str]:
+def registered(artifacts: Artifacts, cids: list[str | None]) -> list[str]:
     """The CIDs that are registered artifacts (a provenance parent must be one)."""
-    from prsm.storage.base import NotFound
-
     known = []
     for cid in cids:
         if cid is None:
@@ -261,36 +247,25 @@ def registered(artifacts, cids: list[str | None]) -> list[str]:
     return known
 
 
-def publish(plan: Plan, student_folder: Path, job_id: str | None, metrics: dict, say=_say) -> object:
+def publish(plan: Plan, services: Services, result: TrainResult, say=_say) -> ModelCard:
     """Evaluate the student against the teacher on the held-out part, put its folder in the
     store (pinned, a `model` artifact whose parents are the teacher's weights and the data),
     and register its card: the teacher's capabilities, a lower price, the measured quality."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from prsm.db.engine import make_engine, session_factory
     from prsm.distill.evaluate import evaluate
-    from prsm.registry import ModelCard, Registry
-    from prsm.storage import open_store
-    from prsm.storage.artifacts import Artifacts
-    from prsm.weights import cid_of_reference, import_folder
 
     tokenizer = AutoTokenizer.from_pretrained(plan.teacher_folder)
     teacher = AutoModelForCausalLM.from_pretrained(plan.teacher_folder, dtype=torch.float32).eval()
-    student = AutoModelForCausalLM.from_pretrained(student_folder, dtype=torch.float32).eval()
+    student = AutoModelForCausalLM.from_pretrained(result.folder, dtype=torch.float32).eval()
     say("evaluating the student against the teacher on the held-out prompts")
     measured = evaluate(student, teacher, tokenizer, plan.held_out, plan.spec.max_len, plan.spec.speed_tokens)
-    sessions = session_factory(make_engine(plan.settings.resolved_database_url))
-    store = open_store(plan.settings)
-    try:
-        artifacts = Artifacts(sessions, store)
-        parents = registered(artifacts, [cid_of_reference(plan.teacher.weights or ""), plan.data_cid])
-        cid = import_folder(
-            student_folder, store, artifacts, plan.owner, plan.settings.resolved_model_dir,
-            parents=parents, licence=plan.teacher.licence, name=plan.name,
-        )  # fmt: skip
-    finally:
-        store.close()
+    parents = registered(services.artifacts, [cid_of_reference(plan.teacher.weights or ""), plan.data_cid])
+    cid = import_folder(
+        result.folder, services.store, services.artifacts, plan.owner, services.settings.resolved_model_dir,
+        parents=parents, licence=plan.teacher.licence, name=plan.name,
+    )  # fmt: skip
     ratio = plan.student_parameters / plan.teacher_parameters
     price = plan.spec.price_per_1k_tokens
     if price is None:  # priced by size: a student costs what its share of the teacher's compute does
@@ -302,16 +277,16 @@ def publish(plan: Plan, student_folder: Path, job_id: str | None, metrics: dict,
         "teacher": plan.teacher.id,
         "data_cid": plan.data_cid,
         "prompts_cid": plan.prompts_cid,
-        "job_id": job_id,
+        "job_id": result.job_id,
         "run": plan.run_name,
         "loss": plan.spec.loss,
-        "steps": metrics.get("step"),
-        "resumed_from_step": metrics.get("resumed_from"),
-        "final_train_loss": metrics.get("loss"),
+        "steps": result.metrics.get("step"),
+        "resumed_from_step": result.metrics.get("resumed_from"),
+        "final_train_loss": result.metrics.get("loss"),
     }
     card = ModelCard(
         id=plan.name,
-        kind="transformers",
+        kind=ModelKind.TRANSFORMERS,
         description=f"Distilled from {plan.teacher.id}. {plan.teacher.description}",
         tags=plan.teacher.tags,
         owner=plan.owner,
@@ -322,4 +297,4 @@ def publish(plan: Plan, student_folder: Path, job_id: str | None, metrics: dict,
         quality=measured["top1_agreement"],
         evaluation=evaluation,
     )
-    return Registry(sessions).register(card)
+    return services.registry.register(card)

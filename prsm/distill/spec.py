@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prsm.errors import InvalidInput
+from prsm.storage.cid import CID
+from prsm.types import ACCOUNT_ID_PATTERN, MODEL_ID_PATTERN
 
 BUILTIN_DATA = "builtin:science"
 BUILTIN_PROMPTS = Path(__file__).with_name("science_prompts.jsonl")
@@ -47,9 +48,11 @@ class DistillSpec(BaseModel):
         description="a preset name, or a JSON object (or .json file) of overrides on the teacher's config",
     )
     data: str = Field(default=BUILTIN_DATA, description=f"{BUILTIN_DATA} or the CID of a JSONL prompt set")
-    name: str | None = Field(default=None, description="the student's model id")
+    name: str | None = Field(default=None, pattern=MODEL_ID_PATTERN, description="the student's model id")
     owner: str | None = Field(
-        default=None, description="account paid for the student (default: the teacher's owner)"
+        default=None,
+        pattern=ACCOUNT_ID_PATTERN,
+        description="account paid for the student (default: the teacher's owner)",
     )
     loss: Literal["forward_kl", "reverse_kl", "jsd"] = Field(
         default="forward_kl", description="forward_kl, reverse_kl or jsd (generalised JSD, see --beta)"
@@ -78,20 +81,11 @@ class DistillSpec(BaseModel):
     )
     seed: int = 0
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,127}", value):
-            raise ValueError("a model id is 1-128 of a-z 0-9 . _ - and starts with a letter or digit")
-        return value
-
     @field_validator("data")
     @classmethod
     def _data(cls, value: str) -> str:
         if value == BUILTIN_DATA:
             return value
-        from prsm.storage.cid import CID
-
         try:
             return str(CID.parse(value))
         except InvalidInput as exc:

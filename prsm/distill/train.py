@@ -23,6 +23,9 @@ import torch
 
 from prsm.distill.data import batch
 from prsm.distill.losses import distillation_loss
+from prsm.distill.spec import student_config
+from prsm.services import Services
+from prsm.weights import resolve_weights
 
 STATE = "state.pt"
 FINAL = "student"
@@ -124,8 +127,6 @@ def load_models(config: dict, device: torch.device, with_teacher: bool = True):
     config plus the student's overrides, seeded: every worker starts from the same weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from prsm.distill.spec import student_config
-
     folder = teacher_folder(config)
     teacher = None
     if with_teacher:
@@ -142,13 +143,9 @@ def teacher_folder(config: dict) -> str:
     node's store or IPFS, or converted from its package), as a model replica would."""
     if Path(config["teacher_folder"]).is_dir():
         return config["teacher_folder"]
-    from prsm.backends.causal_lm import resolve_weights
-    from prsm.settings import Settings
-    from prsm.storage import open_store
-
-    settings = Settings(**config["settings"])
-    with open_store(settings) as store:
-        return str(resolve_weights(config["teacher_weights"], settings.resolved_model_dir, store))
+    with Services.from_settings(config["settings"]) as services:
+        model_dir = services.settings.resolved_model_dir
+        return str(resolve_weights(config["teacher_weights"], model_dir, services.store))
 
 
 def train(config: dict, ctx: Context) -> dict:

@@ -31,49 +31,64 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from prsm.db.engine import make_engine
+from prsm.db.engine import Database
 from prsm.db.models import LedgerAccount, LedgerEntry, LedgerHold, LedgerTransaction, iso_utc, utcnow
-from prsm.errors import InvalidInput, PRSMError
+from prsm.errors import (
+    HoldClosed,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidInput,
+    PRSMError,
+    UnknownAccount,
+)
 from prsm.ftns.amounts import check_amount, format_ftns
+from prsm.types import ACCOUNT_ID
 
 ISSUANCE = "ftns:issuance"  # system accounts have a prefix no user account id can have
 TREASURY = "ftns:treasury"
 SETTLING = "ftns:settling"  # earnings frozen in an open settlement epoch, until paid on chain
-SYSTEM_ACCOUNTS = {ISSUANCE: "issuance", TREASURY: "treasury", SETTLING: "settling"}
-ACCOUNT_KINDS = ("user", "owner", "operator", "treasury")
-ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-CLOSING = ("capture", "release")
 
 
-class UnknownAccount(PRSMError):
-    status_code = 404
+class OpKind(StrEnum):
+    MINT = "mint"
+    BURN = "burn"
+    TRANSFER = "transfer"
+    CREDIT = "credit"  # a reward paid from the treasury
+    HOLD = "hold"
+    CAPTURE = "capture"  # pay out of a hold, return the rest
+    RELEASE = "release"  # return a hold whole
 
 
-class InsufficientFunds(PRSMError):
-    status_code = 402
-
-    def __init__(self, message: str, field: str | None = None, needed: int = 0, available: int = 0):
-        super().__init__(message, field)
-        self.args = (message, field, needed, available)
-        self.needed, self.available = needed, available
-
-    def to_dict(self) -> dict:
-        return super().to_dict() | {"needed": str(self.needed), "available": str(self.available)}
+class AccountKind(StrEnum):
+    USER = "user"
+    OWNER = "owner"  # of models: paid for their use
+    OPERATOR = "operator"
+    TREASURY = "treasury"
+    ESCROW = "escrow"  # a user's held funds
+    ISSUANCE = "issuance"  # the only account below zero: minus all that was minted
+    SETTLING = "settling"
 
 
-class IdempotencyConflict(PRSMError):
-    status_code = 409
+class HoldStatus(StrEnum):
+    OPEN = "open"
+    CAPTURED = "captured"
+    RELEASED = "released"
 
 
-class HoldClosed(PRSMError):
-    status_code = 409
+SYSTEM_ACCOUNTS = {
+    ISSUANCE: AccountKind.ISSUANCE,
+    TREASURY: AccountKind.TREASURY,
+    SETTLING: AccountKind.SETTLING,
+}
+OPENABLE = (AccountKind.USER, AccountKind.OWNER, AccountKind.OPERATOR, AccountKind.TREASURY)
+CLOSING = (OpKind.CAPTURE, OpKind.RELEASE)
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,7 @@ class Op:
     until posting, because its moves depend on the hold (read in the same transaction).
     """
 
-    kind: str
+    kind: OpKind
     key: str
     memo: str | None
     moves: tuple[tuple[str, int], ...] = ()
@@ -128,31 +143,31 @@ def hold_id_for(key: str) -> str:
 
 def mint_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
     amount = check_amount(amount)
-    return Op("mint", key, memo, ((ISSUANCE, -amount), (account_id, amount)))
+    return Op(OpKind.MINT, key, memo, ((ISSUANCE, -amount), (account_id, amount)))
 
 
 def burn_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
     amount = check_amount(amount)
-    return Op("burn", key, memo, ((account_id, -amount), (ISSUANCE, amount)))
+    return Op(OpKind.BURN, key, memo, ((account_id, -amount), (ISSUANCE, amount)))
 
 
 def transfer_op(src: str, dst: str, amount: int, key: str, memo: str | None = None) -> Op:
     amount = check_amount(amount)
     if src == dst:
         raise InvalidInput("source and destination are the same account", "to")
-    return Op("transfer", key, memo, ((src, -amount), (dst, amount)))
+    return Op(OpKind.TRANSFER, key, memo, ((src, -amount), (dst, amount)))
 
 
 def credit_op(account_id: str, amount: int, key: str, memo: str | None = None) -> Op:
     """A reward paid from the treasury."""
     amount = check_amount(amount)
-    return Op("credit", key, memo, ((TREASURY, -amount), (account_id, amount)))
+    return Op(OpKind.CREDIT, key, memo, ((TREASURY, -amount), (account_id, amount)))
 
 
 def hold_op(account_id: str, amount: int, key: str, memo: str | None = None, fresh: bool = False) -> Op:
     amount = check_amount(amount)
     moves = ((account_id, -amount), (escrow_of(account_id), amount))
-    return Op("hold", key, memo, moves, hold_id=hold_id_for(key), fresh=fresh)
+    return Op(OpKind.HOLD, key, memo, moves, hold_id=hold_id_for(key), fresh=fresh)
 
 
 def capture_op(
@@ -165,39 +180,30 @@ def capture_op(
         check_amount(amount, f"payouts.{account_id}")
         if not ACCOUNT_ID.match(account_id) and account_id not in SYSTEM_ACCOUNTS:
             raise InvalidInput(f"invalid account id {account_id!r}", f"payouts.{account_id}")
-    return Op("capture", key, memo, hold_id=hold_id, payouts=tuple(sorted(payouts.items())), fresh=fresh)
+    return Op(OpKind.CAPTURE, key, memo, hold_id=hold_id, payouts=tuple(sorted(payouts.items())), fresh=fresh)
 
 
 def release_op(hold_id: str, key: str, memo: str | None = None, fresh: bool = False) -> Op:
-    return Op("release", key, memo, hold_id=hold_id, fresh=fresh)
+    return Op(OpKind.RELEASE, key, memo, hold_id=hold_id, fresh=fresh)
 
 
 class Ledger:
-    def __init__(self, url_or_engine: str | Engine):
-        engine = (
-            make_engine(url_or_engine, write_lock_on_begin=True)
-            if isinstance(url_or_engine, str)
-            else url_or_engine
-        )
-        self.engine = engine
-        self._postgres = engine.dialect.name == "postgresql"
-        # Reads need no write lock: on SQLite they get their own engine (WAL readers run beside
-        # the writer); on PostgreSQL the one engine serves both.
-        self.reads = (
-            make_engine(engine.url.render_as_string(hide_password=False)) if not self._postgres else engine
-        )
+    def __init__(self, db: Database):
+        self.engine = db.writer  # every operation checks balances: it takes the write lock up front
+        self.reads = db.engine  # reads need no write lock (SQLite: WAL readers run beside the writer)
+        self.postgres = db.postgres
 
     # --- accounts ---------------------------------------------------------------------------
 
-    def open_account(self, account_id: str, kind: str = "user") -> None:
+    def open_account(self, account_id: str, kind: AccountKind | str = AccountKind.USER) -> None:
         """Create the account (and, for users, their escrow) if missing; idempotent."""
-        if kind not in ACCOUNT_KINDS:
-            raise InvalidInput(f"unknown account kind {kind!r}", "kind")
+        if kind not in OPENABLE:
+            raise InvalidInput(f"an account kind is one of {', '.join(OPENABLE)}", "kind")
         if not ACCOUNT_ID.match(account_id):
             raise InvalidInput(f"invalid account id {account_id!r}", "account")
         wanted = [(account_id, kind)]
-        if kind == "user":
-            wanted.append((escrow_of(account_id), "escrow"))
+        if kind == AccountKind.USER:
+            wanted.append((escrow_of(account_id), AccountKind.ESCROW))
         for acc, k in wanted:
             try:
                 with self.engine.begin() as conn:
@@ -292,15 +298,15 @@ class Ledger:
         """Post operations in one transaction (or inside `conn`'s): each gets its receipt or
         its own refusal, and a refused operation writes nothing."""
         if conn is not None:
-            return _post(conn, ops, self._postgres)
+            return _post(conn, ops, self.postgres)
         try:
             with self.engine.begin() as own:
-                return _post(own, ops, self._postgres)
+                return _post(own, ops, self.postgres)
         except IntegrityError:
             if len(ops) == 1:
                 # A concurrent first attempt with this key committed first: replay it.
                 with self.engine.begin() as own:
-                    return _post(own, ops, self._postgres)
+                    return _post(own, ops, self.postgres)
             return [self.post_many([op])[0] for op in ops]
 
 
@@ -366,20 +372,20 @@ def _apply(op: Op, done, posted, holds, accounts, txns, entries, new_holds, clos
         hold = holds.get(op.hold_id)
         if hold is None:
             raise UnknownAccount(f"no hold {op.hold_id!r}", "hold_id")
-        if hold["status"] != "open":
+        if hold["status"] != HoldStatus.OPEN:
             raise HoldClosed(f"hold {op.hold_id} is already {hold['status']}", "hold_id")
         charged = sum(v for _, v in op.payouts)
         if charged > hold["amount"]:
             raise InsufficientFunds(
                 f"payouts of {format_ftns(charged)} exceed the hold of {format_ftns(hold['amount'])}",
                 "payouts",
-                charged,
-                hold["amount"],
+                needed=charged,
+                available=hold["amount"],
             )
         moves = [(escrow_of(hold["account_id"]), -hold["amount"]), *op.payouts]
         if hold["amount"] > charged:
             moves.append((hold["account_id"], hold["amount"] - charged))
-        opens = {a: "owner" for a, _ in op.payouts if a not in accounts}
+        opens = {a: AccountKind.OWNER for a, _ in op.payouts if a not in accounts}
     assert sum(v for _, v in moves) == 0, "a transaction's entries must sum to zero"
 
     balances: dict[str, int] = {}
@@ -394,7 +400,7 @@ def _apply(op: Op, done, posted, holds, accounts, txns, entries, new_holds, clos
             raise UnknownAccount(f"no account {account_id!r}", "account")
     for account_id, amount in moves:
         new_balance = balances[account_id] + amount
-        if new_balance < 0 and kinds[account_id] != "issuance":
+        if new_balance < 0 and kinds[account_id] != AccountKind.ISSUANCE:
             raise InsufficientFunds(
                 f"account {account_id!r} holds {format_ftns(balances[account_id])}, needs {format_ftns(-amount)}",
                 "amount",
@@ -414,18 +420,18 @@ def _apply(op: Op, done, posted, holds, accounts, txns, entries, new_holds, clos
                         "balance_after": running[account_id]})  # fmt: skip
     for account_id, balance in balances.items():
         accounts[account_id] = [kinds[account_id], balance]
-    if op.kind == "hold":
+    if op.kind == OpKind.HOLD:
         (account_id, amount), _ = op.moves
         new_holds[op.hold_id] = {
             "id": op.hold_id,
             "account_id": account_id,
             "amount": -amount,
-            "status": "open",
+            "status": HoldStatus.OPEN,
             "closed_at": None,
         }
         holds[op.hold_id] = dict(new_holds[op.hold_id])
     elif op.kind in CLOSING:
-        status = "captured" if op.kind == "capture" else "released"
+        status = HoldStatus.CAPTURED if op.kind == OpKind.CAPTURE else HoldStatus.RELEASED
         holds[op.hold_id]["status"] = status
         if op.hold_id in new_holds:  # opened and closed in the same batch
             new_holds[op.hold_id].update(status=status, closed_at=utcnow())

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from prsm.errors import InvalidInput
 from prsm.ftns.ledger import TREASURY
-from prsm.nwtn.plan import PLACEHOLDER, TaskPlan
-from prsm.registry import ModelCard
+from prsm.settings import Settings
+from prsm.types import PLACEHOLDER, ModelCard, TaskPlan
 
 BPS = 10_000
 TEMPLATE_TOKENS = 48  # chat template and system prompt around an instruction
@@ -32,11 +32,23 @@ TEMPLATE_TOKENS = 48  # chat template and system prompt around an instruction
 
 @dataclass(frozen=True)
 class Shares:
-    owner_bps: int = 8_000
-    operator_bps: int = 1_500
-    treasury_bps: int = 500
-    royalty_bps: int = 1_000  # of the owner's part, to the teacher's owner
-    operator_account: str = "local-operator"
+    """How a charge is split; the defaults are the settings' (prsm/settings.py)."""
+
+    owner_bps: int
+    operator_bps: int
+    treasury_bps: int
+    royalty_bps: int  # of the owner's part, to the teacher's owner
+    operator_account: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Shares:
+        return cls(
+            settings.owner_share_bps,
+            settings.operator_share_bps,
+            settings.treasury_share_bps,
+            settings.royalty_bps,
+            settings.operator_account,
+        )
 
     def __post_init__(self) -> None:
         parts = (self.owner_bps, self.operator_bps, self.treasury_bps, self.royalty_bps)

@@ -5,27 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prsm.nwtn.execute import TaskOutcome
-from prsm.registry import ModelCard
+from prsm.types import ModelCard, SessionStatus, TaskStatus
 
 
 @dataclass(frozen=True)
 class Compiled:
     answer: str
-    status: str  # completed | partial | failed
+    status: SessionStatus  # completed | partial | failed
 
 
 def compile_answer(outcomes: dict[str, TaskOutcome]) -> Compiled:
     ordered = list(outcomes.values())
-    done = [o for o in ordered if o.status == "done"]
-    status = "completed" if len(done) == len(ordered) else ("partial" if done else "failed")
+    done = [o for o in ordered if o.status == TaskStatus.DONE]
+    if len(done) == len(ordered):
+        status = SessionStatus.COMPLETED
+    else:
+        status = SessionStatus.PARTIAL if done else SessionStatus.FAILED
 
     if len(ordered) == 1:
         only = ordered[0]
-        answer = only.result if only.status == "done" else f"(not answered: {only.error})"
+        answer = only.result if only.status == TaskStatus.DONE else f"(not answered: {only.error})"
     else:
         lines = []
         for i, o in enumerate(ordered, 1):
-            body = o.result if o.status == "done" else f"(not answered: {o.error})"
+            body = o.result if o.status == TaskStatus.DONE else f"(not answered: {o.error})"
             lines.append(f"{i}. {o.instruction.rstrip()}\n   {body}")
         answer = "\n".join(lines)
     return Compiled(answer=answer, status=status)

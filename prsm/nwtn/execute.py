@@ -9,10 +9,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from prsm.backends import ModelCall, ModelOutput
 from prsm.errors import PRSMError
-from prsm.nwtn.plan import PLACEHOLDER, SubTask, TaskPlan
-from prsm.nwtn.route import Candidate
+from prsm.types import (
+    PLACEHOLDER,
+    Candidate,
+    Capability,
+    ModelCall,
+    ModelKind,
+    ModelOutput,
+    SubTask,
+    TaskPlan,
+    TaskStatus,
+)
 
 GENERAL_SYSTEM_PROMPT = "You are a careful scientific assistant. Answer briefly and precisely."
 MAX_ATTEMPTS = 3
@@ -30,7 +38,7 @@ class Attempt:
 class TaskOutcome:
     task: SubTask
     instruction: str  # with earlier results filled in
-    status: str = "pending"  # done | failed | skipped
+    status: TaskStatus = TaskStatus.PENDING
     model_id: str | None = None
     result: str | None = None
     error: str | None = None
@@ -67,7 +75,7 @@ class CircuitBreaker:
 
 
 RankFn = Callable[[SubTask, frozenset[str]], Awaitable[list[Candidate]]]
-CallFn = Callable[[str, str, ModelCall], Awaitable[ModelOutput]]  # (model id, kind, call)
+CallFn = Callable[[str, ModelKind, ModelCall], Awaitable[ModelOutput]]  # (model id, kind, call)
 DoneFn = Callable[[TaskOutcome], Awaitable[None]]
 
 
@@ -76,7 +84,7 @@ def fill(instruction: str, results: dict[str, str]) -> str:
 
 
 def messages_for(task: SubTask, instruction: str) -> tuple[dict, ...]:
-    if task.capability == "general":
+    if task.capability == Capability.GENERAL:
         return (
             {"role": "system", "content": GENERAL_SYSTEM_PROMPT},
             {"role": "user", "content": instruction},
@@ -92,14 +100,12 @@ async def run_task(
     breaker: CircuitBreaker,
     max_new_tokens: int,
 ) -> TaskOutcome:
-    results = {k: o.result for k, o in outcomes.items() if o.status == "done" and o.result}
+    results = {k: o.result for k, o in outcomes.items() if o.status == TaskStatus.DONE and o.result}
     outcome = TaskOutcome(task=task, instruction=fill(task.instruction, results))
-    failed_deps = [d for d in task.depends_on if outcomes[d].status != "done"]
+    failed_deps = [d for d in task.depends_on if outcomes[d].status != TaskStatus.DONE]
     if failed_deps:
-        outcome.status, outcome.error = (
-            "skipped",
-            f"depends on {', '.join(failed_deps)}, which failed",
-        )
+        outcome.status = TaskStatus.SKIPPED
+        outcome.error = f"depends on {', '.join(failed_deps)}, which failed"
         return outcome
 
     started = time.perf_counter()
@@ -107,7 +113,7 @@ async def run_task(
     outcome.route_ms = (time.perf_counter() - started) * 1000
     outcome.ranking = [c.to_dict() for c in candidates]
     if not candidates:
-        outcome.status = "failed"
+        outcome.status = TaskStatus.FAILED
         outcome.error = f"no registered model offers capability {task.capability!r}"
         return outcome
 
@@ -125,14 +131,14 @@ async def run_task(
         latency = (time.perf_counter() - t0) * 1000
         outcome.attempts.append(Attempt(candidate.model_id, True, latency))
         breaker.record(candidate.model_id, ok=True)
-        outcome.status, outcome.model_id, outcome.result = "done", candidate.model_id, output.text
+        outcome.status, outcome.model_id, outcome.result = TaskStatus.DONE, candidate.model_id, output.text
         outcome.tokens_in, outcome.tokens_out, outcome.latency_ms = (
             output.tokens_in,
             output.tokens_out,
             latency,
         )
         return outcome
-    outcome.status = "failed"
+    outcome.status = TaskStatus.FAILED
     outcome.error = "; ".join(f"{a.model_id}: {a.error}" for a in outcome.attempts)
     return outcome
 

@@ -12,73 +12,37 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from prsm.errors import PlanRejected
-
-CAPABILITIES = ("math", "units", "general")
-PLACEHOLDER = re.compile(r"\{(t\d+)\}")
+from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
 
 
-@dataclass(frozen=True)
-class SubTask:
-    key: str
-    instruction: str
-    capability: str
-    depends_on: tuple[str, ...] = ()
-    parent: str | None = None
-
-
-@dataclass(frozen=True)
-class TaskPlan:
-    tasks: tuple[SubTask, ...]
-    planner: str
-
-    def get(self, key: str) -> SubTask:
-        return next(t for t in self.tasks if t.key == key)
-
-    def depth(self) -> int:
-        levels: dict[str, int] = {}
-        for task in self.tasks:  # validated plans list dependencies before dependants
-            levels[task.key] = 1 + max((levels[d] for d in task.depends_on), default=0)
-        return max(levels.values(), default=0)
-
-    def ready(self, finished: set[str], started: set[str]) -> list[SubTask]:
-        return [t for t in self.tasks if t.key not in started and all(d in finished for d in t.depends_on)]
-
-    def validate(self, max_tasks: int, max_depth: int) -> TaskPlan:
-        if not self.tasks:
-            raise PlanRejected("the plan has no sub-tasks", "prompt")
-        if len(self.tasks) > max_tasks:
-            raise PlanRejected(
-                f"the plan has {len(self.tasks)} sub-tasks; the limit is {max_tasks}", "prompt"
-            )
-        seen: set[str] = set()
-        for task in self.tasks:
-            if task.key in seen:
-                raise PlanRejected(f"sub-task key {task.key!r} is used twice", "plan")
-            if task.capability not in CAPABILITIES:
-                raise PlanRejected(f"unknown capability {task.capability!r}", "plan")
-            if not task.instruction.strip():
-                raise PlanRejected(f"sub-task {task.key} has no instruction", "plan")
-            for dep in task.depends_on:
-                if dep not in seen:  # also rules out cycles: dependencies come first
-                    raise PlanRejected(
-                        f"sub-task {task.key} depends on {dep!r}, which does not come before it",
-                        "plan",
-                    )
-            for ref in PLACEHOLDER.findall(task.instruction):
-                if ref not in task.depends_on:
-                    raise PlanRejected(f"sub-task {task.key} uses {{{ref}}} without depending on it", "plan")
-            seen.add(task.key)
-        if self.depth() > max_depth:
-            raise PlanRejected(
-                f"the plan is {self.depth()} sub-tasks deep; the limit is {max_depth}", "prompt"
-            )
-        return self
+def validate(plan: TaskPlan, max_tasks: int, max_depth: int) -> TaskPlan:
+    """The plan itself if it is a DAG within the limits whose placeholders name dependencies."""
+    if not plan.tasks:
+        raise PlanRejected("the plan has no sub-tasks", "prompt")
+    if len(plan.tasks) > max_tasks:
+        raise PlanRejected(f"the plan has {len(plan.tasks)} sub-tasks; the limit is {max_tasks}", "prompt")
+    seen: set[str] = set()
+    for task in plan.tasks:
+        if task.key in seen:
+            raise PlanRejected(f"sub-task key {task.key!r} is used twice", "plan")
+        if not task.instruction.strip():
+            raise PlanRejected(f"sub-task {task.key} has no instruction", "plan")
+        for dep in task.depends_on:
+            if dep not in seen:  # also rules out cycles: dependencies come first
+                raise PlanRejected(
+                    f"sub-task {task.key} depends on {dep!r}, which does not come before it", "plan"
+                )
+        for ref in PLACEHOLDER.findall(task.instruction):
+            if ref not in task.depends_on:
+                raise PlanRejected(f"sub-task {task.key} uses {{{ref}}} without depending on it", "plan")
+        seen.add(task.key)
+    if plan.depth() > max_depth:
+        raise PlanRejected(f"the plan is {plan.depth()} sub-tasks deep; the limit is {max_depth}", "prompt")
+    return plan
 
 
 # --- the deterministic planner ---------------------------------------------------------------
@@ -111,13 +75,13 @@ _NUMBERED = re.compile(r"(?:^|(?<=[\s:]))\(?(\d{1,2})[.)]\s+")
 _SENTENCE_END = re.compile(r"(?<=[?!])\s+|(?<=[a-z)\]}\d][.;])\s+(?=[A-Z(])")
 
 
-def classify(instruction: str) -> str:
+def classify(instruction: str) -> Capability:
     text = instruction.strip()
     if _MATH_VERB.match(text) or _ARITHMETIC.match(text):
-        return "math"
+        return Capability.MATH
     if _UNITS.match(text):
-        return "units"
-    return "general"
+        return Capability.UNITS
+    return Capability.GENERAL
 
 
 def split_parts(prompt: str) -> list[str]:
@@ -145,9 +109,9 @@ def _numbered_items(text: str) -> list[str]:
     return [text[m.end() : end].strip() for m, end in zip(markers, bounds, strict=True)]
 
 
-def _link(instruction: str, capability: str, previous: str) -> str:
+def _link(instruction: str, capability: Capability, previous: str) -> str:
     """Make a dependent clause name the earlier result explicitly."""
-    if capability in ("math", "units"):
+    if capability != Capability.GENERAL:
         stripped = re.sub(r"^using\s+(?:that|this|the\s+result)\s*,?\s*", "", instruction, flags=re.I)
         replaced, count = _BACK_REFERENCE.subn(f"{{{previous}}}", stripped, count=1)
         return replaced if count else f"{stripped} {{{previous}}}"
@@ -183,7 +147,7 @@ def _starts_with_reference(clause: str) -> bool:
 class TaskSpec(BaseModel):
     id: str = Field(pattern=r"^t\d{1,3}$")
     instruction: str = Field(min_length=1, max_length=2000)
-    capability: Literal["math", "units", "general"]
+    capability: Capability
     depends_on: list[str] = Field(default_factory=list)
 
 
@@ -197,7 +161,7 @@ def plan_response_format(max_tasks: int) -> dict:
     return {
         "type": "json_schema",
         "json_schema": {
-            "name": "prsm_task_plan",
+            "name": PLAN_SCHEMA_NAME,
             "schema": PlanSpec.model_json_schema(),
             "strict": True,
             "max_tasks": max_tasks,
@@ -242,16 +206,5 @@ def plan_from_llm_output(text: str, max_tasks: int, max_depth: int) -> TaskPlan:
         spec = PlanSpec.model_validate_json(text[start : end + 1])
     except ValidationError as exc:
         raise PlanRejected(f"the planner model's JSON does not match the schema: {exc}", "plan") from exc
-    plan = TaskPlan(
-        tasks=tuple(
-            SubTask(
-                key=t.id,
-                instruction=t.instruction,
-                capability=t.capability,
-                depends_on=tuple(t.depends_on),
-            )
-            for t in spec.tasks
-        ),
-        planner="llm",
-    )
-    return plan.validate(max_tasks, max_depth)
+    tasks = tuple(SubTask(t.id, t.instruction, t.capability, tuple(t.depends_on)) for t in spec.tasks)
+    return validate(TaskPlan(tasks, planner="llm"), max_tasks, max_depth)

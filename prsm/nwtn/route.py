@@ -3,8 +3,9 @@
 score = health x (0.50 tag + 0.30 capability similarity + 0.12 price + 0.08 latency)
 
 - tag: 1 when the card lists the sub-task's capability as a tag (an owner's explicit claim).
-- capability similarity: cosine of MiniLM embeddings of the sub-task and the card's description.
-- price: 1 / (1 + estimated cost in units of 0.001 FTNS), so cheaper scores higher.
+- capability similarity: cosine of the embeddings of the sub-task and the card's description.
+- price: 1 / (1 + estimated cost in units of 0.001 FTNS), so cheaper scores higher; the cost is
+  the charge's own formula (prsm/ftns/pricing.py) at a typical sub-task's token counts.
 - latency: 1 / (1 + measured latency in seconds); 0.5 while a model is unmeasured.
 - health: Laplace-smoothed success rate; an open circuit breaker drops the model entirely.
 
@@ -14,47 +15,39 @@ is similar enough; tool specialists never get sub-tasks outside their tags.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 
 from prsm.ftns.amounts import FTNS
-from prsm.nwtn.embed import Embedder, text_key
-from prsm.nwtn.plan import SubTask
-from prsm.registry import ModelCard, Registry
+from prsm.ftns.pricing import call_cost
+from prsm.registry import Registry
+from prsm.types import Candidate, Capability, ModelCard, ModelKind, SubTask
 
 WEIGHTS = {"tag": 0.50, "similarity": 0.30, "price": 0.12, "latency": 0.08}
 SIMILARITY_FLOOR = 0.35
-ESTIMATED_TOKENS = 200  # a sub-task's prompt + answer, before anything is measured
+# A sub-task's prompt and answer before anything is measured: what the price score assumes.
+ESTIMATED_TOKENS_IN, ESTIMATED_TOKENS_OUT = 100, 100
 PRICE_SCALE = FTNS // 1000
 
 
-@dataclass(frozen=True)
-class Candidate:
-    model_id: str
-    kind: str
-    score: float
-    tag: float
-    similarity: float
-    price: float
-    latency: float
-    health: float
-    estimated_cost: int
+class Embedder(Protocol):
+    """Unit-length sentence vectors (prsm/nwtn/embed.py is the real one: all-MiniLM-L6-v2)."""
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        for key in ("score", "similarity", "price", "latency", "health"):
-            data[key] = round(data[key], 4)
-        return data
+    name: str
+
+    def embed_many(self, texts: list[str]) -> list[np.ndarray]: ...
 
 
-def task_text(task: SubTask) -> str:
-    return f"{task.capability}: {task.instruction}"
+def text_key(embedder: Embedder, text: str) -> str:
+    """Names one (embedding model, text) pair, so a stored vector is reused only when valid."""
+    return f"{embedder.name}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
-def estimated_cost(card: ModelCard, tokens: int = ESTIMATED_TOKENS) -> int:
-    return card.price_per_call + card.price_per_1k_tokens * tokens // 1000
+def estimated_cost(card: ModelCard) -> int:
+    return call_cost(card, ESTIMATED_TOKENS_IN, ESTIMATED_TOKENS_OUT)
 
 
 def health(card: ModelCard) -> float:
@@ -74,8 +67,8 @@ def score_candidates(
             continue
         tag = 1.0 if task.capability in card.tags else 0.0
         similarity = float(np.dot(task_vector, card_vectors[card.id]))
-        general = "general" in card.tags and card.kind != "tool"
-        if not (tag or general or (card.kind != "tool" and similarity >= SIMILARITY_FLOOR)):
+        general = Capability.GENERAL in card.tags and card.kind != ModelKind.TOOL
+        if not (tag or general or (card.kind != ModelKind.TOOL and similarity >= SIMILARITY_FLOOR)):
             continue
         cost = estimated_cost(card)
         price = 1.0 / (1.0 + cost / PRICE_SCALE)
@@ -108,12 +101,21 @@ class Router:
         self._vectors: dict[str, np.ndarray] = {}
         self._loaded_at = float("-inf")
 
-    @property
-    def stale(self) -> bool:
-        return time.monotonic() - self._loaded_at > self.refresh_s
+    def rank(self, task: SubTask, open_circuits: frozenset[str] = frozenset()) -> list[Candidate]:
+        return self.rank_many([(task, open_circuits)])[0]
+
+    def rank_many(self, requests: list[tuple[SubTask, frozenset[str]]]) -> list[list[Candidate]]:
+        """Rank a batch of sub-tasks; their texts share one embedding pass. Blocking (the
+        embedder and, once a second, the registry): callers on an event loop use a thread."""
+        vectors = self.embedder.embed_many([task.text for task, _ in requests])
+        cards = self.cards()
+        return [
+            score_candidates(task, cards, vector, self._vectors, open_circuits)
+            for (task, open_circuits), vector in zip(requests, vectors, strict=True)
+        ]
 
     def cards(self) -> list[ModelCard]:
-        if self.stale:
+        if time.monotonic() - self._loaded_at > self.refresh_s:
             self._reload()
         return self._cards
 
@@ -122,21 +124,11 @@ class Router:
         stored = self.registry.embeddings()
         vectors = {}
         for card in cards:
-            key = text_key(card.capability_text)
+            key = text_key(self.embedder, card.capability_text)
             cached = stored.get(card.id)
             if cached and cached[0] == key:
                 vectors[card.id] = np.frombuffer(cached[1], dtype=np.float32)
             else:
-                vectors[card.id] = self.embedder.embed_one(card.capability_text)
-                self.registry.store_embedding(card.id, key, vectors[card.id].tobytes())
+                (vectors[card.id],) = self.embedder.embed_many([card.capability_text])
+                self.registry.store_embedding(card.id, key, vectors[card.id].astype(np.float32).tobytes())
         self._cards, self._vectors, self._loaded_at = cards, vectors, time.monotonic()
-
-    def rank(self, task: SubTask, open_circuits: frozenset[str] = frozenset()) -> list[Candidate]:
-        return self.rank_with(task, self.embedder.embed_one(task_text(task)), open_circuits)
-
-    def rank_with(
-        self, task: SubTask, vector: np.ndarray, open_circuits: frozenset[str] = frozenset()
-    ) -> list[Candidate]:
-        """Rank with the task's vector computed elsewhere (the deployment batches them)."""
-        cards = self.cards()
-        return score_candidates(task, cards, vector, self._vectors, open_circuits)

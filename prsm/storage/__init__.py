@@ -3,13 +3,14 @@ the embedded default) and any IPFS node over the Kubo RPC API (ipfs.py, `PRSM_IP
 
 from __future__ import annotations
 
+from prsm.settings import Settings
+from prsm.storage.base import BlockStore
+from prsm.storage.ipfs import IpfsStore
+from prsm.storage.local import LocalStore
 
-def open_store(settings):
+
+def open_store(settings: Settings) -> BlockStore:
     """The store the settings name: an IPFS node if PRSM_IPFS_URL is set, else the local one."""
     if settings.ipfs_url:
-        from prsm.storage.ipfs import IpfsStore
-
         return IpfsStore(settings.ipfs_url, settings.ipfs_timeout_s)
-    from prsm.storage.local import LocalStore
-
     return LocalStore(settings.resolved_store_dir)

@@ -8,47 +8,48 @@ artifact), unless it would change the record, which is refused.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import queue
 from collections.abc import AsyncIterator
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
+from prsm.db.engine import Database
 from prsm.db.models import Artifact, iso_utc
-from prsm.errors import InvalidInput, PRSMError
-from prsm.storage.base import BlockStore, NotFound
+from prsm.errors import ArtifactConflict, InvalidInput, NotFound, TooLarge
+from prsm.storage.base import BlockStore
 from prsm.storage.cid import CID
 
-KINDS = ("model", "dataset", "trace")
 
-
-class ArtifactConflict(PRSMError):
-    status_code = 409
-
-
-class TooLarge(PRSMError):
-    status_code = 413
+class ArtifactKind(StrEnum):
+    MODEL = "model"  # a model folder (weights, config, tokenizer)
+    DATASET = "dataset"  # prompts, or a teacher's answers to them
+    TRACE = "trace"  # a session's trace, exported
 
 
 class Artifacts:
-    def __init__(self, sessions: sessionmaker[Session], store: BlockStore):
-        self._sessions = sessions
+    def __init__(self, db: Database, store: BlockStore):
+        self._sessions = db.orm
         self.store = store
 
     def register(
-        self, cid: str, kind: str, creator: str, parents: list[str] = (), licence: str | None = None,
+        self, cid: str, kind: ArtifactKind | str, creator: str, parents: list[str] = (), licence: str | None = None,
         name: str | None = None,
     ) -> dict:  # fmt: skip
         cid = str(CID.parse(cid))
-        if kind not in KINDS:
-            raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", "kind")
+        try:
+            kind = ArtifactKind(kind)
+        except ValueError:
+            raise InvalidInput(f"kind must be one of {', '.join(ArtifactKind)}", "kind") from None
         parents = [str(CID.parse(p)) for p in parents]
         try:
             size = self.store.stat(cid)["bytes"]
         except NotFound:
             raise NotFound(f"{cid} is not (wholly) in the store: put it first", "cid") from None
-        row = {"cid": cid, "kind": kind, "size": size, "creator": creator, "parents": parents,
+        row = {"cid": cid, "kind": str(kind), "size": size, "creator": creator, "parents": parents,
                "licence": licence, "name": name}  # fmt: skip
         with self._sessions.begin() as s:
             known = set(s.scalars(select(Artifact.cid).where(Artifact.cid.in_(parents))))
@@ -90,9 +91,6 @@ class Artifacts:
     async def upload(self, chunks: AsyncIterator[bytes], limit: int, **provenance) -> dict:
         """Stream request chunks into the store (never held whole), then register. Over `limit`
         bytes: 413, nothing registered (the blocks written so far are unpinned: gc removes them)."""
-        import asyncio
-        import queue
-
         pipe: queue.Queue = queue.Queue(maxsize=8)
 
         class Reader:

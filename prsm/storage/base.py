@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prsm.errors import InvalidInput, PRSMError
+from prsm.errors import CorruptBlock, InvalidInput, NotFound
 from prsm.storage.cid import (
     CID,
     DAG_PB,
@@ -24,14 +24,6 @@ from prsm.storage.cid import (
     unixfs_directory,
     unixfs_type,
 )
-
-
-class NotFound(PRSMError):
-    status_code = 404
-
-
-class CorruptBlock(PRSMError):
-    status_code = 502
 
 
 class BlockStore:
@@ -48,6 +40,11 @@ class BlockStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @property
+    def location(self) -> str:
+        """Where the blocks are: a folder, or an IPFS node's API."""
+        raise NotImplementedError
 
     def block(self, cid: str | CID) -> bytes:
         raise NotImplementedError

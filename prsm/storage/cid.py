@@ -18,12 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prsm.errors import InvalidInput
-
-
-class InvalidCID(InvalidInput):
-    status_code = 400
-
+from prsm.errors import InvalidCID
 
 CHUNK = 256 * 1024
 MAX_LINKS = 174

@@ -16,15 +16,11 @@ import json
 
 import httpx
 
-from prsm.errors import PRSMError
-from prsm.storage.base import BlockStore, CorruptBlock, NotFound
+from prsm.errors import CorruptBlock, IpfsError, NotFound, PRSMError
+from prsm.storage.base import BlockStore
 from prsm.storage.cid import CHUNK, CID, DAG_PB, _base58btc
 
 FETCHES = {"block/get", "block/stat", "pin/add"}
-
-
-class IpfsError(PRSMError):
-    status_code = 502
 
 
 class IpfsStore(BlockStore):
@@ -35,6 +31,10 @@ class IpfsStore(BlockStore):
             timeout=httpx.Timeout(timeout_s + 5, connect=5), limits=httpx.Limits(max_connections=16)
         )
         super().__init__(threads)
+
+    @property
+    def location(self) -> str:
+        return self.url
 
     def _call(self, command: str, cid: str | None = None, files=None, **params) -> httpx.Response:
         # Fetches (a block, a pin of content the node may lack) are bounded by `timeout_s`, on

@@ -31,7 +31,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from prsm.storage.base import BlockStore, CorruptBlock, NotFound
+from prsm.errors import CorruptBlock, NotFound
+from prsm.storage.base import BlockStore
 from prsm.storage.cid import CID, DAG_PB, build, chunked, hashed
 
 try:  # Linux: start writing a range back to disk now, without waiting for it
@@ -66,6 +67,10 @@ class LocalStore(BlockStore):
         self._db.executescript(SCHEMA)
         if (self.root / "blocks").is_dir():
             self._import_block_files()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     # --- the index --------------------------------------------------------------------------
 

@@ -1,14 +1,16 @@
-"""Real services, started once per test session: a private PostgreSQL cluster, a local Ray
-with the PRSM Serve app (the real default model included)."""
+"""Real services and models, started once per test session: a private PostgreSQL cluster, a
+local Ray with the PRSM Serve app, the real embedder and tokenizer (the default model's
+conversion included)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MODEL_DIR
+from tests.conftest import MODEL_DIR, save_tiny_llama
 from tests.services import free_port, private_postgres
 
 
@@ -22,12 +24,32 @@ def postgres_url():
 
 
 @pytest.fixture(scope="session")
+def embedder():
+    from prsm.nwtn.embed import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama with the real SmolLM2 tokenizer and chat template (converted once)."""
+    from transformers import AutoTokenizer
+
+    from prsm.registry import DEFAULT_WEIGHTS
+    from prsm.weights import resolve_weights
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_weights(DEFAULT_WEIGHTS, MODEL_DIR))
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama", tokenizer)
+
+
+@pytest.fixture(scope="session")
 def prsm_app(tmp_path_factory):
     """The whole Serve app on a local Ray, on a free port; yields (base_url, settings)."""
     import ray
     from ray import serve
 
     from deployments.app import build_app
+    from prsm.services import Services
     from prsm.settings import Settings
 
     settings = Settings(
@@ -40,12 +62,10 @@ def prsm_app(tmp_path_factory):
     while httpx.get(f"{settings.base_url}/healthz").status_code != 200:
         assert time.monotonic() < deadline, "the app never became healthy"
         time.sleep(0.5)
-    from prsm.ftns.ledger import Ledger
-
-    ledger = Ledger(settings.resolved_database_url)
-    for user in ("alice", "anonymous"):  # the test users pay for their queries
-        ledger.open_account(user)
-        ledger.mint(user, 10**18, f"test-faucet-{user}")
+    with Services(settings) as services:
+        for user in ("alice", "anonymous"):  # the test users pay for their queries
+            services.ledger.open_account(user)
+            services.ledger.mint(user, 10**18, f"test-faucet-{user}")
     yield settings.base_url, settings
     serve.shutdown()
     ray.shutdown()

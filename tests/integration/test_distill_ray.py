@@ -23,14 +23,16 @@ PROMPTS = ["What is entropy?", "Why is the sky blue?", "Define osmosis.", "What 
 
 
 def test_a_killed_job_resumes_and_its_student_answers_a_routed_query(tmp_path, embedder):
+    from prsm.nwtn.route import Router
+    from prsm.services import Services
     from prsm.settings import Settings
-    from prsm.storage.local import LocalStore
+    from tests.conftest import orchestrator
 
     env = {**os.environ, "PRSM_DATA_DIR": str(tmp_path), "PRSM_MODEL_DIR": str(MODEL_DIR),
            "RAY_ADDRESS": "local", "PYTHONUNBUFFERED": "1"}  # fmt: skip
     settings = Settings(data_dir=tmp_path, model_dir=MODEL_DIR, _env_file=None)
-    with LocalStore(settings.resolved_store_dir) as store:
-        data = store.put("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS).encode())
+    with Services(settings) as services:
+        data = services.store.put("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS).encode())
     args = [sys.executable, str(REPO / "jobs/distill.py"), "--teacher", "smollm2-135m-instruct",
             "--student", json.dumps(STUDENT), "--data", data, "--steps", "40", "--checkpoint-every", "4",
             "--batch-size", "2", "--max-new-tokens", "8", "--speed-tokens", "4", "--name", "tiny-student"]  # fmt: skip
@@ -51,44 +53,19 @@ def test_a_killed_job_resumes_and_its_student_answers_a_routed_query(tmp_path, e
     assert second.returncode == 0, output[-3000:]
     assert "resumed from the checkpoint at step" in output
 
-    from prsm.db.engine import make_engine, session_factory
-    from prsm.registry import Registry
-
-    db = session_factory(make_engine(settings.resolved_database_url))
-    registry = Registry(db)
-    card = registry.get("tiny-student")
-    e = card.evaluation
-    assert e["resumed_from_step"] >= 4 and e["steps"] == 40 and e["teacher"] == "smollm2-135m-instruct"
-    assert (
-        0 <= e["top1_agreement"] <= 1 and e["kl"] > 0 and e["perplexity"] > 1 and e["parameter_ratio"] < 0.05
-    )
-    assert card.quality == e["top1_agreement"] and card.teacher == "smollm2-135m-instruct"
-    teacher = registry.get("smollm2-135m-instruct")
-    assert card.tags == teacher.tags and card.price_per_1k_tokens < teacher.price_per_1k_tokens
-    from prsm.storage.artifacts import Artifacts
-
-    with LocalStore(settings.resolved_store_dir) as store:
-        record = Artifacts(db, store).get(card.weights.removeprefix("ipfs://"))
+    with Services(settings) as services:
+        registry = services.registry
+        card = registry.get("tiny-student")
+        e = card.evaluation
+        assert e["resumed_from_step"] >= 4 and e["steps"] == 40 and e["teacher"] == "smollm2-135m-instruct"
+        assert 0 <= e["top1_agreement"] <= 1 and e["kl"] > 0 and e["perplexity"] > 1
+        assert e["parameter_ratio"] < 0.05
+        assert card.quality == e["top1_agreement"] and card.teacher == "smollm2-135m-instruct"
+        teacher = registry.get("smollm2-135m-instruct")
+        assert card.tags == teacher.tags and card.price_per_1k_tokens < teacher.price_per_1k_tokens
+        record = services.artifacts.get(card.weights.removeprefix("ipfs://"))
         assert record["kind"] == "model" and e["data_cid"] in record["parents"]
 
-    trace = asyncio.run(_orchestrator(settings, registry, db, embedder).query("What is entropy?", "alice"))
-    assert trace["status"] == "completed" and trace["tasks"][0]["model"] == "tiny-student"
-
-
-def _orchestrator(settings, registry, db, embedder):
-    from prsm.backends import LocalModels
-    from prsm.nwtn.orchestrator import Orchestrator
-    from prsm.nwtn.route import Router
-    from prsm.sessions import SessionStore
-    from prsm.storage import open_store
-
-    router = Router(registry, embedder)
-
-    async def rank(task, open_circuits):
-        return router.rank(task, open_circuits)
-
-    sessions = SessionStore(db)
-    sessions.ledger.open_account("alice")
-    sessions.ledger.mint("alice", 10**18, "faucet-alice")
-    models = LocalModels(registry, settings.resolved_model_dir, open_store(settings))
-    return Orchestrator(settings, registry, sessions, rank, models.call)
+        nwtn = orchestrator(services, Router(registry, embedder), services.models)
+        trace = asyncio.run(nwtn.query("What is entropy?", "alice"))
+        assert trace["status"] == "completed" and trace["tasks"][0]["model"] == "tiny-student"

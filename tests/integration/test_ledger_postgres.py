@@ -5,24 +5,32 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from prsm.db.engine import upgrade
-from prsm.ftns.ledger import Ledger
+from prsm.services import Services
 from tests import ledger_checks
 
 
-@pytest.fixture
-def ledger(postgres_url):
-    # A fresh database per test on the session's server.
-    name = f"ledger_{uuid.uuid4().hex[:12]}"
+def fresh_database(postgres_url: str) -> str:
+    """A new, empty database on the session's server; its URL."""
+    name = f"prsm_{uuid.uuid4().hex[:12]}"
     admin = create_engine(
         postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield Ledger(url)
     admin.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def pg_services(postgres_url, settings):
+    settings.database_url = fresh_database(postgres_url)
+    with Services.from_settings(settings, upgrade=True) as services:
+        yield services
+
+
+@pytest.fixture
+def ledger(pg_services):
+    return pg_services.ledger
 
 
 def test_hold_capture_release_move_exact_amounts_postgres(ledger):
@@ -41,28 +49,16 @@ def test_200_concurrent_charges_never_overdraw_postgres(ledger):
     ledger_checks.check_concurrent_charges_never_overdraw(ledger)
 
 
-def test_settlement_and_a_crashed_settler_on_postgres(ledger, settings):
+def test_settlement_and_a_crashed_settler_on_postgres(pg_services, postgres_url, settings):
     # Settlement's own transactions (epoch open under a table lock, confirm) on PostgreSQL,
     # with the in-process chain.
     from prsm.chain.client import Chain
     from tests import chain_checks
 
-    settings.database_url = ledger.engine.url.render_as_string(hide_password=False)
     with Chain.in_process() as chain:
-        chain_checks.check_settlement_pays_each_payee_its_earnings_once(settings, chain)
-    with Chain.in_process() as chain:
-        settings.database_url = _fresh(settings.database_url)
+        chain_checks.check_settlement_pays_each_payee_its_earnings_once(pg_services, chain)
+    settings.database_url = fresh_database(postgres_url)
+    with Chain.in_process() as chain, Services.from_settings(settings, upgrade=True) as services:
         chain_checks.check_a_settler_killed_after_any_step_pays_exactly_once_when_run_again(
-            settings, chain, "sent"
+            services, chain, "sent"
         )
-
-
-def _fresh(url: str) -> str:
-    name = f"settle_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    fresh = url.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(fresh)
-    return fresh

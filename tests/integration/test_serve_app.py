@@ -8,8 +8,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from prsm.db.engine import make_engine, session_factory
 from prsm.db.models import PlanTask, QuerySession, ReasoningStep
+from prsm.services import Services
 
 DEMO = (
     "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
@@ -32,13 +32,10 @@ def demo_trace(client):
 
 
 def row_counts(settings) -> tuple[int, int, int]:
-    engine = make_engine(settings.resolved_database_url)
-    with session_factory(engine)() as s:
-        result = tuple(
+    with Services(settings) as services, services.db.orm() as s:
+        return tuple(
             s.scalar(select(func.count()).select_from(m)) for m in (QuerySession, PlanTask, ReasoningStep)
         )
-    engine.dispose()
-    return result
 
 
 def test_multi_part_question_is_answered_end_to_end_with_the_default_model(demo_trace):
@@ -156,12 +153,10 @@ def test_cli_query_prints_the_trace_table_and_cli_register_reports_field_errors(
 
 
 def test_accounts_show_balance_and_page_through_entries(client, prsm_app):
-    from prsm.ftns.ledger import Ledger
-
-    ledger = Ledger(prsm_app[1].resolved_database_url)
-    ledger.open_account("erin")
-    for i in range(5):
-        ledger.mint("erin", 10**18, f"erin-{i}")
+    with Services(prsm_app[1]) as services:
+        services.ledger.open_account("erin")
+        for i in range(5):
+            services.ledger.mint("erin", 10**18, f"erin-{i}")
     account = client.get("/v1/accounts/erin").json()
     assert account["balance"] == str(5 * 10**18) and account["balance_ftns"] == "5 FTNS"
     first = client.get("/v1/accounts/erin/entries", params={"limit": 3}).json()
@@ -172,9 +167,8 @@ def test_accounts_show_balance_and_page_through_entries(client, prsm_app):
 
 
 def test_queries_are_paid_and_an_unfunded_account_gets_402_with_the_quote(client, prsm_app, demo_trace):
-    from prsm.ftns.ledger import Ledger, UnknownAccount
+    from prsm.errors import UnknownAccount
 
-    ledger = Ledger(prsm_app[1].resolved_database_url)
     cost = demo_trace["cost"]
     assert 0 < int(cost["charged"]) <= int(cost["quoted"])
     assert sum(int(v) for v in cost["split"].values()) == int(cost["charged"])
@@ -192,8 +186,8 @@ def test_queries_are_paid_and_an_unfunded_account_gets_402_with_the_quote(client
     error = refused.json()["error"]
     assert error["field"] == "user" and int(error["needed"]) > 0 and error["available"] == "0"
     assert row_counts(prsm_app[1]) == before
-    with pytest.raises(UnknownAccount):
-        ledger.balance("frank")  # no account was opened on the way
+    with Services(prsm_app[1]) as services, pytest.raises(UnknownAccount):
+        services.ledger.balance("frank")  # no account was opened on the way
 
 
 def test_a_direct_completion_is_charged_to_its_user(client):

@@ -8,6 +8,12 @@ def test_ftns_amounts_print_exactly():
     assert format_ftns(0) == "0 FTNS"
 
 
+def test_a_setting_that_does_not_parse_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("PRSM_PORT", "eighty")
+    assert main(["models", "list"]) == 1
+    assert "PRSM_PORT" in capsys.readouterr().err
+
+
 def test_query_without_a_running_app_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("PRSM_PORT", "9")  # nothing listens on the discard port
     assert main(["query", "What is entropy?"]) == 1
@@ -59,13 +65,13 @@ def test_ftns_bad_amounts_and_overdrafts_exit_1_with_the_reason(monkeypatch, tmp
 
 def test_ftns_settle_links_pays_and_reconciles_on_the_embedded_chain(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
-    from prsm.ftns.ledger import Ledger
-    from prsm.settings import Settings
+    from prsm.services import Services
     from tests.chain_checks import earn
 
     assert main(["ftns", "settle"]) == 0  # first use deploys the contracts; nothing earned yet
     assert "nothing to settle" in capsys.readouterr().out
-    earn(Ledger(Settings().resolved_database_url), {"bob": 2 * 10**18}, "q")
+    with Services() as services:
+        earn(services.ledger, {"bob": 2 * 10**18}, "q")
     assert main(["ftns", "link", "bob", "0x" + "b0" * 20]) == 0
     assert main(["ftns", "settle"]) == 0  # a new process: the chain comes back from its journal
     out = capsys.readouterr().out
@@ -74,52 +80,50 @@ def test_ftns_settle_links_pays_and_reconciles_on_the_embedded_chain(monkeypatch
     assert "ledger and chain agree" in capsys.readouterr().out
     for argv, reason in [
         (["ftns", "link", "bob", "0x12"], "not an Ethereum address"),
-        (["ftns", "settle", "now"], "usage: prsm ftns settle"),
         (["ftns", "reserve", "-1"], "not a positive decimal"),
     ]:
         assert main(argv) == 1
         assert reason in capsys.readouterr().err
+    assert main(["ftns", "settle", "now"]) == 2  # a usage error, from argparse
+    assert "usage: prsm ftns settle" in capsys.readouterr().err
 
 
-def test_session_export_stores_the_trace_by_cid_once(monkeypatch, tmp_path, capsys):
+def test_session_export_stores_the_trace_by_cid_once(monkeypatch, tmp_path, capsys, embedder):
     import asyncio
     import json
 
     monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
-    from prsm.db.engine import make_engine, session_factory, upgrade
-    from prsm.nwtn.orchestrator import Orchestrator
-    from prsm.registry import Registry
-    from prsm.sessions import SessionStore
-    from prsm.settings import Settings
+    from prsm.nwtn.route import Router
+    from prsm.services import Services
     from prsm.storage.local import LocalStore
+    from tests.conftest import orchestrator
 
-    settings = Settings()
-    upgrade(settings.resolved_database_url)
-    sessions = session_factory(make_engine(settings.resolved_database_url))
-    registry = Registry(sessions)
-    registry.ensure_defaults()
-    store = SessionStore(sessions)
-    store.ledger.open_account("alice")
-    store.ledger.mint("alice", 10**18, "f")
-
-    async def rank(task, open_circuits):  # the unit converter, always (routing is not under test)
-        from prsm.nwtn.route import Candidate
-
-        return [Candidate("pint-units", "tool", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0)]
-
-    from prsm.backends import LocalModels
-
-    nwtn = Orchestrator(
-        settings, registry, store, rank, LocalModels(registry, settings.resolved_model_dir).call
-    )
-    trace = asyncio.run(nwtn.query("Convert 3 km to m", "alice"))
+    with Services.from_settings(upgrade=True) as services:
+        services.registry.ensure_defaults()
+        nwtn = orchestrator(services, Router(services.registry, embedder), services.models)
+        trace = asyncio.run(nwtn.query("Convert 3 km to m", "alice"))
+        store_dir = services.settings.resolved_store_dir
     assert main(["session", "export", trace["session_id"]]) == 0
     cid = capsys.readouterr().out.strip()
     assert main(["session", "export", trace["session_id"]]) == 0 and capsys.readouterr().out.strip() == cid
-    stored = json.loads(LocalStore(settings.resolved_store_dir).read(cid))
+    stored = json.loads(LocalStore(store_dir).read(cid))
     assert stored == trace
     assert main(["session", "export", "no-such-session"]) == 1
     assert "no session" in capsys.readouterr().err
+
+
+def test_session_shorthand_and_nested_commands_parse(monkeypatch, capsys):
+    from prsm.cli import normalise, parser
+
+    assert normalise(["session", "abc"]) == ["session", "show", "abc"]
+    assert normalise(["session", "export", "abc"]) == ["session", "export", "abc"]
+    args = parser().parse_args(["ftns", "transfer", "alice", "2", "--to", "bob"])
+    assert (args.account, args.amount, args.to) == ("alice", "2", "bob")
+    assert main(["ftns", "transfer", "alice", "2"]) == 2  # --to is required
+    assert "--to" in capsys.readouterr().err
+    monkeypatch.setenv("PRSM_PORT", "9")
+    assert main(["session", "some-id"]) == 1  # parsed as `show`; nothing runs at :9
+    assert "not running" in capsys.readouterr().err
 
 
 def test_store_put_get_folder_and_gc(monkeypatch, tmp_path, capsys):

@@ -27,17 +27,14 @@ def test_sqlite_keeps_token_amounts_exact(sqlite_url):
 def test_a_float_amount_is_refused(sqlite_url):
     from sqlalchemy.exc import StatementError
 
-    from prsm.db.engine import make_engine, session_factory, upgrade
+    from prsm.db.engine import Database, upgrade
     from prsm.db.models import ModelCardRow
 
     upgrade(sqlite_url)
-    with (
-        pytest.raises(StatementError, match="int base units"),
-        session_factory(make_engine(sqlite_url)).begin() as s,
-    ):
+    with pytest.raises(StatementError, match="int base units"), Database.open(sqlite_url).orm.begin() as s:
         s.add(
             ModelCardRow(
                 id="f", kind="tool", description="d", tags=[], owner="o", licence="l",
-                price_per_1k_tokens=1.5, price_per_call=0, calls=0, failures=0, consecutive_failures=0,
+                price_per_1k_tokens=1.5, price_per_call=0, calls=0, failures=0,
             )
         )  # fmt: skip

@@ -1,24 +1,22 @@
 import asyncio
+from functools import partial
 
 import pytest
 
-from prsm.backends import LocalModels, ModelCall
 from prsm.nwtn.compile import compile_answer
 from prsm.nwtn.execute import CircuitBreaker, execute
 from prsm.nwtn.plan import plan_deterministic
+from prsm.nwtn.remote import ModelClient, RouterClient
 from prsm.nwtn.route import Router
-from prsm.registry import ModelCard
+from prsm.types import ModelCall, ModelCard
 
 
 @pytest.fixture
-def wiring(registry, embedder, settings):
+def wiring(registry, embedder, models):
     router = Router(registry, embedder, refresh_s=0)
-    models = LocalModels(registry, settings.resolved_model_dir)
-
-    async def rank(task, open_circuits):
-        return router.rank(task, open_circuits)
-
-    return rank, models.call
+    rank = RouterClient(lambda requests: asyncio.to_thread(router.rank_many, requests))
+    call = ModelClient(heavy=lambda m: partial(models.run, m), light=lambda m: partial(models.run_many, m))
+    return rank, call
 
 
 def run(plan, rank, call, breaker=None):
@@ -70,6 +68,7 @@ def test_a_failing_candidate_gives_way_to_the_next(wiring, registry):
     outcome = run(plan, *wiring)["t1"]
     assert outcome.ranking[0]["model_id"] == "dead-endpoint"
     assert [a.ok for a in outcome.attempts] == [False, True]
+    assert outcome.attempts[0].error.startswith("http://127.0.0.1:9/v1")  # the error itself, unwrapped
     assert outcome.model_id == "sympy-cas" and outcome.result == "x**2"
 
 

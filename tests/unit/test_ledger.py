@@ -1,19 +1,20 @@
+import shutil
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prsm.db.engine import upgrade
 from prsm.errors import InvalidInput, PRSMError
 from prsm.ftns.amounts import format_ftns, parse_ftns
-from prsm.ftns.ledger import Ledger, sum_of_entries_per_transaction
+from prsm.ftns.ledger import sum_of_entries_per_transaction
+from prsm.services import Services
+from prsm.settings import Settings
 from tests import ledger_checks
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
-    return Ledger(url)
+def ledger(services):
+    return services.ledger
 
 
 def test_hold_capture_release_move_exact_amounts(ledger):
@@ -63,10 +64,14 @@ operations = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
-def test_balances_change_only_by_mint_and_burn_whatever_the_sequence(tmp_path_factory, ops):
-    url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 'l.db'}"
-    upgrade(url)
-    ledger = Ledger(url)
+def test_balances_change_only_by_mint_and_burn_whatever_the_sequence(migrated_sqlite, tmp_path_factory, ops):
+    folder = tmp_path_factory.mktemp("prop")
+    shutil.copy(migrated_sqlite, folder / "prsm.db")  # migrated once: each example starts from a copy
+    with Services(Settings(data_dir=folder, _env_file=None)) as services:
+        check_invariants_along(services.ledger, ops)
+
+
+def check_invariants_along(ledger, ops) -> None:
     for account in ACCOUNTS:
         ledger.open_account(account)
     minted = burned = 0
@@ -97,22 +102,24 @@ def test_balances_change_only_by_mint_and_burn_whatever_the_sequence(tmp_path_fa
     assert set(sum_of_entries_per_transaction(ledger).values()) <= {0}
 
 
-def test_without_the_write_lock_concurrent_charges_would_overdraw(tmp_path):
+def test_without_the_write_lock_concurrent_charges_would_overdraw(services):
     # The guard is what makes the concurrency test pass: with SQLite's deferred BEGIN, two
     # charges read the same balance and both write.
-    from prsm.db.engine import make_engine
+    from dataclasses import replace
 
-    url = f"sqlite:///{tmp_path / 'unlocked.db'}"
-    upgrade(url)
+    from prsm.db.engine import make_engine
+    from prsm.ftns.ledger import Ledger
+
+    db = services.db
+    unlocked = replace(db, writer=make_engine(db.url))  # BEGIN without the write lock
     with pytest.raises(AssertionError):
-        ledger_checks.check_concurrent_charges_never_overdraw(Ledger(make_engine(url)))
+        ledger_checks.check_concurrent_charges_never_overdraw(Ledger(unlocked))
+    unlocked.writer.dispose()
 
 
 def test_a_batch_commits_once_and_a_refused_call_rolls_back_alone(ledger):
+    from prsm.errors import HoldClosed, InsufficientFunds, UnknownAccount
     from prsm.ftns.ledger import (
-        HoldClosed,
-        InsufficientFunds,
-        UnknownAccount,
         capture_op,
         hold_id_for,
         hold_op,

@@ -8,14 +8,14 @@ from prsm.errors import InvalidInput, PlanRejected, PromptBlocked
 
 
 def counts(db) -> dict[str, int]:
-    with db() as s:
+    with db.orm() as s:
         return {
             m.__tablename__: s.scalar(select(func.count()).select_from(m))
             for m in (QuerySession, PlanTask, ReasoningStep, SafetyFlag)
         }
 
 
-def test_query_persists_the_whole_trace_and_returns_it(nwtn, db, registry):
+def test_query_persists_the_whole_trace_and_returns_it(nwtn, services, registry):
     trace = asyncio.run(nwtn.query("Integrate x^2 from 0 to 3. Convert 2 km to m.", "alice"))
     assert trace["status"] == "completed"
     assert [t["model"] for t in trace["tasks"]] == ["sympy-cas", "pint-units"]
@@ -23,8 +23,17 @@ def test_query_persists_the_whole_trace_and_returns_it(nwtn, db, registry):
     assert {s["role"] for s in trace["steps"]} == {"safety", "planner", "router", "model", "compiler"}
     assert all(t["latency_ms"] > 0 for t in trace["tasks"])
     assert [s["model_id"] for s in trace["sources"]] == ["sympy-cas", "pint-units"]
-    assert nwtn.store.trace(trace["session_id"]) == trace
+    assert services.sessions.trace(trace["session_id"]) == trace
     assert registry.get("sympy-cas").calls == 1 and registry.get("sympy-cas").latency_ms > 0
+
+
+def test_a_general_sub_task_goes_to_the_language_model_with_its_token_counts(nwtn):
+    trace = asyncio.run(nwtn.query("Convert 3 km to m. In one sentence, what is entropy?", "alice"))
+    general = trace["tasks"][1]
+    assert general["capability"] == "general" and general["model"] == "smollm2-135m-instruct"
+    assert general["result"] == "A short answer to: In one sentence, what is entropy?"
+    assert general["tokens_in"] > 0 and general["tokens_out"] > 0
+    assert int(general["cost"]) > 0  # priced per token
 
 
 @pytest.mark.parametrize(
@@ -46,7 +55,7 @@ def test_rejected_prompt_leaves_nothing_behind(nwtn, db, prompt, error):
 def test_blocked_prompt_is_refused_and_kept_as_a_blocked_session_with_its_flag(nwtn, db):
     with pytest.raises(PromptBlocked):
         asyncio.run(nwtn.query("How do I synthesize a nerve agent at home?", "mallory"))
-    with db() as s:
+    with db.orm() as s:
         session = s.scalars(select(QuerySession)).one()
         assert session.status == "blocked"
         assert [f.category for f in session.flags] == ["weapons"]
@@ -54,18 +63,8 @@ def test_blocked_prompt_is_refused_and_kept_as_a_blocked_session_with_its_flag(n
 
 
 def test_a_planner_model_whose_output_fails_validation_falls_back_to_the_deterministic_plan(nwtn, settings):
-    # The shipped 135M model is the planner here; whatever it writes, a plan comes out, and the
-    # trace says which planner made it and why the other was rejected.
     settings.planner_model = "sympy-cas"  # a tool cannot write JSON: its output is rejected
     trace = asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
     assert trace["planner"] == "deterministic"
     assert trace["steps"][1]["input"] == "llm planner rejected"
     assert trace["tasks"][0]["result"] == "9"
-
-
-def test_the_shipped_model_plans_under_the_schema_when_configured_as_planner(nwtn, settings):
-    settings.planner_model = "smollm2-135m-instruct"
-    trace = asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
-    assert trace["planner"] == "llm"
-    assert trace["steps"][1]["input"] == "llm planner"  # its raw JSON is kept in the trace
-    assert trace["tasks"] and trace["status"] in ("completed", "partial")

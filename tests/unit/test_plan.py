@@ -1,7 +1,8 @@
 import pytest
 
 from prsm.errors import PlanRejected
-from prsm.nwtn.plan import SubTask, TaskPlan, classify, plan_deterministic, plan_from_llm_output
+from prsm.nwtn.plan import classify, plan_deterministic, plan_from_llm_output, validate
+from prsm.types import SubTask, TaskPlan
 
 DEMO = (
     "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
@@ -60,7 +61,7 @@ def test_classify(text, capability):
 def test_plan_over_the_task_limit_is_rejected():
     prompt = " ".join(f"{i}. What is {i} + 1?" for i in range(1, 15))
     with pytest.raises(PlanRejected, match="14 sub-tasks; the limit is 12"):
-        plan_deterministic(prompt).validate(max_tasks=12, max_depth=4)
+        validate(plan_deterministic(prompt), max_tasks=12, max_depth=4)
 
 
 def test_plan_over_the_depth_limit_is_rejected():
@@ -68,7 +69,7 @@ def test_plan_over_the_depth_limit_is_rejected():
     plan = plan_deterministic(prompt)
     assert plan.depth() == 5
     with pytest.raises(PlanRejected, match="5 sub-tasks deep"):
-        plan.validate(max_tasks=12, max_depth=4)
+        validate(plan, max_tasks=12, max_depth=4)
 
 
 def test_a_dependency_on_a_later_task_is_rejected_so_no_cycle_can_pass():
@@ -77,7 +78,7 @@ def test_a_dependency_on_a_later_task_is_rejected_so_no_cycle_can_pass():
         planner="llm",
     )
     with pytest.raises(PlanRejected, match="does not come before it"):
-        plan.validate(12, 4)
+        validate(plan, 12, 4)
 
 
 def test_llm_plan_that_matches_the_schema_is_used():

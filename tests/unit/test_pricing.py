@@ -6,11 +6,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from prsm.db.models import LedgerTransaction, QuerySession
-from prsm.errors import AllCandidatesFailed, InvalidInput
-from prsm.ftns.ledger import TREASURY, InsufficientFunds
+from prsm.errors import AllCandidatesFailed, InsufficientFunds, InvalidInput
+from prsm.ftns.ledger import TREASURY
 from prsm.ftns.pricing import Shares, call_cost, quote, split
-from prsm.nwtn.plan import SubTask, TaskPlan
-from prsm.registry import DEFAULT_CARDS, ModelCard
+from prsm.registry import DEFAULT_CARDS
+from prsm.settings import Settings
+from prsm.types import Candidate, ModelCard, SubTask, TaskPlan
 
 LM = DEFAULT_CARDS[0]  # 2e15 per 1k tokens
 TOOL = DEFAULT_CARDS[1]  # 1e14 per call
@@ -18,6 +19,7 @@ STUDENT = ModelCard(
     "student", "tool", "a distilled tool", "carol", "MIT", price_per_call=1000, teacher=TOOL.id
 )
 CARDS = {c.id: c for c in (*DEFAULT_CARDS, STUDENT)}
+SHARES = Shares.from_settings(Settings(_env_file=None))  # the defaults: 80 / 15 / 5 %, royalty 10 %
 
 
 def test_call_cost_is_the_flat_price_plus_tokens_rounded_up():
@@ -28,17 +30,17 @@ def test_call_cost_is_the_flat_price_plus_tokens_rounded_up():
 
 
 def test_split_pays_owner_operator_treasury_80_15_5_and_fee_to_operator():
-    parts = split([(LM, 1000)], 100, 10**6, Shares(), CARDS)
+    parts = split([(LM, 1000)], 100, 10**6, SHARES, CARDS)
     assert parts == {"prsm-foundation": 800, "local-operator": 150 + 95, TREASURY: 50 + 5}
 
 
 def test_a_student_pays_its_teachers_owner_a_royalty_from_the_owner_share():
-    parts = split([(STUDENT, 1000)], 0, 10**6, Shares(), CARDS)
+    parts = split([(STUDENT, 1000)], 0, 10**6, SHARES, CARDS)
     assert parts == {"carol": 720, "prsm-foundation": 80, "local-operator": 150, TREASURY: 50}
 
 
 def test_a_charge_past_the_quote_is_scaled_down_to_it():
-    parts = split([(LM, 1000), (TOOL, 3000)], 1000, 2500, Shares(), CARDS)
+    parts = split([(LM, 1000), (TOOL, 3000)], 1000, 2500, SHARES, CARDS)
     assert sum(parts.values()) == 2500
 
 
@@ -49,7 +51,7 @@ def test_a_charge_past_the_quote_is_scaled_down_to_it():
     owner=st.integers(0, 10_000),
 )
 def test_split_parts_are_non_negative_and_sum_exactly_to_the_charge(costs, fee, cap, owner):
-    shares = Shares(owner, (10_000 - owner) // 2, 10_000 - owner - (10_000 - owner) // 2)
+    shares = Shares(owner, (10_000 - owner) // 2, 10_000 - owner - (10_000 - owner) // 2, 1000, "op")
     parts = split(costs, fee, cap, shares, CARDS)
     assert all(v > 0 for v in parts.values())
     assert sum(parts.values()) == min(cap, fee + sum(c for _, c in costs))
@@ -57,7 +59,7 @@ def test_split_parts_are_non_negative_and_sum_exactly_to_the_charge(costs, fee, 
 
 def test_shares_that_do_not_add_up_are_refused():
     with pytest.raises(InvalidInput):
-        Shares(8000, 1500, 400)
+        Shares(8000, 1500, 400, 1000, "op")
 
 
 def test_the_quote_covers_the_longest_input_and_answer_on_the_dearest_model():
@@ -72,8 +74,8 @@ def test_the_quote_covers_the_longest_input_and_answer_on_the_dearest_model():
 # --- in the query path ------------------------------------------------------------------------
 
 
-def test_a_query_holds_its_quote_and_captures_the_measured_cost_split_between_accounts(nwtn):
-    ledger = nwtn.store.ledger
+def test_a_query_holds_its_quote_and_captures_the_measured_cost_split_between_accounts(nwtn, services):
+    ledger = services.ledger
     trace = asyncio.run(nwtn.query("Integrate x^2 from 0 to 3. Convert 2 km to m.", "alice"))
     cost = trace["cost"]
     charged, quoted = int(cost["charged"]), int(cost["quoted"])
@@ -84,13 +86,13 @@ def test_a_query_holds_its_quote_and_captures_the_measured_cost_split_between_ac
                              "prsm-foundation": str(160 * 10**12)}  # fmt: skip
     assert ledger.balance("alice") == 10**18 - charged and ledger.balance("escrow:alice") == 0
     assert ledger.balance("prsm-foundation") == 160 * 10**12
-    assert nwtn.store.trace(trace["session_id"]) == trace  # the stored trace shows the same charge
+    assert services.sessions.trace(trace["session_id"]) == trace  # the stored trace shows the same charge
     kinds = [e["kind"] for e in ledger.entries("alice")]
     assert kinds == ["capture", "hold", "mint"]
 
 
 def ledger_rows(db) -> tuple[int, int]:
-    with db() as s:
+    with db.orm() as s:
         return (
             s.scalar(select(func.count()).select_from(QuerySession)),
             s.scalar(select(func.count()).select_from(LedgerTransaction)),
@@ -98,10 +100,12 @@ def ledger_rows(db) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("user,available", [("bob", 0), ("poor", 10)])
-def test_a_query_its_account_cannot_pay_is_refused_with_402_and_leaves_nothing(nwtn, db, user, available):
+def test_a_query_its_account_cannot_pay_is_refused_with_402_and_leaves_nothing(
+    nwtn, services, db, user, available
+):
     if available:
-        nwtn.store.ledger.open_account(user)
-        nwtn.store.ledger.mint(user, available, f"faucet-{user}")
+        services.ledger.open_account(user)
+        services.ledger.mint(user, available, f"faucet-{user}")
     before = ledger_rows(db)
     with pytest.raises(InsufficientFunds) as info:
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", user))
@@ -111,24 +115,22 @@ def test_a_query_its_account_cannot_pay_is_refused_with_402_and_leaves_nothing(n
     assert ledger_rows(db) == before
 
 
-def test_a_query_that_fails_releases_its_hold(nwtn, db):
+def test_a_query_that_fails_releases_its_hold(nwtn, services, db):
     async def broken(model_id, kind, call):
         raise RuntimeError("replica down")
 
     nwtn.call = broken
     with pytest.raises(AllCandidatesFailed):
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
-    ledger = nwtn.store.ledger
+    ledger = services.ledger
     assert ledger.balance("alice") == 10**18 and ledger.balance("escrow:alice") == 0
     assert [e["kind"] for e in ledger.entries("alice")] == ["release", "hold", "mint"]
-    with db() as s:
+    with db.orm() as s:
         session = s.scalars(select(QuerySession)).one()
         assert (session.status, session.charged, session.charge_split) == ("failed", 0, {})
 
 
-def test_a_distilled_models_answer_pays_its_teachers_owner_a_royalty(nwtn, registry):
-    from prsm.nwtn.route import Candidate
-
+def test_a_distilled_models_answer_pays_its_teachers_owner_a_royalty(nwtn, services, registry):
     student = ModelCard("sympy-student", "tool", "A distilled symbolic math tool", "carol", "MIT",
                         tags=("math",), price_per_call=10**13, endpoint="tool:math", teacher="sympy-cas")  # fmt: skip
     registry.register(student)
@@ -142,7 +144,7 @@ def test_a_distilled_models_answer_pays_its_teachers_owner_a_royalty(nwtn, regis
     split_ = {a: int(v) for a, v in trace["cost"]["split"].items()}
     assert split_["carol"] == 10**13 * 8000 // 10_000 * 9 // 10  # owner share less the royalty
     assert split_["prsm-foundation"] == 10**13 * 8000 // 10_000 // 10  # sympy-cas's owner
-    assert nwtn.store.ledger.balance("prsm-foundation") == split_["prsm-foundation"]
+    assert services.ledger.balance("prsm-foundation") == split_["prsm-foundation"]
 
 
 def test_a_student_card_must_name_a_registered_teacher(registry):
@@ -154,11 +156,10 @@ def test_a_student_card_must_name_a_registered_teacher(registry):
     assert info.value.field == "teacher"
 
 
-def test_the_hold_of_a_query_abandoned_mid_way_is_released_once(nwtn, db):
+def test_the_hold_of_a_query_abandoned_mid_way_is_released_once(nwtn, services, db):
     from datetime import timedelta
 
     from prsm.db.models import utcnow
-    from prsm.sessions import release_abandoned
 
     async def never_answers(model_id, kind, call):
         raise asyncio.CancelledError  # the orchestrator's process "dies" mid-query
@@ -166,13 +167,13 @@ def test_the_hold_of_a_query_abandoned_mid_way_is_released_once(nwtn, db):
     nwtn.call = never_answers
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
-    ledger = nwtn.store.ledger
+    ledger, release_abandoned = services.ledger, services.billing.release_abandoned
     assert ledger.balance("escrow:alice") > 0  # held, never captured nor released
-    assert release_abandoned(ledger, 60) == []  # too recent
-    with db.begin() as s:
+    assert release_abandoned(60) == []  # too recent
+    with db.orm.begin() as s:
         s.execute(QuerySession.__table__.update().values(created_at=utcnow() - timedelta(hours=1)))
-    (session_id,) = release_abandoned(ledger, 60)
-    assert release_abandoned(ledger, 60) == []
+    (session_id,) = release_abandoned(60)
+    assert release_abandoned(60) == []
     assert ledger.balance("escrow:alice") == 0 and ledger.balance("alice") == 10**18
-    with db() as s:
+    with db.orm() as s:
         assert s.get(QuerySession, session_id).status == "failed"

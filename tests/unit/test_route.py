@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from prsm.nwtn.plan import SubTask
-from prsm.nwtn.route import Router, score_candidates
+from prsm.nwtn.route import Router, estimated_cost, score_candidates
 from prsm.registry import DEFAULT_CARDS
+from prsm.types import SubTask
 
 
 @pytest.fixture
@@ -32,6 +32,12 @@ def test_an_open_circuit_removes_the_model_from_the_ranking(router):
     assert [c.model_id for c in ranked] == ["smollm2-135m-instruct"]
 
 
+def test_a_batch_of_sub_tasks_is_ranked_as_each_alone(router):
+    tasks = [SubTask("t1", "integrate x", "math"), SubTask("t2", "convert 1 km to m", "units")]
+    batch = router.rank_many([(t, frozenset()) for t in tasks])
+    assert batch == [router.rank(t) for t in tasks]
+
+
 def test_cheaper_faster_and_healthier_cards_rank_higher(embedder):
     base = next(c for c in DEFAULT_CARDS if c.id == "sympy-cas")
     cheap = dataclasses.replace(base, id="cheap", price_per_call=10**12)
@@ -39,12 +45,22 @@ def test_cheaper_faster_and_healthier_cards_rank_higher(embedder):
     slow = dataclasses.replace(base, id="slow", latency_ms=5000.0, price_per_call=10**12)
     flaky = dataclasses.replace(base, id="flaky", calls=10, failures=8, price_per_call=10**12)
     cards = [pricey, slow, flaky, cheap]
-    vectors = {c.id: embedder.embed_one(c.capability_text) for c in cards}
+    vectors = dict(
+        zip([c.id for c in cards], embedder.embed_many([c.capability_text for c in cards]), strict=True)
+    )
     task = SubTask("t1", "integrate x", "math")
-    ranked = score_candidates(task, cards, embedder.embed_one("math: integrate x"), vectors)
+    ranked = score_candidates(task, cards, embedder.embed_many([task.text])[0], vectors)
     assert ranked[0].model_id == "cheap"
     assert ranked[-1].model_id == "flaky"
     assert {c.model_id: c.estimated_cost for c in ranked}["pricey"] == 10**16
+
+
+def test_the_price_score_uses_the_charge_formula():
+    from prsm.ftns.pricing import call_cost
+    from prsm.nwtn.route import ESTIMATED_TOKENS_IN, ESTIMATED_TOKENS_OUT
+
+    lm = next(c for c in DEFAULT_CARDS if c.kind == "transformers")
+    assert estimated_cost(lm) == call_cost(lm, ESTIMATED_TOKENS_IN, ESTIMATED_TOKENS_OUT) > 0
 
 
 def test_card_embeddings_are_computed_once_and_stored_on_the_card(registry, embedder):
@@ -52,4 +68,4 @@ def test_card_embeddings_are_computed_once_and_stored_on_the_card(registry, embe
     stored = registry.embeddings()
     assert set(stored) == {c.id for c in DEFAULT_CARDS}
     key, vector = stored["sympy-cas"]
-    assert key.startswith("all-MiniLM-L6-v2:") and len(vector) == 384 * 4
+    assert key.startswith(f"{embedder.name}:") and len(vector) == 384 * 4

@@ -7,9 +7,10 @@ import os
 
 import pytest
 
+from prsm.errors import ArtifactConflict, CorruptBlock, InvalidCID, NotFound, TooLarge
 from prsm.errors import PRSMError as PRSMErrorBase
 from prsm.storage.cid import CHUNK, CID, DAG_PB, RAW, cid_of, dag_pb_links
-from prsm.storage.local import CorruptBlock, LocalStore, NotFound
+from prsm.storage.local import LocalStore
 from tests import storage_checks
 
 # Published CIDv1 (raw leaves) of two well-known inputs; the node-made vectors for many sizes
@@ -92,9 +93,11 @@ def test_a_block_that_does_not_match_its_cid_is_never_served_and_is_quarantined(
     cid = store.put(data)
     leaf = str(dag_pb_links(store.block(cid))[1])
     pack, offset, _ = store._locate(leaf)
-    with open(store.root / "packs" / pack, "r+b") as f:  # one flipped byte on disk
+    with open(store.root / "packs" / pack, "r+b") as f:  # one flipped bit on disk
         f.seek(offset)
-        f.write(bytes([f.read(1)[0] ^ 1]))
+        flipped = bytes([f.read(1)[0] ^ 1])
+        f.seek(offset)
+        f.write(flipped)
     with pytest.raises(CorruptBlock):
         store.read(cid)
     assert not store.has_block(leaf) and len(list((store.root / "quarantine").iterdir())) == 1
@@ -190,8 +193,6 @@ def artifacts(db, store):
 
 
 def test_an_artifact_is_registered_once_with_its_parents(artifacts, store):
-    from prsm.storage.artifacts import ArtifactConflict
-
     data = store.put(os.urandom(CHUNK + 9))
     first = artifacts.register(data, "dataset", "alice", licence="MIT")
     assert first["size"] > CHUNK and artifacts.get(data) == first
@@ -203,8 +204,6 @@ def test_an_artifact_is_registered_once_with_its_parents(artifacts, store):
 
 
 def test_bad_provenance_is_refused_naming_the_field(artifacts, store):
-    from prsm.storage.cid import InvalidCID
-
     cid = store.put(b"bytes")
     for kwargs, field in [
         ({"kind": "movie"}, "kind"),
@@ -223,8 +222,6 @@ def test_bad_provenance_is_refused_naming_the_field(artifacts, store):
 
 def test_an_upload_over_the_limit_is_refused_and_registers_nothing(artifacts, store):
     import asyncio
-
-    from prsm.storage.artifacts import TooLarge
 
     async def body(n):
         for _ in range(n):

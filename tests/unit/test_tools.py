@@ -61,8 +61,8 @@ def test_units_tool_refuses_incompatible_dimensions():
 def test_a_tool_refuses_a_response_format():
     import asyncio
 
-    from prsm.backends import ModelCall
     from prsm.backends.tools import tool_backend
+    from prsm.types import ModelCall
 
     call = ModelCall(({"role": "user", "content": "integrate x"},), 8, {"type": "json_schema"})
     with pytest.raises(ModelCallFailed, match="response_format"):

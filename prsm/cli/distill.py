@@ -1,4 +1,7 @@
-"""`prsm distill` and `jobs/distill.py`: arguments -> DistillSpec -> prepare, train, publish."""
+"""`prsm distill` and `jobs/distill.py`: arguments -> DistillSpec -> prepare, train, publish.
+
+Its arguments are generated from DistillSpec, so it parses them itself (prsm/cli/__init__.py
+hands `prsm distill ...` over whole)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from rich.table import Table
 
 from prsm.distill.spec import DistillSpec
 from prsm.errors import PRSMError
+from prsm.services import Services
 
 console = Console()
 err = Console(stderr=True)
@@ -47,19 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from prsm.distill.job import prepare, publish, train_with_ray
-    from prsm.settings import Settings
 
     hf_logging.disable_progress_bar()  # ours show the job's progress; theirs would interleave
     try:
         spec = spec_from(sys.argv[1:] if argv is None else argv)
-        settings = Settings()
+        services = Services()
         with _bars() as bars:
             generating = bars.add_task("teacher data", total=None, visible=False)
 
             def generated(done: int, total: int, seconds: float) -> None:
                 bars.update(generating, completed=done, total=total, visible=True)
 
-            plan = prepare(spec, settings, say=console.print, generation_progress=generated)
+            plan = prepare(spec, services, say=console.print, generation_progress=generated)
             training = bars.add_task(f"training {plan.run_name}", total=spec.steps)
 
             def trained(step: int, loss: float | None) -> None:
@@ -68,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
             result = train_with_ray(plan, progress=trained)
             bars.update(training, completed=spec.steps)
-        card = publish(plan, result.folder, result.job_id, result.metrics, say=console.print)
+        card = publish(plan, services, result, say=console.print)
     except PRSMError as exc:
         err.print(f"[red]error:[/red] {exc}")
         return 1
+    finally:
+        services.close()
     show(card)
     return 0
 

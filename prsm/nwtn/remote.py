@@ -1,0 +1,114 @@
+"""NWTN's side of the Ray boundary, as plain callables: how it ranks and how it calls a model.
+
+Each hop between Serve deployments costs about a millisecond of CPU on each side, whatever it
+carries. Under load NWTN would make one router call and one tool call per sub-task; coalesced,
+it makes one call per batch of sub-tasks. The deployment (deployments/app.py) hands in what
+crosses the boundary (a handle's `.remote`); unit tests hand in in-process functions and drive
+the same classes. Values cross as they are (prsm/types.py), errors through their own codec
+(prsm/errors.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from prsm.errors import PRSMError, as_prsm_error, unwrap
+from prsm.types import Candidate, ModelCall, ModelKind, ModelOutput, SubTask
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Coalescer(Generic[Item, Result]):
+    """Many concurrent single calls become a few batched calls.
+
+    A batch leaves at once when fewer than `max_in_flight` batches are out, so a lone request
+    waits for nothing; under load, requests that arrive while batches are out ride in the next.
+    A result that is an exception is raised to its own caller only.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[list[Result | BaseException]]],
+        max_batch: int = 64,
+        max_in_flight: int = 1,
+    ):
+        self._send = send
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._pending: list[tuple[Item, asyncio.Future]] = []
+        self._in_flight = 0
+
+    async def call(self, item: Item) -> Result:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._pump()
+        return await future
+
+    def _pump(self) -> None:
+        while self._pending and self._in_flight < self._max_in_flight:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            self._in_flight += 1
+            asyncio.get_running_loop().create_task(self._flush(batch))
+
+    async def _flush(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            results = await self._send([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} answered with {len(results)} results")
+        except BaseException as exc:  # the whole batch failed: every caller gets the error
+            results = [exc] * len(batch)
+        finally:
+            self._in_flight -= 1
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        self._pump()
+
+
+RankBatch = Callable[[list[tuple[SubTask, frozenset[str]]]], Awaitable[list[list[Candidate]]]]
+# A model id gives the function that calls that model: once per call, or once per batch.
+CallOne = Callable[[ModelCall], Awaitable[ModelOutput]]
+CallBatch = Callable[[list[ModelCall]], Awaitable[list[ModelOutput | PRSMError]]]
+
+
+class RouterClient:
+    """NWTN's `rank`: the sub-tasks of concurrent queries go to the router in batches."""
+
+    def __init__(self, rank_many: RankBatch):
+        self._ranks = Coalescer(rank_many)
+
+    async def __call__(self, task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
+        try:
+            return await self._ranks.call((task, open_circuits))
+        except Exception as exc:  # the router's error arrives wrapped by Ray: raise it as itself
+            raise as_prsm_error(unwrap(exc)) from None
+
+
+class ModelClient:
+    """NWTN's `call`, dispatched by the model's kind. A transformers model's generation is long
+    and heavy: one call each, to the replicas that host such models. Tools and remote endpoints
+    are light and fast: batched per model, to the light replicas."""
+
+    def __init__(self, heavy: Callable[[str], CallOne], light: Callable[[str], CallBatch]):
+        self._heavy_for, self._light_for = heavy, light
+        self._heavy: dict[str, CallOne] = {}
+        self._light: dict[str, Coalescer[ModelCall, ModelOutput]] = {}
+
+    async def __call__(self, model_id: str, kind: ModelKind, call: ModelCall) -> ModelOutput:
+        try:
+            if kind == ModelKind.TRANSFORMERS:
+                if model_id not in self._heavy:
+                    self._heavy[model_id] = self._heavy_for(model_id)
+                return await self._heavy[model_id](call)
+            if model_id not in self._light:
+                self._light[model_id] = Coalescer(self._light_for(model_id))
+            return await self._light[model_id].call(call)
+        except Exception as exc:  # a replica's error arrives wrapped by Ray: raise it as itself
+            raise as_prsm_error(unwrap(exc)) from None

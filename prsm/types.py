@@ -1,0 +1,199 @@
+"""Value types every layer shares: sub-tasks and plans, model calls and outputs, model cards,
+router candidates, and the kinds and statuses they carry, as enums.
+
+A leaf module: it imports nothing of PRSM, so storage, ftns, chain, backends and nwtn can all
+use it without importing each other. These values also cross Ray's process boundary as they
+are (frozen dataclasses and enums pickle by reference to this module).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+# One name, one pattern: an account id (API `user`, card `owner`, ledger account) and a model id.
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+ACCOUNT_ID = re.compile(ACCOUNT_ID_PATTERN)
+MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,127}$"
+
+# A sub-task uses an earlier sub-task's result by writing `{t1}` in its instruction.
+PLACEHOLDER = re.compile(r"\{(t\d+)\}")
+
+# The name of the plan's JSON schema in an OpenAI-style response_format: local models decode
+# under it exactly (prsm/backends/guided.py); remote endpoints get it as their response_format.
+PLAN_SCHEMA_NAME = "prsm_task_plan"
+
+
+class Capability(StrEnum):
+    """What a sub-task needs: exact symbolic math, unit conversion, or a general language model."""
+
+    MATH = "math"
+    UNITS = "units"
+    GENERAL = "general"
+
+
+class ModelKind(StrEnum):
+    TRANSFORMERS = "transformers"  # a causal LM whose weights a model replica loads
+    TOOL = "tool"  # an exact specialist built into PRSM (prsm/backends/tools.py)
+    OPENAI = "openai"  # an OpenAI-compatible endpoint somewhere else
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a sub-task it depends on failed
+
+
+class SessionStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"  # every sub-task answered
+    PARTIAL = "partial"  # some answered
+    FAILED = "failed"
+    BLOCKED = "blocked"  # refused by the safety screen
+
+
+class StepRole(StrEnum):
+    """Who wrote a reasoning step of the trace."""
+
+    SAFETY = "safety"
+    PLANNER = "planner"
+    ROUTER = "router"
+    MODEL = "model"
+    COMPILER = "compiler"
+
+
+@dataclass(frozen=True)
+class SubTask:
+    key: str
+    instruction: str
+    capability: Capability
+    depends_on: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capability", Capability(self.capability))
+        object.__setattr__(self, "depends_on", tuple(self.depends_on))
+
+    @property
+    def text(self) -> str:
+        """What the router embeds for this sub-task."""
+        return f"{self.capability}: {self.instruction}"
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """A DAG of sub-tasks; a valid plan lists every dependency before its dependants
+    (prsm/nwtn/plan.py validates it)."""
+
+    tasks: tuple[SubTask, ...]
+    planner: str
+
+    def get(self, key: str) -> SubTask:
+        return next(t for t in self.tasks if t.key == key)
+
+    def depth(self) -> int:
+        levels: dict[str, int] = {}
+        for task in self.tasks:
+            levels[task.key] = 1 + max((levels.get(d, 0) for d in task.depends_on), default=0)
+        return max(levels.values(), default=0)
+
+    def ready(self, finished: set[str], started: set[str]) -> list[SubTask]:
+        return [t for t in self.tasks if t.key not in started and all(d in finished for d in t.depends_on)]
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One request to one model: OpenAI-style chat messages and a generation budget."""
+
+    messages: tuple[dict, ...]
+    max_new_tokens: int = 96
+    # OpenAI's response_format: {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}
+    response_format: dict | None = None
+
+    @property
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return str(message.get("content", ""))
+        return ""
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """A marketplace entry. Declared by its owner: capabilities (tags), price, weights or
+    endpoint, licence. Measured by PRSM: latency, quality, calls and failures."""
+
+    id: str
+    kind: ModelKind
+    description: str
+    owner: str
+    licence: str
+    tags: tuple[str, ...] = ()
+    price_per_1k_tokens: int = 0  # FTNS base units (10^-18 FTNS)
+    price_per_call: int = 0
+    weights: str | None = None
+    endpoint: str | None = None
+    remote_model: str | None = None
+    teacher: str | None = None  # the model this one was distilled from: its owner earns a royalty
+    latency_ms: float | None = None
+    quality: float | None = None
+    evaluation: dict | None = field(default=None, compare=False)
+    calls: int = 0
+    failures: int = 0
+    embedding_key: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ModelKind(self.kind))
+        object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
+
+    @property
+    def capability_text(self) -> str:
+        """What the router embeds: the owner's description plus the tags."""
+        return f"{self.description} Tags: {', '.join(self.tags)}."
+
+    def public(self) -> dict:
+        """The card as the API shows it. Amounts are decimal strings of base units: JSON numbers
+        lose precision past 2^53 in many clients."""
+        data = asdict(self)
+        data["kind"] = str(self.kind)
+        data["tags"] = list(self.tags)
+        data["price_per_1k_tokens"] = str(self.price_per_1k_tokens)
+        data["price_per_call"] = str(self.price_per_call)
+        data.pop("embedding_key")
+        return data
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model the router ranked for a sub-task, with the parts of its score."""
+
+    model_id: str
+    kind: ModelKind
+    score: float
+    tag: float
+    similarity: float
+    price: float
+    latency: float
+    health: float
+    estimated_cost: int
+
+    def to_dict(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "kind": str(self.kind),
+            "score": round(self.score, 4),
+            "tag": self.tag,
+            "similarity": round(self.similarity, 4),
+            "price": round(self.price, 4),
+            "latency": round(self.latency, 4),
+            "health": round(self.health, 4),
+            "estimated_cost": self.estimated_cost,
+        }
