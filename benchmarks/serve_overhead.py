@@ -2,8 +2,9 @@
 long `prsm demo` takes to its first answer.
 
 In one run, on one local Ray, at 1, 8 and 32 concurrent clients:
-  (a) POST /v1/query whose plan is one unit conversion (the constant-time `pint-units` specialist):
-      ingress -> NWTN (safety, plan, persist) -> Router (embedding, ranking) -> ToolReplica -> back
+  (a) POST /v1/query, with an API key, whose plan is one unit conversion (the constant-time
+      `pint-units` specialist): NWTN (key, safety, plan, hold, persist) -> Router (embedding,
+      ranking) -> ToolReplica -> back
   (b) the baseline: a bare Ray Serve echo deployment, same HTTP proxy, same client.
 Prints p50/p99 latency and throughput of both, their throughput ratio (target at 32 clients:
 NWTN >= 0.6x the echo's) and where the CPU of a request goes, per Serve process. Then the peak memory of all Ray processes with the default model
@@ -121,13 +122,13 @@ class PeakMemory(threading.Thread):
         self.join()
 
 
-async def load(url: str, body_for, clients: int, seconds: float) -> dict:
+async def load(url: str, body_for, clients: int, seconds: float, headers: dict | None = None) -> dict:
     """`clients` closed-loop clients for `seconds`; every request must answer 200."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits, headers=headers) as client:
 
         async def worker(w: int) -> None:
             nonlocal errors
@@ -183,15 +184,16 @@ def measure_serve(seconds: float) -> dict:
         serve.run(Echo.bind(), name="echo", route_prefix="/echo")
         base = f"http://127.0.0.1:{port}"
 
-        # Queries are paid: the benchmark's accounts get FTNS from the dev faucet first.
+        # Queries are paid and every request carries an API key (the echo's too: the same bytes
+        # on the wire); the benchmark's account gets FTNS from the dev faucet first.
         with Services(settings) as services:
-            for user in ("anonymous", "bench"):
-                services.ledger.open_account(user)
-                services.ledger.mint(user, 10**24, f"bench-faucet-{user}")
+            token, _ = services.keys.create("bench")
+            services.ledger.mint("bench", 10**24, "bench-faucet")
+        key = {"authorization": f"Bearer {token}"}
 
         # Load the default model, so the memory figure is of the app as it answers everything.
         demo = httpx.post(
-            f"{base}/v1/query", json={"prompt": "In one sentence, what is entropy?"}, timeout=300
+            f"{base}/v1/query", json={"prompt": "In one sentence, what is entropy?"}, headers=key, timeout=300
         )
         demo.raise_for_status()
 
@@ -201,19 +203,19 @@ def measure_serve(seconds: float) -> dict:
         def echo_body(i: int) -> dict:
             return {"prompt": f"Convert {i % 997 + 1} km to miles", "user": "bench"}
 
-        check = httpx.post(f"{base}/v1/query", json=nwtn_body(1), timeout=60).json()
+        check = httpx.post(f"{base}/v1/query", json=nwtn_body(1), headers=key, timeout=60).json()
         assert [t["model"] for t in check["tasks"]] == ["pint-units"], check
         rows = []
         for clients in CONCURRENCY:
-            asyncio.run(load(f"{base}/echo", echo_body, clients, 2))  # warm connections, replicas
+            asyncio.run(load(f"{base}/echo", echo_body, clients, 2, key))  # warm connections, replicas
             cpu_before = serve_cpu_seconds()
-            echo = asyncio.run(load(f"{base}/echo", echo_body, clients, seconds))
+            echo = asyncio.run(load(f"{base}/echo", echo_body, clients, seconds, key))
             echo["cpu_ms_per_request"] = cpu_per(
                 cpu_before, serve_cpu_seconds(), echo["requests"], ("ProxyActor", "Echo")
             )
-            asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, 2))
+            asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, 2, key))
             cpu_before = serve_cpu_seconds()
-            nwtn = asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, seconds))
+            nwtn = asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, seconds, key))
             cpu_after = serve_cpu_seconds()
             # Where a query's CPU goes: per Serve process, ms of CPU per answered query.
             nwtn["cpu_ms_per_query"] = cpu_per(cpu_before, cpu_after, nwtn["requests"], SERVE_PROCESSES[:-1])

@@ -10,24 +10,49 @@ tests run without Ray. `build_app` is the application builder named in deploymen
 import asyncio
 import json
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from ray import serve
 from ray.serve import Application
 from starlette.concurrency import iterate_in_threadpool
 
-from prsm.api import limits
+from prsm.api import auth, limits
+from prsm.api.auth import BEARER_SECURITY, acting_for, current_principal, require
 from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body
-from prsm.api.schemas import ChatCompletionRequest, ModelCardIn, QueryRequest, chat_completion
+from prsm.api.schemas import (
+    ChatCompletionRequest,
+    KeyRequest,
+    KeyRotation,
+    ModelCardChange,
+    ModelCardIn,
+    QueryRequest,
+    chat_completion,
+)
 from prsm.backends import Backend, run_many, run_one
-from prsm.errors import PRSMError
+from prsm.errors import (
+    Forbidden,
+    InvalidInput,
+    PRSMError,
+    SessionNotFound,
+    UnknownAccount,
+    UnknownKey,
+)
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.remote import ModelClient, RouterClient
 from prsm.nwtn.route import Router
 from prsm.services import Services
 from prsm.storage.artifacts import ArtifactKind
-from prsm.types import ACCOUNT_ID_PATTERN, Candidate, ModelCall, ModelOutput, SubTask
+from prsm.types import (
+    ACCOUNT_ID_PATTERN,
+    Candidate,
+    KeyRole,
+    ModelCall,
+    ModelCard,
+    ModelOutput,
+    Principal,
+    SubTask,
+)
 
 
 @serve.deployment
@@ -60,14 +85,20 @@ class RouterDeployment:
 api = create_api()
 PARENTS = Query(default=[], description="CIDs it was made from (repeat the parameter).")
 KIND = Query(..., description="What the bytes are.")
+WHO = Depends(current_principal)
 
 
 @serve.deployment
 @serve.ingress(api)
 class NWTN:
+    """The HTTP ingress and the orchestrator. Every route but /healthz needs an API key: its
+    account pays and owns, whatever a body says (prsm/api/auth.py)."""
+
     def __init__(self, settings: dict, router, lm_replica, tool_replica):
         self.services = services = Services.from_settings(settings)
+        self.keys = services.keys
         limits.configure(services.settings.max_body_bytes)
+        auth.configure(services.keys)
         rank = RouterClient(router.rank_many.remote)
         call = ModelClient(
             heavy=lambda model_id: lm_replica.options(multiplexed_model_id=model_id).run.remote,
@@ -85,83 +116,172 @@ class NWTN:
         "/v1/query",
         response_class=Response,
         responses=TRACE_RESPONSE,
-        openapi_extra=body_schema(QueryRequest),
+        openapi_extra=body_schema(QueryRequest) | BEARER_SECURITY,
     )
     async def query(self, request: Request) -> Response:
         """Answer a (multi-part) question: the answer, the session id and the whole trace."""
+        principal: Principal = request.state.principal  # the hot path: no dependency to solve
         body = await parse_body(request, QueryRequest)
-        trace = await self.nwtn.query(body.prompt, body.user)
+        trace = await self.nwtn.query(body.prompt, principal.account, body.user)
         return Response(content=json.dumps(trace), media_type="application/json")
 
     @api.get("/v1/sessions/{session_id}")
-    async def session(self, session_id: str) -> dict:
-        return await asyncio.to_thread(self.services.sessions.trace, session_id)
+    async def session(self, session_id: str, principal: Principal = WHO) -> dict:
+        """A past session's trace: the asking key's own (an operator's key: any)."""
+        trace = await asyncio.to_thread(self.services.sessions.trace, session_id)
+        if not principal.may_act_for(trace["account"]):
+            raise SessionNotFound(f"no session {session_id!r}", "session_id")
+        return trace
 
     @api.get("/v1/accounts/{account_id}")
-    async def account(self, account_id: str) -> dict:
-        """An FTNS account's balance (decimal string of base units, and in FTNS)."""
+    async def account(self, account_id: str, principal: Principal = WHO) -> dict:
+        """An FTNS account's balance (decimal string of base units, and in FTNS): the key's own."""
+        if not principal.may_act_for(account_id):
+            raise UnknownAccount(f"no account {account_id!r}", "account")
         return await asyncio.to_thread(self.services.ledger.account, account_id)
 
     @api.get("/v1/accounts/{account_id}/entries")
     async def entries(
-        self, account_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=1)
-    ) -> dict:
+        self, account_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=1),
+        principal: Principal = WHO,
+    ) -> dict:  # fmt: skip
         """Ledger entries, newest first; pass `next_before` back as `before` for the next page."""
+        if not principal.may_act_for(account_id):
+            raise UnknownAccount(f"no account {account_id!r}", "account")
         data = await asyncio.to_thread(self.services.ledger.entries, account_id, limit, before)
         return {"data": data, "next_before": data[-1]["id"] if len(data) == limit else None}
+
+    @api.get("/v1/keys")
+    async def list_keys(self, account: str | None = Query(None), principal: Principal = WHO) -> dict:
+        """The asking key's account's keys (an operator's key: every account's, or `account`'s)."""
+        wanted = account if principal.operator else principal.account
+        records = await asyncio.to_thread(self.keys.list, wanted)
+        return {"object": "list", "data": [r.public() for r in records]}
+
+    @api.post("/v1/keys", status_code=201)
+    async def create_key(self, body: KeyRequest, principal: Principal = WHO) -> dict:
+        """A new key for the asking key's account, with at most its role. The key is in this
+        answer only: it is stored as a hash."""
+        account = acting_for(principal, body.account, "account")
+        require(principal, body.role, f"making a {body.role} key")
+        token, record = await asyncio.to_thread(
+            self.keys.create, account, body.role, body.expires_at, body.name
+        )
+        return {"key": token, **record.public()}
+
+    @api.delete("/v1/keys/{key_id}")
+    async def revoke_key(self, key_id: str, principal: Principal = WHO) -> dict:
+        await self._own_key(principal, key_id)
+        return (await asyncio.to_thread(self.keys.revoke, key_id)).public()
+
+    @api.post("/v1/keys/{key_id}/rotate", status_code=201)
+    async def rotate_key(self, key_id: str, body: KeyRotation, principal: Principal = WHO) -> dict:
+        """A new key for the same account and role; the old one keeps working for `grace_s`."""
+        await self._own_key(principal, key_id)
+        token, record = await asyncio.to_thread(self.keys.rotate, key_id, body.grace_s)
+        return {"key": token, **record.public()}
+
+    async def _own_key(self, principal: Principal, key_id: str) -> None:
+        record = await asyncio.to_thread(self.keys.get, key_id)
+        if not principal.may_act_for(record.account):
+            raise UnknownKey(f"no key {key_id!r}", "key_id")
 
     @api.post("/v1/artifacts", status_code=201)
     async def upload_artifact(
         self,
         request: Request,
         kind: ArtifactKind = KIND,
-        creator: str = Query(..., pattern=ACCOUNT_ID_PATTERN, description="The creating account."),
+        creator: str | None = Query(None, pattern=ACCOUNT_ID_PATTERN, description="The key's account."),
         parents: list[str] = PARENTS,
         licence: str | None = Query(None, max_length=128),
         name: str | None = Query(None, max_length=256),
+        principal: Principal = WHO,
     ) -> dict:
         """Upload bytes (the raw body, streamed; size-limited) into the content-addressed store
-        and record their provenance; answers with the CID and the record."""
+        and record their provenance, created by the key's account; answers with the CID and the
+        record."""
+        creator = acting_for(principal, creator, "creator")
         provenance = {"kind": kind, "creator": creator, "parents": parents, "licence": licence, "name": name}
         limit = self.services.settings.max_artifact_bytes
         return await self.services.artifacts.upload(request.stream(), limit, **provenance)
 
     @api.get("/v1/artifacts/{cid}")
-    async def artifact(self, cid: str) -> dict:
+    async def artifact(self, cid: str, principal: Principal = WHO) -> dict:
         """An artifact's provenance: kind, size, creator, parent CIDs, licence."""
         return await asyncio.to_thread(self.services.artifacts.get, cid)
 
     @api.get("/v1/artifacts/{cid}/content")
-    async def artifact_content(self, cid: str) -> StreamingResponse:
+    async def artifact_content(self, cid: str, principal: Principal = WHO) -> StreamingResponse:
         """The bytes, streamed; every block verified against its CID before it is sent."""
         await asyncio.to_thread(self.services.artifacts.get, cid)  # 400 / 404 before any byte
         chunks = await asyncio.to_thread(self.services.store.get, cid)
         return StreamingResponse(iterate_in_threadpool(chunks), media_type="application/octet-stream")
 
     @api.get("/v1/models")
-    async def models(self) -> dict:
+    async def models(self, principal: Principal = WHO) -> dict:
         cards = await asyncio.to_thread(self.services.registry.list)
         return {"object": "list", "data": [model_entry(c) for c in cards]}
 
     @api.post("/v1/models", status_code=201)
-    async def register(self, body: ModelCardIn) -> dict:
-        card = await asyncio.to_thread(self.services.registry.register, body.to_card())
+    async def register(self, body: ModelCardIn, principal: Principal = WHO) -> dict:
+        """Register a model card, owned by the key's account (an owner's or operator's key)."""
+        require(principal, KeyRole.OWNER, "registering a model")
+        owner = acting_for(principal, body.owner, "owner")
+        if body.id in self._reserved() and not principal.operator:
+            raise InvalidInput(f"model id {body.id!r} is reserved", "id")
+        card = await asyncio.to_thread(self.services.registry.register, body.to_card(owner))
         return model_entry(card)
 
+    @api.patch("/v1/models/{model_id}")
+    async def change_model(self, model_id: str, body: ModelCardChange, principal: Principal = WHO) -> dict:
+        """Change what the owner declares: description, tags, prices, licence, weights, endpoint."""
+        card = await self._own_card(principal, model_id)
+        changed = ModelCardIn.changed(card, body.model_dump(exclude_unset=True))
+        card = await asyncio.to_thread(self.services.registry.update, changed.to_card(card.owner))
+        return model_entry(card)
+
+    @api.delete("/v1/models/{model_id}")
+    async def delete_model(self, model_id: str, principal: Principal = WHO) -> dict:
+        await self._own_card(principal, model_id)
+        await asyncio.to_thread(self.services.registry.delete, model_id)
+        return {"id": model_id, "object": "model", "deleted": True}
+
+    @api.post("/v1/models/{model_id}/disable")
+    async def disable_model(self, model_id: str, principal: Principal = WHO) -> dict:
+        """An operator takes a card out of routing and quotes (`/enable` puts it back)."""
+        require(principal, KeyRole.OPERATOR, "disabling a model")
+        return model_entry(await asyncio.to_thread(self.services.registry.set_disabled, model_id, True))
+
+    @api.post("/v1/models/{model_id}/enable")
+    async def enable_model(self, model_id: str, principal: Principal = WHO) -> dict:
+        require(principal, KeyRole.OPERATOR, "enabling a model")
+        return model_entry(await asyncio.to_thread(self.services.registry.set_disabled, model_id, False))
+
+    async def _own_card(self, principal: Principal, model_id: str) -> ModelCard:
+        card = await asyncio.to_thread(self.services.registry.get, model_id)
+        if not principal.may_act_for(card.owner):
+            raise Forbidden(f"model {model_id!r} belongs to {card.owner!r}", "model")
+        return card
+
+    def _reserved(self) -> set[str]:
+        return {"nwtn"} | ({self.services.settings.planner_model} - {None})
+
     @api.post("/v1/chat/completions")
-    async def chat_completions(self, body: ChatCompletionRequest) -> dict:
-        """OpenAI-compatible. `model` is a registry id, or `nwtn` for the whole pipeline."""
+    async def chat_completions(self, body: ChatCompletionRequest, principal: Principal = WHO) -> dict:
+        """OpenAI-compatible. `model` is a registry id, or `nwtn` for the whole pipeline; the
+        key's account pays; `user` is recorded as your end user's tag."""
         messages = [m.model_dump() for m in body.messages]
-        user = body.user or "anonymous"
         if body.model == "nwtn":
             prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            trace = await self.nwtn.query(prompt, user)
+            trace = await self.nwtn.query(prompt, principal.account, body.user)
             tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
             tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
             extra = {"prsm_session_id": trace["session_id"], "prsm_charge": trace["cost"]}
             return chat_completion("nwtn", trace["answer"], tokens_in, tokens_out, extra)
         budget = body.max_completion_tokens or body.max_tokens
-        output, charge = await self.nwtn.complete(body.model, messages, budget, body.response_format, user)
+        output, charge = await self.nwtn.complete(
+            body.model, messages, budget, body.response_format, principal.account
+        )
         extra = {"prsm_charge": charge}
         return chat_completion(body.model, output.text, output.tokens_in, output.tokens_out, extra)
 

@@ -17,6 +17,8 @@ _TYPES: dict[str, type[PRSMError]] = {}
 
 class PRSMError(Exception):
     status_code: ClassVar[int] = 500
+    # OpenAI's error `code` for this kind of error (its clients read `error.code`); None: none.
+    code: ClassVar[str | None] = None
     # Further figures an error carries, by name and type; JSON shows them as decimal strings
     # (amounts of FTNS base units do not fit a JSON number).
     figures: ClassVar[dict[str, type]] = {}
@@ -74,6 +76,27 @@ def unwrap(exc: BaseException) -> BaseException:
             break
         exc = cause
     return exc
+
+
+# --- who is asking -------------------------------------------------------------------------
+
+
+class Unauthorized(PRSMError):
+    """No API key, or one that is unknown, expired or revoked."""
+
+    status_code = 401
+    code = "invalid_api_key"
+
+
+class Forbidden(PRSMError):
+    """The key may not do this (a role too low, or acting for another account)."""
+
+    status_code = 403
+    code = "insufficient_permissions"
+
+
+class UnknownKey(PRSMError):
+    status_code = 404
 
 
 # --- input and plans ------------------------------------------------------------------------

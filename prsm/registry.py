@@ -43,6 +43,7 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
         evaluation=row.evaluation,
         calls=row.calls,
         failures=row.failures,
+        disabled=row.disabled,
         embedding_key=row.embedding_key,
     )
 
@@ -137,6 +138,36 @@ class Registry:
         except IntegrityError as exc:
             raise ModelAlreadyExists(f"model id {card.id!r} is already registered", "id") from exc
         return self.get(card.id)
+
+    def update(self, card: ModelCard) -> ModelCard:
+        """Replace what an owner declares (description, tags, prices, licence, weights,
+        endpoint, remote model); what PRSM measures stays."""
+        declared = {"kind": str(card.kind), "description": card.description, "tags": [str(t) for t in card.tags],
+                    "price_per_1k_tokens": card.price_per_1k_tokens, "price_per_call": card.price_per_call,
+                    "licence": card.licence, "weights": card.weights, "endpoint": card.endpoint,
+                    "remote_model": card.remote_model}  # fmt: skip
+        with self._sessions.begin() as s:
+            done = s.execute(update(ModelCardRow).where(ModelCardRow.id == card.id).values(**declared))
+        if done.rowcount != 1:
+            raise UnknownModel(f"no model with id {card.id!r} is registered", "model")
+        return self.get(card.id)
+
+    def delete(self, model_id: str) -> None:
+        """Take a card out of the marketplace (its past sessions and ledger entries stay). A
+        shipped card comes back at the next start: disable it instead."""
+        with self._sessions.begin() as s:
+            done = s.execute(ModelCardRow.__table__.delete().where(ModelCardRow.id == model_id))
+        if done.rowcount != 1:
+            raise UnknownModel(f"no model with id {model_id!r} is registered", "model")
+
+    def set_disabled(self, model_id: str, disabled: bool) -> ModelCard:
+        with self._sessions.begin() as s:
+            done = s.execute(
+                update(ModelCardRow).where(ModelCardRow.id == model_id).values(disabled=disabled)
+            )
+        if done.rowcount != 1:
+            raise UnknownModel(f"no model with id {model_id!r} is registered", "model")
+        return self.get(model_id)
 
     def ensure_defaults(self) -> None:
         """Register the shipped cards that are missing; never overwrite an owner's edits."""

@@ -19,6 +19,7 @@ from prsm.backends import LocalModels
 from prsm.db.engine import Database
 from prsm.ftns.billing import Billing
 from prsm.ftns.ledger import Ledger
+from prsm.keys import ApiKeys
 from prsm.nwtn.sessions import SessionStore
 from prsm.registry import Registry
 from prsm.settings import Settings
@@ -58,6 +59,10 @@ class Services:
     @cached_property
     def billing(self) -> Billing:
         return Billing(self.ledger, self.settings)
+
+    @cached_property
+    def keys(self) -> ApiKeys:
+        return ApiKeys(self.db, self.ledger)
 
     @cached_property
     def registry(self) -> Registry:

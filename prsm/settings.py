@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # The key the CLI sends to a running app; none: the development key `prsm up` wrote to
+    # data_dir/keys.json.
+    api_key: SecretStr | None = Field(default=None, description="An API key (prsm_...): never logged.")
     ray_address: str | None = Field(
         default=None, description="Join this Ray cluster instead of starting a local one."
     )
@@ -105,6 +108,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'prsm.db').resolve()}"
+
+    @property
+    def keys_file(self) -> Path:
+        """The keys `prsm up` makes for the local operator and for development (mode 0600)."""
+        return self.data_dir / "keys.json"
 
     @property
     def base_url(self) -> str:

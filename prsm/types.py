@@ -64,6 +64,39 @@ class StepRole(StrEnum):
     COMPILER = "compiler"
 
 
+class KeyRole(StrEnum):
+    """What an API key may do, each role all that the one before may: a user asks, pays from its
+    own account and reads its own objects; an owner also registers and manages its own model
+    cards; an operator may do anything, for any account."""
+
+    USER = "user"
+    OWNER = "owner"
+    OPERATOR = "operator"
+
+    def at_least(self, role: KeyRole) -> bool:
+        order = list(KeyRole)
+        return order.index(self) >= order.index(role)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking, as its API key says: never what a request body claims."""
+
+    key_id: str
+    account: str
+    role: KeyRole
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", KeyRole(self.role))
+
+    @property
+    def operator(self) -> bool:
+        return self.role == KeyRole.OPERATOR
+
+    def may_act_for(self, account: str) -> bool:
+        return self.operator or account == self.account
+
+
 @dataclass(frozen=True)
 class SubTask:
     key: str
@@ -148,6 +181,7 @@ class ModelCard:
     evaluation: dict | None = field(default=None, compare=False)
     calls: int = 0
     failures: int = 0
+    disabled: bool = False  # by an operator: no traffic, not quoted
     embedding_key: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

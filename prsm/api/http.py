@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from prsm.api import limits
+from prsm.api import auth, limits
 from prsm.errors import PRSMError, unwrap
 from prsm.types import ModelCard
 
@@ -62,16 +62,26 @@ def create_api() -> FastAPI:
         "and answers with a full reasoning trace.",
     )
     api.add_middleware(limits.BodyLimits)
+    api.add_middleware(auth.Authenticate)  # added last: the outermost, so the first to run
     api.add_exception_handler(PRSMError, prsm_error)
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(BodyInvalid, body_invalid)
     return api
 
 
+def error_body(error: dict, code: str | None = None) -> dict:
+    """PRSM's error fields (type, field, message, figures) plus OpenAI's `param` and `code`, so
+    that OpenAI clients read our errors as theirs."""
+    return {"error": error | {"param": error.get("field"), "code": code}}
+
+
 async def prsm_error(_request: Request, exc: Exception) -> JSONResponse:
     error = unwrap(exc)
     assert isinstance(error, PRSMError)
-    return JSONResponse({"error": error.to_dict()}, status_code=error.status_code)
+    headers = {"www-authenticate": "Bearer"} if error.status_code == 401 else None
+    return JSONResponse(
+        error_body(error.to_dict(), error.code), status_code=error.status_code, headers=headers
+    )
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -92,7 +102,7 @@ def validation_response(errors: list) -> JSONResponse:
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", first.get("msg"))
         body = {"type": "InvalidRequest", "field": "body", "message": f"malformed JSON: {detail}"}
-        return JSONResponse({"error": body}, status_code=400)
+        return JSONResponse(error_body(body), status_code=400)
 
     body = {
         "type": "InvalidInput",
@@ -100,7 +110,7 @@ def validation_response(errors: list) -> JSONResponse:
         "message": str(first.get("msg", "invalid")).removeprefix("Value error, "),
         "errors": [{"field": field(e), "message": e.get("msg")} for e in errors],
     }
-    return JSONResponse({"error": body}, status_code=422)
+    return JSONResponse(error_body(body), status_code=422)
 
 
 def model_entry(card: ModelCard) -> dict:

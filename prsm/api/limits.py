@@ -65,12 +65,19 @@ class BodyLimits:
 
 
 async def _error(send, status: int, field: str, message: str) -> None:
-    payload = json.dumps({"error": {"type": "InvalidRequest", "field": field, "message": message}})
+    error = {"type": "InvalidRequest", "field": field, "message": message}
+    await send_error(send, status, error)
+
+
+async def send_error(send, status: int, error: dict, code: str | None = None, headers: tuple = ()) -> None:
+    """An error answered by a middleware, before any route: the same body the routes' errors
+    have (prsm/api/http.py), OpenAI's `param` and `code` included."""
+    payload = json.dumps({"error": error | {"param": error.get("field"), "code": code}})
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json")],
+            "headers": [(b"content-type", b"application/json"), *headers],
         }
     )
     await send({"type": "http.response.body", "body": payload.encode()})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from prsm.backends.tools import TOOLS
 from prsm.errors import InvalidInput
-from prsm.types import ACCOUNT_ID_PATTERN, MODEL_ID_PATTERN, PLAN_SCHEMA_NAME, ModelCard, ModelKind
+from prsm.types import ACCOUNT_ID_PATTERN, MODEL_ID_PATTERN, PLAN_SCHEMA_NAME, KeyRole, ModelCard, ModelKind
 from prsm.weights import cid_of_reference
 
 
@@ -18,7 +19,12 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, description="The question, possibly with several parts.")
-    user: str = Field(default="anonymous", pattern=ACCOUNT_ID_PATTERN, description="The asking account.")
+    user: str | None = Field(
+        default=None,
+        pattern=ACCOUNT_ID_PATTERN,
+        description="Your own tag for your end user (OpenAI's `user`): recorded with the session, "
+        "never the payer. The API key's account pays.",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -37,7 +43,11 @@ class ModelCardIn(BaseModel):
     kind: ModelKind
     description: str = Field(min_length=10, max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=32)
-    owner: str = Field(pattern=ACCOUNT_ID_PATTERN)
+    owner: str | None = Field(
+        default=None,
+        pattern=ACCOUNT_ID_PATTERN,
+        description="The account paid for the model's use: the registering key's (an operator's key may name another).",
+    )
     licence: str = Field(min_length=1, max_length=128)
     price_per_1k_tokens: int = Field(default=0, ge=0, lt=10**30)
     price_per_call: int = Field(default=0, ge=0, lt=10**30)
@@ -90,8 +100,60 @@ class ModelCardIn(BaseModel):
             raise ValueError(f"a tool model names a built-in tool: {', '.join(TOOLS)}")
         return value
 
-    def to_card(self) -> ModelCard:
-        return ModelCard(**self.model_dump())
+    def to_card(self, owner: str) -> ModelCard:
+        return ModelCard(**self.model_dump(exclude={"owner"}), owner=owner)
+
+    @classmethod
+    def changed(cls, card: ModelCard, changes: dict) -> ModelCardIn:
+        """`card`'s declaration with `changes` made, validated as a registration is."""
+        declared = {f: getattr(card, f) for f in cls.model_fields if f != "tags"} | {"tags": list(card.tags)}
+        try:
+            return cls.model_validate(declared | changes)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidInput(str(first["msg"]).removeprefix("Value error, "), field) from None
+
+
+class ModelCardChange(BaseModel):
+    """What an owner may change on a registered card; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    tags: list[str] | None = None
+    licence: str | None = None
+    price_per_1k_tokens: int | str | None = None
+    price_per_call: int | str | None = None
+    weights: str | None = None
+    endpoint: str | None = None
+    remote_model: str | None = None
+
+
+class KeyRequest(BaseModel):
+    """A new API key for the asking key's account (an operator's may name another)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str | None = Field(default=None, pattern=ACCOUNT_ID_PATTERN)
+    role: KeyRole = Field(default=KeyRole.USER, description="At most the asking key's own role.")
+    name: str | None = Field(default=None, max_length=128)
+    expires_at: datetime | None = Field(default=None, description="ISO 8601; none: no expiry.")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2027-01-01T00:00:00Z")
+        return value
+
+
+class KeyRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_s: float = Field(
+        default=3600, ge=0, le=30 * 86400, description="How long the old key keeps working."
+    )
 
 
 class ChatMessage(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -30,10 +31,23 @@ def ray_bin(name: str) -> str:
     return found
 
 
-def api(settings: Settings, method: str, path: str, **kwargs) -> dict:
-    """Call the running app; its error body becomes one CLIError line."""
+def api_key(settings: Settings) -> str:
+    """PRSM_API_KEY, else the development key `prsm up` wrote."""
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value()
     try:
-        response = httpx.request(method, settings.base_url + path, timeout=600, **kwargs)
+        return json.loads(settings.keys_file.read_text())["dev"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CLIError(
+            f"no API key: set PRSM_API_KEY, or start PRSM with `prsm up` (it writes {settings.keys_file})"
+        ) from None
+
+
+def api(settings: Settings, method: str, path: str, **kwargs) -> dict:
+    """Call the running app with the CLI's key; its error body becomes one CLIError line."""
+    headers = {"authorization": f"Bearer {api_key(settings)}"}
+    try:
+        response = httpx.request(method, settings.base_url + path, timeout=600, headers=headers, **kwargs)
     except httpx.ConnectError as exc:
         raise CLIError(f"PRSM is not running at {settings.base_url}; start it with `prsm up`") from exc
     if response.status_code >= 400:
@@ -73,6 +87,6 @@ def print_trace(trace: dict) -> None:
     if cost.get("charged") is not None:
         split = ", ".join(f"{a} {format_ftns(v)}" for a, v in cost["split"].items())
         console.print(
-            f"charged {format_ftns(cost['charged'])} to {trace['user']} (quoted {format_ftns(cost['quoted'])})"
+            f"charged {format_ftns(cost['charged'])} to {trace['account']} (quoted {format_ftns(cost['quoted'])})"
             + (f": {split}" if split else "")
         )

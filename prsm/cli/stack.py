@@ -13,6 +13,7 @@ import httpx
 
 from prsm.cli.common import CLIError, api, console, print_trace, ray_bin
 from prsm.ftns.amounts import FTNS
+from prsm.keys import DEV_ACCOUNT, provision
 from prsm.services import Services
 from prsm.settings import Settings, apply_ray_env
 
@@ -29,7 +30,7 @@ APP_IMPORT_PATH = "deployments.app:build_app"
 def add(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start local Ray (if needed) and the Serve app; return when healthy")
     up.add_argument("--timeout", type=float, default=600)
-    up.set_defaults(fn=lambda args, services: start(services.settings, args.timeout))
+    up.set_defaults(fn=lambda args, services: start(services, args.timeout))
     down = sub.add_parser("down", help="stop the Serve app and the local Ray `prsm up` started")
     down.set_defaults(fn=lambda args, services: stop(services.settings))
     demo = sub.add_parser("demo", help="up, ask a multi-part question, print answer and trace, down")
@@ -43,9 +44,12 @@ def ray_running(env: dict[str, str]) -> bool:
     return result.returncode == 0
 
 
-def start(settings: Settings, timeout_s: float) -> None:
+def start(services: Services, timeout_s: float) -> None:
+    settings = services.settings
     env = apply_ray_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services.db.upgrade()
+    provision(services.keys, settings.keys_file, settings.operator_account)
     address = settings.ray_address
     if address is None:
         if ray_running(env):
@@ -77,6 +81,7 @@ def start(settings: Settings, timeout_s: float) -> None:
     finally:
         ray.shutdown()
     console.print(f"PRSM is up at {settings.base_url} ({time.perf_counter() - t0:.0f} s)")
+    console.print(f"API keys (operator, development) in {settings.keys_file}")
 
 
 def wait_healthy(base_url: str, timeout_s: float) -> None:
@@ -109,17 +114,17 @@ def stop(settings: Settings) -> None:
 
 
 def fund_demo_account(services: Services) -> None:
-    """The demo pays for its query like anyone: its account is topped up from the dev faucet."""
+    """The demo pays for its query like anyone, with the development key: that key's account
+    is topped up from the dev faucet."""
     ledger = services.ledger
-    ledger.open_account("demo")
-    if ledger.balance("demo") < FTNS // 10:
-        ledger.mint("demo", FTNS, f"demo-faucet-{uuid.uuid4()}", memo="dev faucet (prsm demo)")
+    if ledger.balance(DEV_ACCOUNT) < FTNS // 10:
+        ledger.mint(DEV_ACCOUNT, FTNS, f"demo-faucet-{uuid.uuid4()}", memo="dev faucet (prsm demo)")
 
 
 def run_demo(args: argparse.Namespace, services: Services) -> None:
     settings = services.settings
     t0 = time.perf_counter()
-    start(settings, args.timeout)
+    start(services, args.timeout)
     try:
         fund_demo_account(services)
         t_query = time.perf_counter()

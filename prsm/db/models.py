@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 
 class TokenAmount(TypeDecorator):
@@ -100,6 +102,8 @@ class ModelCardRow(Base):
     evaluation: Mapped[dict | None] = mapped_column(JSON)  # what a distillation job measured
     calls: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # An operator's decision: a disabled card gets no traffic and is not quoted.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_key: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -109,6 +113,9 @@ class QuerySession(Base):
     __tablename__ = "sessions"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The account that pays (its API key's); `user` is the caller's own end-user tag (OpenAI's
+    # `user`), recorded, never the payer.
+    account: Mapped[str] = mapped_column(String(160), index=True)
     user: Mapped[str] = mapped_column(String(128), index=True)
     prompt: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # running | completed | failed | blocked
@@ -188,6 +195,26 @@ class SafetyFlag(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     session: Mapped[QuerySession] = relationship(back_populates="flags")
+
+
+# --- API keys (prsm/keys.py) -------------------------------------------------------------------
+
+
+class ApiKey(Base):
+    """An API key: the SHA-256 of its secret (the secret itself is shown once, never stored), the
+    account it acts for and its role. Revoked or expired keys stay, for the audit trail."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the key's public part
+    account_id: Mapped[str] = mapped_column(ForeignKey("ftns_accounts.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # KeyRole
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    replaced_by: Mapped[str | None] = mapped_column(String(32))  # the key a rotation made
 
 
 # --- FTNS ledger (prsm/ftns/ledger.py) -------------------------------------------------------

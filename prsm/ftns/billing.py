@@ -72,9 +72,9 @@ class Billing:
     def quote_query(self, plan: TaskPlan, cards: list[ModelCard]) -> int:
         return quote(plan, cards, self.max_new_tokens, self.fee)
 
-    def open_query(self, session_id: str, user: str, quoted: int) -> QueryCharge:
+    def open_query(self, session_id: str, account: str, quoted: int) -> QueryCharge:
         key = query_key(session_id, "hold")
-        return QueryCharge(session_id, hold_op(user, quoted, key, f"query {session_id}", fresh=True))
+        return QueryCharge(session_id, hold_op(account, quoted, key, f"query {session_id}", fresh=True))
 
     def query_parts(
         self, costs: list[tuple[ModelCard, int]], quoted: int, cards: dict[str, ModelCard]
@@ -113,13 +113,13 @@ class Billing:
 
     async def completion(
         self,
-        user: str,
+        account: str,
         card: ModelCard,
         call: ModelCall,
         run: Callable[[], Awaitable[ModelOutput]],
         cards: dict[str, ModelCard],
     ) -> tuple[ModelOutput, dict]:
-        """Run one model call paid by `user`: hold its quote (the longest answer allowed), run,
+        """Run one model call paid by `account`: hold its quote (the longest answer allowed), run,
         capture the measured cost. `cards` must hold the card's teacher (its royalty)."""
 
         async def post(op: Op) -> None:
@@ -130,8 +130,8 @@ class Billing:
         if quoted == 0:  # a free model
             return await run(), {"quoted": "0", "charged": "0", "split": {}}
         key = f"completion:{uuid.uuid4()}"
-        hold = hold_op(user, quoted, f"{key}:hold", f"completion {card.id}", fresh=True)
-        with payment_refusal(user, quoted):
+        hold = hold_op(account, quoted, f"{key}:hold", f"completion {card.id}", fresh=True)
+        with payment_refusal(account, quoted):
             await post(hold)
         try:
             output = await run()
@@ -147,16 +147,16 @@ class Billing:
 
 
 @contextmanager
-def payment_refusal(user: str, quoted: int) -> Iterator[None]:
+def payment_refusal(account: str, quoted: int) -> Iterator[None]:
     """A hold the account cannot cover becomes one 402 that says what is needed."""
     try:
         yield
     except (UnknownAccount, InsufficientFunds) as exc:
         available = getattr(exc, "available", 0)
         raise InsufficientFunds(
-            f"this is quoted at {format_ftns(quoted)} and account {user!r} holds {format_ftns(available)}"
-            + ("" if available else f" (no account or empty; on a dev stack: prsm ftns faucet {user} 1)"),
-            "user",
+            f"this is quoted at {format_ftns(quoted)} and account {account!r} holds {format_ftns(available)}"
+            + ("" if available else f" (empty; on a dev stack: prsm ftns faucet {account} 1)"),
+            "account",
             needed=quoted,
             available=available,
         ) from exc

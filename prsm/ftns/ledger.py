@@ -196,13 +196,13 @@ class Ledger:
     # --- accounts ---------------------------------------------------------------------------
 
     def open_account(self, account_id: str, kind: AccountKind | str = AccountKind.USER) -> None:
-        """Create the account (and, for users, their escrow) if missing; idempotent."""
+        """Create the account and its escrow (where a query's hold waits) if missing; idempotent."""
         if kind not in OPENABLE:
             raise InvalidInput(f"an account kind is one of {', '.join(OPENABLE)}", "kind")
         if not ACCOUNT_ID.match(account_id):
             raise InvalidInput(f"invalid account id {account_id!r}", "account")
         wanted = [(account_id, kind)]
-        if kind == AccountKind.USER:
+        if kind != AccountKind.TREASURY:  # any account that may hold a key may pay: it holds funds
             wanted.append((escrow_of(account_id), AccountKind.ESCROW))
         for acc, k in wanted:
             try:

@@ -16,7 +16,7 @@ import time
 import uuid
 
 from prsm.db.committer import Write
-from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked
+from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked, UnknownModel
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
@@ -84,8 +84,11 @@ class Orchestrator:
                 notes.append(("llm planner rejected", str(exc)[:1000]))
         return validate(plan_deterministic(prompt), *limits), notes
 
-    async def query(self, prompt: str, user: str) -> dict:
+    async def query(self, prompt: str, account: str, user: str | None = None) -> dict:
+        """Answer `prompt`, paid by `account` (its API key's); `user` is the caller's own tag for
+        its end user (OpenAI's `user`), recorded with the session (default: the account)."""
         started = time.perf_counter()
+        user = user or account
         prompt = check_prompt(prompt, self.settings.max_prompt_chars)
         session_id = str(uuid.uuid4())
         seq = itertools.count(1)
@@ -98,7 +101,7 @@ class Orchestrator:
         if blocking(flags):
             empty = TaskPlan(tasks=(), planner="none")
             record = SessionRecord.new(
-                session_id, user, prompt, empty, 0.0, flags, [safety], SessionStatus.BLOCKED
+                session_id, account, user, prompt, empty, 0.0, flags, [safety], SessionStatus.BLOCKED
             )
             await self.sessions.start(record)
             refused = ", ".join(f.category for f in blocking(flags))
@@ -120,12 +123,21 @@ class Orchestrator:
         steps += [Step(next(seq), StepRole.PLANNER, title, detail, 0.0) for title, detail in notes]
         steps.append(Step(next(seq), StepRole.PLANNER, prompt[:2000], json.dumps(planned), plan_ms))
         cards = dict(await self.cards(set()))
-        quoted = self.billing.quote_query(plan, list(cards.values()))
-        charge = self.billing.open_query(session_id, user, quoted)
+        quoted = self.billing.quote_query(plan, [c for c in cards.values() if not c.disabled])
+        charge = self.billing.open_query(session_id, account, quoted)
         record = SessionRecord.new(
-            session_id, user, prompt, plan, plan_ms, flags, steps, hold_id=charge.hold_id, quoted=quoted
+            session_id,
+            account,
+            user,
+            prompt,
+            plan,
+            plan_ms,
+            flags,
+            steps,
+            hold_id=charge.hold_id,
+            quoted=quoted,
         )
-        with payment_refusal(user, quoted):
+        with payment_refusal(account, quoted):
             await self.sessions.start(record, charge.hold)  # refused: nothing is written
 
         costs: list[tuple[ModelCard, int]] = []
@@ -190,14 +202,16 @@ class Orchestrator:
 
     async def complete(
         self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,
-        user: str,
+        account: str,
     ) -> tuple[ModelOutput, dict]:  # fmt: skip
-        """One chat completion from one registered model (OpenAI-compatible endpoint), paid like
-        a one-task query without the orchestration fee."""
+        """One chat completion from one registered model (OpenAI-compatible endpoint), paid by
+        `account` like a one-task query without the orchestration fee."""
         card = await asyncio.to_thread(self.registry.get, model_id)
+        if card.disabled:
+            raise UnknownModel(f"model {model_id!r} is disabled by the operator", "model")
         budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
         call = ModelCall(tuple(messages), budget, response_format)
         cards = await self.cards({card.teacher} - {None})
         return await self.billing.completion(
-            user, card, call, lambda: self.call(card.id, card.kind, call), cards
+            account, card, call, lambda: self.call(card.id, card.kind, call), cards
         )

@@ -26,7 +26,10 @@ class Coalescer(Generic[Item, Result]):
 
     A batch leaves at once when fewer than `max_in_flight` batches are out, so a lone request
     waits for nothing; under load, requests that arrive while batches are out ride in the next.
-    A result that is an exception is raised to its own caller only.
+    When the last batch carried more than one call (load is here), the next one waits `linger_s`
+    for company: each batch costs a hop's fixed CPU on both sides, so bigger batches cost less
+    per call (measured with benchmarks/serve_overhead.py). A result that is an exception is
+    raised to its own caller only.
     """
 
     def __init__(
@@ -34,12 +37,16 @@ class Coalescer(Generic[Item, Result]):
         send: Callable[[list[Item]], Awaitable[list[Result | BaseException]]],
         max_batch: int = 64,
         max_in_flight: int = 1,
+        linger_s: float = 0.005,
     ):
         self._send = send
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._linger_s = linger_s
         self._pending: list[tuple[Item, asyncio.Future]] = []
         self._in_flight = 0
+        self._busy = False
+        self._lingering = False
 
     async def call(self, item: Item) -> Result:
         future = asyncio.get_running_loop().create_future()
@@ -48,10 +55,20 @@ class Coalescer(Generic[Item, Result]):
         return await future
 
     def _pump(self) -> None:
-        while self._pending and self._in_flight < self._max_in_flight:
+        loop = asyncio.get_running_loop()
+        while self._pending and self._in_flight < self._max_in_flight and not self._lingering:
+            if self._busy and self._linger_s and len(self._pending) < self._max_batch:
+                self._lingering = True
+                loop.call_later(self._linger_s, self._linger_done)
+                return
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            self._busy = len(batch) > 1
             self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._flush(batch))
+            loop.create_task(self._flush(batch))
+
+    def _linger_done(self) -> None:
+        self._lingering, self._busy = False, False  # this batch leaves now, however small
+        self._pump()
 
     async def _flush(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
         try:

@@ -63,7 +63,7 @@ def score_candidates(
 ) -> list[Candidate]:
     ranked = []
     for card in cards:
-        if card.id in open_circuits or card.id not in card_vectors:
+        if card.disabled or card.id in open_circuits or card.id not in card_vectors:
             continue
         tag = 1.0 if task.capability in card.tags else 0.0
         similarity = float(np.dot(task_vector, card_vectors[card.id]))

@@ -17,7 +17,7 @@ from prsm.nwtn.execute import TaskOutcome
 from prsm.safety import Flag
 from prsm.types import ModelCard, SessionStatus, StepRole, TaskPlan, TaskStatus
 
-SESSION_FIELDS = ("id", "user", "prompt", "status", "planner", "answer", "error", "created_at",
+SESSION_FIELDS = ("id", "account", "user", "prompt", "status", "planner", "answer", "error", "created_at",
                   "finished_at", "plan_ms", "latency_ms", "hold_id", "quoted", "charged",
                   "charge_split")  # fmt: skip
 SESSION_RESULT_FIELDS = ("status", "answer", "error", "latency_ms", "finished_at", "charged", "charge_split")
@@ -61,12 +61,12 @@ class SessionRecord:
 
     @classmethod
     def new(
-        cls, session_id: str, user: str, prompt: str, plan: TaskPlan, plan_ms: float, flags: list[Flag],
+        cls, session_id: str, account: str, user: str, prompt: str, plan: TaskPlan, plan_ms: float, flags: list[Flag],
         steps: list[Step], status: SessionStatus = SessionStatus.RUNNING, hold_id: str | None = None,
         quoted: int | None = None,
     ) -> SessionRecord:  # fmt: skip
         session = {
-            "id": session_id, "user": user, "prompt": prompt, "status": str(status), "planner": plan.planner,
+            "id": session_id, "account": account, "user": user, "prompt": prompt, "status": str(status), "planner": plan.planner,
             "answer": None, "error": None, "created_at": utcnow(), "finished_at": None, "plan_ms": plan_ms,
             "latency_ms": None, "hold_id": hold_id, "quoted": quoted, "charged": None, "charge_split": None,
         }  # fmt: skip
@@ -139,6 +139,7 @@ class SessionRecord:
         assignments = [(t["key"], t["assigned_model"]) for t in tasks if t["assigned_model"]]
         return {
             "session_id": s["id"],
+            "account": s["account"],
             "user": s["user"],
             "prompt": s["prompt"],
             "status": s["status"],

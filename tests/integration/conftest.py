@@ -5,6 +5,7 @@ conversion included)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -42,9 +43,25 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny-llama", tokenizer)
 
 
+@dataclass
+class App:
+    """The running app: its URL, its settings, and API keys by name (see `prsm_app`)."""
+
+    base_url: str
+    settings: object
+    keys: dict[str, str]
+
+    def client(self, key: str = "alice", **kwargs) -> httpx.Client:
+        headers = {"authorization": f"Bearer {self.keys[key]}"} if key else {}
+        return httpx.Client(base_url=self.base_url, timeout=300, headers=headers, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def prsm_app(tmp_path_factory):
-    """The whole Serve app on a local Ray, on a free port; yields (base_url, settings)."""
+    """The whole Serve app on a local Ray, on a free port, with keys: `alice` (owner, 1 FTNS),
+    `bob` (owner, 1 FTNS), `erin` (user, 1 FTNS), `frank` (user, no funds), `operator`."""
+    import os
+
     import ray
     from ray import serve
 
@@ -55,6 +72,16 @@ def prsm_app(tmp_path_factory):
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("prsm-app"), model_dir=MODEL_DIR, port=free_port(), _env_file=None
     )
+    keys = {}
+    with Services.from_settings(settings, upgrade=True) as services:
+        for name, role, funds in (("alice", "owner", 10**18), ("bob", "owner", 10**18), ("erin", "user", 10**18),
+                                  ("frank", "user", 0), ("operator", "operator", 0)):  # fmt: skip
+            keys[name] = services.keys.create(name, role)[0]
+            if funds:
+                services.ledger.mint(name, funds, f"test-faucet-{name}")
+    # Remote-endpoint cards in the tests point at this app itself: the model replicas send
+    # alice's key (the one global remote key of today; per-card credentials are to come).
+    os.environ["PRSM_REMOTE_API_KEY"] = keys["alice"]
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
     serve.run(build_app(settings.model_dump(mode="json")), name="prsm", route_prefix="/")
@@ -62,10 +89,7 @@ def prsm_app(tmp_path_factory):
     while httpx.get(f"{settings.base_url}/healthz").status_code != 200:
         assert time.monotonic() < deadline, "the app never became healthy"
         time.sleep(0.5)
-    with Services(settings) as services:
-        for user in ("alice", "anonymous"):  # the test users pay for their queries
-            services.ledger.open_account(user)
-            services.ledger.mint(user, 10**18, f"test-faucet-{user}")
-    yield settings.base_url, settings
+    yield App(settings.base_url, settings, keys)
     serve.shutdown()
     ray.shutdown()
+    del os.environ["PRSM_REMOTE_API_KEY"]

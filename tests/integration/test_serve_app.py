@@ -19,14 +19,13 @@ DEMO = (
 
 @pytest.fixture(scope="module")
 def client(prsm_app):
-    base_url, _ = prsm_app
-    with httpx.Client(base_url=base_url, timeout=300) as c:
+    with prsm_app.client("alice") as c:  # an owner key of account alice, 1 FTNS
         yield c
 
 
 @pytest.fixture(scope="module")
 def demo_trace(client):
-    response = client.post("/v1/query", json={"prompt": DEMO, "user": "alice"})
+    response = client.post("/v1/query", json={"prompt": DEMO, "user": "end-user-1"})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -64,8 +63,9 @@ def test_models_are_listed_registered_and_duplicates_refused(client):
     assert weights.startswith("ipfs://")
     assert client.get(f"/v1/artifacts/{weights.removeprefix('ipfs://')}").json()["kind"] == "model"
     card = {"id": "cheap-algebra", "kind": "tool", "description": "Budget symbolic algebra",
-            "owner": "bob", "licence": "MIT", "endpoint": "tool:math", "tags": ["math"]}  # fmt: skip
-    assert client.post("/v1/models", json=card).status_code == 201
+            "licence": "MIT", "endpoint": "tool:math", "tags": ["math"]}  # fmt: skip
+    made = client.post("/v1/models", json=card)
+    assert made.status_code == 201 and made.json()["owner"] == "alice"  # the key's account
     duplicate = client.post("/v1/models", json=card)
     assert duplicate.status_code == 409 and duplicate.json()["error"]["field"] == "id"
     assert "cheap-algebra" in [m["id"] for m in client.get("/v1/models").json()["data"]]
@@ -88,23 +88,28 @@ def test_models_are_listed_registered_and_duplicates_refused(client):
     ],
 )
 def test_bad_input_gets_a_4xx_naming_the_field_and_writes_nothing(client, prsm_app, body, status, field):
-    before = row_counts(prsm_app[1])
+    before = row_counts(prsm_app.settings)
     response = client.post("/v1/query", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     assert response.json()["error"]["field"] == field
-    assert row_counts(prsm_app[1]) == before
+    assert row_counts(prsm_app.settings) == before
 
 
-def test_openapi_document_lists_the_endpoints(client):
-    paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/v1/query", "/v1/sessions/{session_id}", "/v1/models", "/v1/chat/completions", "/healthz"):
+def test_openapi_document_lists_the_endpoints_and_their_bearer_key(prsm_app):
+    with prsm_app.client(key=None) as anonymous:  # the document itself needs no key
+        document = anonymous.get("/openapi.json").json()
+    paths = document["paths"]
+    for path in ("/v1/query", "/v1/sessions/{session_id}", "/v1/models", "/v1/chat/completions", "/healthz",
+                 "/v1/keys"):  # fmt: skip
         assert path in paths
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert paths["/v1/query"]["post"]["security"] == [{"HTTPBearer": []}]
 
 
 def test_official_openai_client_talks_to_a_model_and_to_nwtn(prsm_app):
     import openai
 
-    client = openai.OpenAI(base_url=f"{prsm_app[0]}/v1", api_key="unused")
+    client = openai.OpenAI(base_url=f"{prsm_app.base_url}/v1", api_key=prsm_app.keys["alice"])
     direct = client.chat.completions.create(
         model="sympy-cas", messages=[{"role": "user", "content": "integrate x^2 from 0 to 3"}]
     )
@@ -116,13 +121,17 @@ def test_official_openai_client_talks_to_a_model_and_to_nwtn(prsm_app):
     assert "x**2" in whole.choices[0].message.content
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    stranger = openai.OpenAI(base_url=f"{prsm_app.base_url}/v1", api_key="prsm_000000000000_" + "A" * 43)
+    with pytest.raises(openai.AuthenticationError) as info:
+        stranger.chat.completions.create(model="sympy-cas", messages=[{"role": "user", "content": "x"}])
+    assert info.value.code == "invalid_api_key"
 
 
 def test_remote_endpoint_backend_against_prsms_own_chat_completions(client, prsm_app):
     # A model card for an OpenAI-compatible endpoint: here PRSM's own /v1, serving the real
     # default model. The request crosses HTTP twice, through the real RemoteChatBackend.
     card = {"id": "remote-smollm2", "kind": "openai", "description": "SmolLM2 behind an OpenAI endpoint",
-            "owner": "carol", "licence": "Apache-2.0", "endpoint": f"{prsm_app[0]}/v1",
+            "licence": "Apache-2.0", "endpoint": f"{prsm_app.base_url}/v1",
             "remote_model": "smollm2-135m-instruct", "tags": ["general"]}  # fmt: skip
     assert client.post("/v1/models", json=card).status_code == 201
     body = {"model": "remote-smollm2", "max_tokens": 8,
@@ -139,12 +148,13 @@ def test_cli_query_prints_the_trace_table_and_cli_register_reports_field_errors(
 ):
     from prsm.cli import main
 
-    monkeypatch.setenv("PRSM_PORT", str(prsm_app[1].port))
+    monkeypatch.setenv("PRSM_PORT", str(prsm_app.settings.port))
+    monkeypatch.setenv("PRSM_API_KEY", prsm_app.keys["bob"])
     assert main(["query", "Integrate 3*x^2. Convert 2 hours to minutes."]) == 0
     out = capsys.readouterr().out
     assert "x**3" in out and "120 minute" in out
     assert "sympy-cas" in out and "pint-units" in out  # the trace table names each model
-    register = ["models", "register", "--id", "cli-units", "--kind", "tool", "--owner", "dave",
+    register = ["models", "register", "--id", "cli-units", "--kind", "tool", "--owner", "bob",
                 "--description", "Unit conversion, registered from the CLI", "--licence", "MIT",
                 "--endpoint", "tool:units", "--tag", "units", "--price-per-call", "7"]  # fmt: skip
     assert main(register) == 0
@@ -152,23 +162,25 @@ def test_cli_query_prints_the_trace_table_and_cli_register_reports_field_errors(
     assert "price_per_call" in capsys.readouterr().err
 
 
-def test_accounts_show_balance_and_page_through_entries(client, prsm_app):
-    with Services(prsm_app[1]) as services:
-        services.ledger.open_account("erin")
+def test_accounts_show_balance_and_page_through_entries(prsm_app):
+    with Services(prsm_app.settings) as services:
+        services.ledger.open_account("gina")
         for i in range(5):
-            services.ledger.mint("erin", 10**18, f"erin-{i}")
-    account = client.get("/v1/accounts/erin").json()
-    assert account["balance"] == str(5 * 10**18) and account["balance_ftns"] == "5 FTNS"
-    first = client.get("/v1/accounts/erin/entries", params={"limit": 3}).json()
-    rest = client.get("/v1/accounts/erin/entries", params={"limit": 3, "before": first["next_before"]}).json()
-    assert len(first["data"]) == 3 and len(rest["data"]) == 2 and rest["next_before"] is None
-    assert client.get("/v1/accounts/nobody").status_code == 404
-    assert client.get("/v1/accounts/erin/entries", params={"limit": 0}).status_code == 422
+            services.ledger.mint("gina", 10**18, f"gina-{i}")
+        token, _ = services.keys.create("gina")
+    with httpx.Client(base_url=prsm_app.base_url, headers={"authorization": f"Bearer {token}"}) as gina:
+        account = gina.get("/v1/accounts/gina").json()
+        assert account["balance"] == str(5 * 10**18) and account["balance_ftns"] == "5 FTNS"
+        first = gina.get("/v1/accounts/gina/entries", params={"limit": 3}).json()
+        rest = gina.get(
+            "/v1/accounts/gina/entries", params={"limit": 3, "before": first["next_before"]}
+        ).json()
+        assert len(first["data"]) == 3 and len(rest["data"]) == 2 and rest["next_before"] is None
+        assert gina.get("/v1/accounts/nobody").status_code == 404
+        assert gina.get("/v1/accounts/gina/entries", params={"limit": 0}).status_code == 422
 
 
 def test_queries_are_paid_and_an_unfunded_account_gets_402_with_the_quote(client, prsm_app, demo_trace):
-    from prsm.errors import UnknownAccount
-
     cost = demo_trace["cost"]
     assert 0 < int(cost["charged"]) <= int(cost["quoted"])
     assert sum(int(v) for v in cost["split"].values()) == int(cost["charged"])
@@ -180,29 +192,29 @@ def test_queries_are_paid_and_an_unfunded_account_gets_402_with_the_quote(client
     refund = int(cost["quoted"]) - int(cost["charged"])
     assert any(e["kind"] == "capture" and int(e["amount"]) == refund for e in entries)
 
-    before = row_counts(prsm_app[1])
-    refused = client.post("/v1/query", json={"prompt": "Convert 1 km to m", "user": "frank"})
+    before = row_counts(prsm_app.settings)
+    with prsm_app.client("frank") as frank:  # a key whose account holds nothing
+        refused = frank.post("/v1/query", json={"prompt": "Convert 1 km to m"})
     assert refused.status_code == 402, refused.text
     error = refused.json()["error"]
-    assert error["field"] == "user" and int(error["needed"]) > 0 and error["available"] == "0"
-    assert row_counts(prsm_app[1]) == before
-    with Services(prsm_app[1]) as services, pytest.raises(UnknownAccount):
-        services.ledger.balance("frank")  # no account was opened on the way
+    assert error["field"] == "account" and int(error["needed"]) > 0 and error["available"] == "0"
+    assert row_counts(prsm_app.settings) == before
 
 
-def test_a_direct_completion_is_charged_to_its_user(client):
+def test_a_direct_completion_is_charged_to_the_keys_account(client, prsm_app):
     before = int(client.get("/v1/accounts/alice").json()["balance"])
     body = {
         "model": "sympy-cas",
-        "user": "alice",
+        "user": "end-user-2",
         "messages": [{"role": "user", "content": "expand (x+1)^2"}],
     }
     data = client.post("/v1/chat/completions", json=body).json()
     assert data["choices"][0]["message"]["content"] == "x**2 + 2*x + 1"
     assert data["prsm_charge"]["charged"] == str(10**14)
     assert int(client.get("/v1/accounts/alice").json()["balance"]) == before - 10**14
-    broke = client.post("/v1/chat/completions", json={**body, "user": "nobody-funded"})
-    assert broke.status_code == 402 and broke.json()["error"]["field"] == "user"
+    with prsm_app.client("frank") as frank:
+        broke = frank.post("/v1/chat/completions", json=body)
+    assert broke.status_code == 402 and broke.json()["error"]["field"] == "account"
 
 
 def test_artifacts_upload_streams_into_the_store_and_record_provenance(client, prsm_app):
@@ -211,11 +223,12 @@ def test_artifacts_upload_streams_into_the_store_and_record_provenance(client, p
     from prsm.storage.cid import cid_of
 
     data = os.urandom(600_000)
-    params = {"kind": "dataset", "creator": "alice", "licence": "CC-BY-4.0", "name": "prompts.jsonl"}
+    params = {"kind": "dataset", "licence": "CC-BY-4.0", "name": "prompts.jsonl"}
     made = client.post("/v1/artifacts", params=params, content=data)
     assert made.status_code == 201, made.text
     record = made.json()
     assert record["cid"] == cid_of(data) and record["size"] > len(data) and record["parents"] == []
+    assert record["creator"] == "alice"  # the key's account
     assert client.get(f"/v1/artifacts/{record['cid']}").json() == record
     assert client.get(f"/v1/artifacts/{record['cid']}/content").content == data
     child = client.post("/v1/artifacts", params={"kind": "model", "creator": "alice", "parents": record["cid"]},

@@ -20,7 +20,7 @@ LAYERS = [
     ["prsm.types", "prsm.errors"],  # value types and errors: import nothing of PRSM
     ["prsm.settings", "prsm.db"],
     ["prsm.ftns", "prsm.storage", "prsm.registry", "prsm.safety"],
-    ["prsm.chain", "prsm.weights", "prsm.backends"],
+    ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys"],
     ["prsm.nwtn"],
     ["prsm.api", "prsm.services"],
     ["prsm.distill"],

@@ -14,7 +14,11 @@ def test_a_setting_that_does_not_parse_is_a_clear_error(monkeypatch, capsys):
     assert "PRSM_PORT" in capsys.readouterr().err
 
 
-def test_query_without_a_running_app_is_a_clear_error(monkeypatch, capsys):
+def test_query_without_a_running_app_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    assert main(["query", "What is entropy?"]) == 1
+    assert "no API key" in capsys.readouterr().err  # nothing started here: no key either
+    monkeypatch.setenv("PRSM_API_KEY", "prsm_000000000000_" + "x" * 43)
     monkeypatch.setenv("PRSM_PORT", "9")  # nothing listens on the discard port
     assert main(["query", "What is entropy?"]) == 1
     assert "not running" in capsys.readouterr().err
@@ -112,7 +116,7 @@ def test_session_export_stores_the_trace_by_cid_once(monkeypatch, tmp_path, caps
     assert "no session" in capsys.readouterr().err
 
 
-def test_session_shorthand_and_nested_commands_parse(monkeypatch, capsys):
+def test_session_shorthand_and_nested_commands_parse(monkeypatch, tmp_path, capsys):
     from prsm.cli import normalise, parser
 
     assert normalise(["session", "abc"]) == ["session", "show", "abc"]
@@ -121,6 +125,8 @@ def test_session_shorthand_and_nested_commands_parse(monkeypatch, capsys):
     assert (args.account, args.amount, args.to) == ("alice", "2", "bob")
     assert main(["ftns", "transfer", "alice", "2"]) == 2  # --to is required
     assert "--to" in capsys.readouterr().err
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PRSM_API_KEY", "prsm_000000000000_" + "x" * 43)
     monkeypatch.setenv("PRSM_PORT", "9")
     assert main(["session", "some-id"]) == 1  # parsed as `show`; nothing runs at :9
     assert "not running" in capsys.readouterr().err
@@ -142,3 +148,27 @@ def test_store_put_get_folder_and_gc(monkeypatch, tmp_path, capsys):
     assert "removed 0 blocks" in capsys.readouterr().out  # the file's blocks are the folder's too
     assert main(["store", "put", str(tmp_path / "nowhere")]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_keys_are_made_listed_rotated_and_revoked_from_the_cli(monkeypatch, tmp_path, capsys):
+    from prsm.services import Services
+
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    assert main(["keys", "create", "carol", "--role", "owner", "--expires", "30d", "--name", "ci"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    with Services() as services:
+        principal = services.keys.authenticate(token)
+        assert (principal.account, principal.role) == ("carol", "owner")
+    assert main(["keys", "list", "carol"]) == 0
+    listed = capsys.readouterr().out
+    assert principal.key_id in listed and token not in listed  # the secret is never shown again
+    assert main(["keys", "rotate", principal.key_id, "--grace", "0m"]) == 0
+    new_token = capsys.readouterr().out.strip().splitlines()[-1]
+    with Services() as services:
+        services.keys.authenticate(new_token)
+        new_id = services.keys.authenticate(new_token).key_id
+    assert main(["keys", "revoke", new_id]) == 0
+    assert main(["keys", "create", "bad account!"]) == 1
+    assert "not an account id" in capsys.readouterr().err
+    assert main(["keys", "create", "carol", "--expires", "soon"]) == 1
+    assert main(["keys", "create", "carol", "--role", "god"]) == 2

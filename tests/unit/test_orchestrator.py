@@ -68,3 +68,23 @@ def test_a_planner_model_whose_output_fails_validation_falls_back_to_the_determi
     assert trace["planner"] == "deterministic"
     assert trace["steps"][1]["input"] == "llm planner rejected"
     assert trace["tasks"][0]["result"] == "9"
+
+
+def test_the_account_pays_and_the_users_tag_is_only_recorded(nwtn, services):
+    trace = asyncio.run(nwtn.query("Convert 3 km to m", "alice", user="end-user-7"))
+    assert (trace["account"], trace["user"]) == ("alice", "end-user-7")
+    assert services.ledger.balance("alice") == 10**18 - int(trace["cost"]["charged"])
+    assert services.sessions.trace(trace["session_id"])["account"] == "alice"
+
+
+def test_a_disabled_card_gets_no_traffic_and_is_not_quoted(nwtn, registry):
+    from prsm.errors import UnknownModel
+
+    registry.set_disabled("pint-units", True)
+    nwtn._cards_at = float("-inf")  # the orchestrator re-reads cards once a second
+    trace = asyncio.run(nwtn.query("Convert 3 km to m", "alice"))
+    assert trace["tasks"][0]["model"] != "pint-units"
+    with pytest.raises(UnknownModel):
+        asyncio.run(
+            nwtn.complete("pint-units", [{"role": "user", "content": "1 km to m"}], None, None, "alice")
+        )

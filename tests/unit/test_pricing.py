@@ -109,7 +109,7 @@ def test_a_query_its_account_cannot_pay_is_refused_with_402_and_leaves_nothing(
     before = ledger_rows(db)
     with pytest.raises(InsufficientFunds) as info:
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", user))
-    assert info.value.status_code == 402 and info.value.field == "user"
+    assert info.value.status_code == 402 and info.value.field == "account"
     assert info.value.available == available and info.value.needed > available
     assert info.value.to_dict()["needed"] == str(info.value.needed)
     assert ledger_rows(db) == before

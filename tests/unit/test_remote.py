@@ -144,3 +144,24 @@ def test_a_replicas_error_is_raised_as_itself_and_other_failures_as_model_call_f
     assert type(wrapped) is UnknownModel and wrapped.message == "gone"
     died = asyncio.run(ask("lm", ModelKind.TRANSFORMERS, "x"))
     assert type(died) is ModelCallFailed and "ConnectionError: replica died" in died.message
+
+
+def test_under_load_the_next_batch_waits_a_moment_for_company():
+    batches = []
+
+    async def send(items):
+        batches.append(list(items))
+        await asyncio.sleep(0.01)
+        return items
+
+    async def scenario():
+        c = Coalescer(send, linger_s=0.05)
+        calls = [asyncio.ensure_future(c.call(i)) for i in range(3)]  # 0 alone, then 1 and 2
+        await asyncio.sleep(0.015)  # [1, 2] is out: load is here
+        calls.append(asyncio.ensure_future(c.call(3)))
+        await asyncio.sleep(0.02)  # [1, 2] came back; 3 is waiting for company
+        calls += [asyncio.ensure_future(c.call(i)) for i in (4, 5)]
+        return await asyncio.gather(*calls)
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4, 5]
+    assert batches == [[0], [1, 2], [3, 4, 5]]

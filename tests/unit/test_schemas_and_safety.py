@@ -34,7 +34,7 @@ def test_bad_model_card_names_the_field(change, field):
 
 
 def test_prices_may_exceed_64_bits_as_digit_strings():
-    card = ModelCardIn(**(CARD | {"price_per_1k_tokens": str(10**25)})).to_card()
+    card = ModelCardIn(**(CARD | {"price_per_1k_tokens": str(10**25)})).to_card("carol")
     assert card.price_per_1k_tokens == 10**25
     assert card.public()["price_per_1k_tokens"] == str(10**25)
 

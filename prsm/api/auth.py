@@ -1,0 +1,97 @@
+"""Who is asking, at the HTTP edge: the bearer key of every request (what any OpenAI client sends
+as its `api_key`), checked before anything else happens, and the rules for acting on objects.
+
+`Authenticate` is the outermost middleware: a request without a valid key gets 401 before its
+body is read or validated, whatever the route (an unknown one included); only /healthz and the
+docs are public. Routes then take the principal it found (`current_principal`).
+
+Objects are private to their account: another account's session, balance, entries or keys
+answer 404, as if they did not exist (a 403 would tell a prober they do). Operators see
+everything. Acting for another account (a card's owner, an artifact's creator, a key's account)
+is refused with 403, unless an operator's key asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from prsm.api.limits import send_error
+from prsm.errors import Forbidden, Unauthorized
+from prsm.keys import ApiKeys
+from prsm.types import KeyRole, Principal
+
+PUBLIC = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+# Declares the scheme in the OpenAPI document (the docs page gets an Authorize button).
+BEARER = HTTPBearer(auto_error=False, description="An API key: `prsm keys create ACCOUNT`.")
+
+# Set by the process that serves the app (`configure`): Ray Serve ships the FastAPI app to its
+# replica as a copy, so the keys cannot be bound when the app is built. Unset: every key fails.
+_keys: ApiKeys | None = None
+
+
+def configure(keys: ApiKeys) -> None:
+    global _keys
+    _keys = keys
+
+
+async def authenticate(keys: ApiKeys | None, token: str | None) -> Principal:
+    if keys is None:
+        raise Unauthorized("this server checks no keys yet", "authorization")
+    principal = keys.cached(token)
+    if principal is None:  # not read recently: from the database, off the event loop
+        principal = await asyncio.to_thread(keys.authenticate, token)
+    return principal
+
+
+def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+class Authenticate:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") in PUBLIC:
+            return await self.app(scope, receive, send)
+        try:
+            principal = await authenticate(_keys, bearer(scope.get("headers", [])))
+        except Unauthorized as exc:
+            return await send_error(send, 401, exc.to_dict(), exc.code, ((b"www-authenticate", b"Bearer"),))
+        scope.setdefault("state", {})["principal"] = principal
+        return await self.app(scope, receive, send)
+
+
+KEY = Security(BEARER)
+# For a route that reads `request.state.principal` itself (the hot /v1/query): the same entry
+# in the OpenAPI document as a `current_principal` dependency makes.
+BEARER_SECURITY = {"security": [{"HTTPBearer": []}]}
+
+
+def current_principal(request: Request, _credentials: HTTPAuthorizationCredentials | None = KEY) -> Principal:
+    """The principal `Authenticate` found (the Security parameter puts the key in the docs)."""
+    return request.state.principal
+
+
+def require(principal: Principal, role: KeyRole, doing: str) -> None:
+    if not principal.role.at_least(role):
+        raise Forbidden(
+            f"{doing} needs a key with the {role} role; this one is a {principal.role} key", "authorization"
+        )
+
+
+def acting_for(principal: Principal, claimed: str | None, field: str) -> str:
+    """The account a request acts for: the key's own. A body may name it (for clients written
+    before keys); naming another is refused, unless an operator's key asks."""
+    if claimed is None or claimed == principal.account:
+        return principal.account
+    if principal.operator:
+        return claimed
+    raise Forbidden(f"this key acts for {principal.account!r}, not {claimed!r}", field)

@@ -1,0 +1,153 @@
+"""Who is asking, over HTTP against the running app: the attacks of issue 11's first part, each
+as the behaviour that closes it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from prsm.db.models import utcnow
+from prsm.services import Services
+
+EXPAND = {"model": "sympy-cas", "messages": [{"role": "user", "content": "expand (x+1)^2"}]}
+
+
+@pytest.fixture(scope="module")
+def services(prsm_app):
+    with Services(prsm_app.settings) as services:
+        yield services
+
+
+def client(prsm_app, token: str | None) -> httpx.Client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=prsm_app.base_url, timeout=300, headers=headers)
+
+
+def balance(services, account: str) -> int:
+    return services.ledger.balance(account)
+
+
+def test_every_route_but_health_and_docs_needs_a_valid_key(prsm_app, services):
+    revoked, record = services.keys.create("erin")
+    services.keys.revoke(record.id)
+    expired, _ = services.keys.create("erin", expires_at=utcnow() + timedelta(seconds=0.01))
+    document = httpx.get(f"{prsm_app.base_url}/openapi.json").json()
+    assert httpx.get(f"{prsm_app.base_url}/healthz").status_code == 200
+    assert httpx.get(f"{prsm_app.base_url}/docs").status_code == 200
+    routes = [(m, p) for p, ops in document["paths"].items() for m in ops if p != "/healthz"]
+    assert len(routes) >= 15
+    for token in (None, "not-a-key", "prsm_000000000000_" + "A" * 43, revoked, expired):
+        with client(prsm_app, token) as c:
+            for method, path in routes:
+                url = path.replace("{session_id}", "x").replace("{account_id}", "erin").replace(
+                    "{cid}", "bafkqaaa").replace("{model_id}", "sympy-cas").replace("{key_id}", record.id)  # fmt: skip
+                response = c.request(method.upper(), url, json={} if method in ("post", "patch") else None)
+                assert response.status_code == 401, (method, path, token, response.text)
+                error = response.json()["error"]
+                assert error["code"] == "invalid_api_key" and error["message"] and "param" in error
+                assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_key_cannot_spend_another_account(prsm_app, services):
+    # The drain of the issue: mallory registers a dear tool and calls it "as" alice.
+    mallory_key, _ = services.keys.create("mallory", "owner")
+    alice_before, mallory_before = balance(services, "alice"), balance(services, "mallory")
+    card = {"id": "mallory-tool", "kind": "tool", "description": "Symbolic algebra, premium service",
+            "licence": "MIT", "endpoint": "tool:math", "tags": ["math"], "price_per_call": str(10**17)}  # fmt: skip
+    with client(prsm_app, mallory_key) as mallory:
+        assert mallory.post("/v1/models", json=card).status_code == 201
+        drained = mallory.post(
+            "/v1/chat/completions", json={**EXPAND, "model": "mallory-tool", "user": "alice"}
+        )
+        assert drained.status_code == 402 and drained.json()["error"]["field"] == "account"  # mallory pays
+        query = mallory.post("/v1/query", json={"prompt": "Integrate x^2", "user": "alice"})
+        assert query.status_code == 402
+        assert mallory.delete("/v1/models/mallory-tool").status_code == 200
+    assert balance(services, "alice") == alice_before and balance(services, "mallory") == mallory_before
+
+
+def test_the_body_user_is_a_recorded_tag_and_the_keys_account_pays(prsm_app, services):
+    erin_before, alice_before = balance(services, "erin"), balance(services, "alice")
+    with prsm_app.client("erin") as erin:
+        trace = erin.post("/v1/query", json={"prompt": "Convert 2 km to m", "user": "alice"}).json()
+    assert (trace["account"], trace["user"]) == ("erin", "alice")
+    assert balance(services, "erin") == erin_before - int(trace["cost"]["charged"])
+    assert balance(services, "alice") == alice_before
+
+
+def test_another_accounts_objects_answer_404_and_an_operator_sees_them(prsm_app):
+    with prsm_app.client("alice") as alice, prsm_app.client("bob") as bob, prsm_app.client("operator") as op:
+        session = alice.post("/v1/query", json={"prompt": "Convert 3 km to m"}).json()["session_id"]
+        assert alice.get(f"/v1/sessions/{session}").status_code == 200
+        for path in (f"/v1/sessions/{session}", "/v1/accounts/alice", "/v1/accounts/alice/entries"):
+            assert bob.get(path).status_code == 404, path
+            assert op.get(path).status_code == 200, path
+        # Another account's session answers exactly as one that does not exist.
+        theirs = bob.get(f"/v1/sessions/{session}").json()["error"]
+        none = bob.get("/v1/sessions/no-such-session").json()["error"]
+        assert (theirs["type"], theirs["field"]) == (none["type"], none["field"])
+
+
+def test_cards_belong_to_the_registering_key_and_only_their_owner_changes_them(prsm_app, services):
+    card = {"id": "bob-units", "kind": "tool", "description": "Unit conversion, bob's edition",
+            "licence": "MIT", "endpoint": "tool:units", "tags": ["units"], "price_per_call": "5"}  # fmt: skip
+    with (
+        prsm_app.client("bob") as bob,
+        prsm_app.client("alice") as alice,
+        prsm_app.client("erin") as erin,
+        prsm_app.client("operator") as op,
+    ):
+        assert erin.post("/v1/models", json={**card, "id": "erin-units"}).status_code == 403  # a user key
+        impostor = bob.post("/v1/models", json={**card, "owner": "alice"})
+        assert impostor.status_code == 403 and impostor.json()["error"]["field"] == "owner"
+        assert bob.post("/v1/models", json=card).json()["owner"] == "bob"
+        for reserved in ("nwtn",):
+            taken = bob.post("/v1/models", json={**card, "id": reserved})
+            assert taken.status_code in (409, 422) and taken.json()["error"]["field"] == "id"
+        assert alice.patch("/v1/models/bob-units", json={"price_per_call": "1"}).status_code == 403
+        assert alice.delete("/v1/models/bob-units").status_code == 403
+        changed = bob.patch(
+            "/v1/models/bob-units", json={"price_per_call": "3", "description": "Cheaper units"}
+        )
+        assert changed.status_code == 200 and changed.json()["price_per_call"] == "3"
+        bad = bob.patch("/v1/models/bob-units", json={"price_per_call": "-1"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "price_per_call"
+        assert bob.post("/v1/models/bob-units/disable").status_code == 403  # operators only
+        disabled = op.post("/v1/models/bob-units/disable").json()
+        assert disabled["disabled"] is True
+        refused = bob.post("/v1/chat/completions", json={**EXPAND, "model": "bob-units"})
+        assert refused.status_code == 404  # a disabled card answers nothing
+        assert op.post("/v1/models/bob-units/enable").json()["disabled"] is False
+        assert bob.delete("/v1/models/bob-units").json()["deleted"] is True
+        assert bob.get("/v1/models").json()["data"] and "bob-units" not in [
+            m["id"] for m in bob.get("/v1/models").json()["data"]
+        ]
+
+
+def test_keys_are_managed_by_their_own_account_within_its_role(prsm_app, services):
+    with prsm_app.client("erin") as erin, prsm_app.client("bob") as bob:
+        made = erin.post("/v1/keys", json={"name": "laptop"})
+        assert made.status_code == 201 and made.json()["account"] == "erin"
+        token, key_id = made.json()["key"], made.json()["id"]
+        assert services.keys.authenticate(token).account == "erin"
+        listed = erin.get("/v1/keys").json()["data"]
+        assert key_id in [k["id"] for k in listed] and all(k["account"] == "erin" for k in listed)
+        assert all("key" not in k and "secret_hash" not in k for k in listed)  # never the secret again
+        assert erin.post("/v1/keys", json={"role": "owner"}).status_code == 403  # above its own role
+        assert erin.post("/v1/keys", json={"account": "alice"}).status_code == 403
+        assert bob.delete(f"/v1/keys/{key_id}").status_code == 404  # not bob's: as if absent
+        rotated = erin.post(f"/v1/keys/{key_id}/rotate", json={"grace_s": 0})
+        assert rotated.status_code == 201 and rotated.json()["id"] != key_id
+        with client(prsm_app, token) as old:
+            assert old.get("/v1/models").status_code == 401  # no grace asked: the old key stopped
+        assert erin.delete(f"/v1/keys/{rotated.json()['id']}").json()["revoked_at"]
+
+
+def test_an_artifacts_creator_is_the_keys_account(prsm_app):
+    with prsm_app.client("bob") as bob:
+        made = bob.post("/v1/artifacts", params={"kind": "dataset"}, content=b"bob's prompts")
+        assert made.status_code == 201 and made.json()["creator"] == "bob"
+        forged = bob.post("/v1/artifacts", params={"kind": "dataset", "creator": "alice"}, content=b"x")
+        assert forged.status_code == 403 and forged.json()["error"]["field"] == "creator"
