@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from prsm.backends import LocalModels
+from prsm.backends.sandbox import Limits, Sandbox
 from prsm.db.engine import Database
 from prsm.ftns.billing import Billing
 from prsm.ftns.ledger import Ledger
@@ -85,7 +86,16 @@ class Services:
     def models(self) -> LocalModels:
         """Models hosted in this process: a Serve model replica's, or NWTN's without a cluster.
         Generation uses every core: Ray would otherwise cap torch at the actor's CPU share."""
-        return LocalModels(self.registry, self.settings.resolved_model_dir, self.store, os.cpu_count())
+        return LocalModels(
+            self.registry, self.settings.resolved_model_dir, self.store, os.cpu_count(), self.sandbox
+        )
+
+    @cached_property
+    def sandbox(self) -> Sandbox:
+        """Worker processes for tool calls, shared by the process (started on first use)."""
+        s = self.settings
+        limits = Limits(s.tool_cpu_s, s.tool_memory_mb * 1024**2, s.tool_wall_s, s.tool_workers)
+        return Sandbox.shared(limits)
 
     @cached_property
     def chain(self) -> Chain:

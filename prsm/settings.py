@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         default=4 * 1024**3, gt=0, description="Largest POST /v1/artifacts upload."
     )
 
+    # Tool calls run in worker processes with these limits (prsm/backends/sandbox.py); a call
+    # past one is stopped and fails alone.
+    tool_cpu_s: int = Field(default=5, ge=1, le=600, description="CPU seconds a tool call may use.")
+    tool_memory_mb: int = Field(default=1024, ge=256, le=65536, description="Address space of a tool worker.")
+    tool_wall_s: float = Field(default=10.0, gt=0, le=600, description="Seconds a tool call may take.")
+    tool_workers: int = Field(default=2, ge=1, le=64, description="Tool worker processes a replica keeps.")
+
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (docs/platform.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.

@@ -11,7 +11,8 @@ import asyncio
 from pathlib import Path
 from typing import Protocol
 
-from prsm.errors import PRSMError, as_prsm_error
+from prsm.backends.sandbox import Sandbox
+from prsm.errors import ModelCallFailed, PRSMError, as_prsm_error
 from prsm.registry import Registry
 from prsm.storage.base import BlockStore
 from prsm.types import ModelCall, ModelCard, ModelKind, ModelOutput
@@ -22,15 +23,19 @@ class Backend(Protocol):
 
 
 def load_backend(
-    card: ModelCard, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None
-) -> Backend:
+    card: ModelCard, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None,
+    sandbox: Sandbox | None = None,
+) -> Backend:  # fmt: skip
     """Build the backend that serves `card`. Blocking: a transformers model's weights are
-    converted, or fetched by CID from `store`, and loaded here. Each kind's module is imported
-    only when a card of that kind is loaded (torch only for transformers)."""
+    converted, or fetched by CID from `store`, and loaded here; a tool runs in `sandbox`. Each
+    kind's module is imported only when a card of that kind is loaded (torch only for
+    transformers)."""
     if card.kind == ModelKind.TOOL:
         from prsm.backends.tools import tool_backend
 
-        return tool_backend(card.endpoint or "")
+        if sandbox is None:
+            raise ModelCallFailed("this process runs no tools (no sandbox)", "model")
+        return tool_backend(card.endpoint or "", sandbox)
     if card.kind == ModelKind.OPENAI:
         from prsm.backends.remote import RemoteChatBackend
 
@@ -65,16 +70,20 @@ class LocalModels:
         model_dir: Path,
         store: BlockStore | None = None,
         num_threads: int | None = None,
+        sandbox: Sandbox | None = None,
     ):
         self.registry = registry
         self.model_dir = model_dir
         self.store = store
         self.num_threads = num_threads
+        self.sandbox = sandbox
         self._backends: dict[str, Backend] = {}
 
     def load(self, model_id: str) -> Backend:
         """Blocking: reads the card, loads the weights."""
-        return load_backend(self.registry.get(model_id), self.model_dir, self.num_threads, self.store)
+        return load_backend(
+            self.registry.get(model_id), self.model_dir, self.num_threads, self.store, self.sandbox
+        )
 
     def host(self, model_id: str, backend: Backend) -> None:
         """Serve `model_id` with a backend built elsewhere (a notebook's own model, a test's)."""

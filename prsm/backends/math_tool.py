@@ -7,54 +7,35 @@ The output is a plain SymPy expression (or number) so a later sub-task can use i
 
 from __future__ import annotations
 
+import ast
+import math
 import re
 
 import sympy
-from sympy.parsing.sympy_parser import (
-    convert_xor,
-    implicit_multiplication_application,
-    parse_expr,
-    standard_transformations,
-)
 
 from prsm.errors import ModelCallFailed
 
 MAX_EXPRESSION_CHARS = 300
+MAX_INTEGER_DIGITS = 100  # a literal
+MAX_EXPONENT = 1000  # a numeric exponent, and a factorial's argument
+MAX_RESULT_DIGITS = 10_000  # a number raised to a number, and any exact number built
+MAX_RESULT_BITS = int(MAX_RESULT_DIGITS * math.log2(10)) + 1
 
-# parse_expr evaluates Python: only whitelisted characters and names ever reach it, and no
-# attribute access (a dot is allowed only inside a number).
-_ALLOWED_CHARS = re.compile(r"^[0-9A-Za-z_+\-*/^().,=\s]+$")
-_ATTRIBUTE_ACCESS = re.compile(r"[A-Za-z_)\]]\s*\.|\.\s*[A-Za-z_]")
-_SAFE_NAMES = [
-    "sin",
-    "cos",
-    "tan",
-    "cot",
-    "sec",
-    "csc",
-    "asin",
-    "acos",
-    "atan",
-    "sinh",
-    "cosh",
-    "tanh",
-    "exp",
-    "log",
-    "sqrt",
-    "Abs",
-    "factorial",
-    "pi",
-    "E",
-    "I",
-    "oo",
-    "Integer",
-    "Float",
-    "Rational",
-    "Symbol",
-    "Function",
-]
-_GLOBALS = {name: getattr(sympy, name) for name in _SAFE_NAMES} | {"ln": sympy.log}
-_TRANSFORMS = standard_transformations + (implicit_multiplication_application, convert_xor)
+# Nothing the user writes is ever evaluated as Python (SymPy's parse_expr would): the text is
+# tokenised, implicit multiplication made explicit ("3x^2 sin(x)" -> "3*x**2*sin(x)"), parsed
+# by Python's own parser into a tree, and only the tree's whitelisted node types are turned
+# into SymPy objects, with caps on sizes checked before any number is computed.
+_ALLOWED_CHARS = re.compile(r"^[0-9A-Za-z_+\-*/^().,\s]+$")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|(?P<name>[A-Za-z_]\w*)|(?P<op>\*\*|[-+*/(),]))"
+)
+FUNCTIONS = {
+    name: getattr(sympy, name)
+    for name in ("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+                 "exp", "log", "sqrt", "Abs", "factorial")
+} | {"ln": sympy.log, "abs": sympy.Abs}  # fmt: skip
+CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "I": sympy.I, "oo": sympy.oo}
+_OPERATORS = {ast.Add: sympy.Add, ast.Mult: sympy.Mul}
 
 _OPERATION = re.compile(
     r"^(?:please\s+)?(?:find\s+|compute\s+|calculate\s+)?(?:the\s+)?"
@@ -64,18 +45,101 @@ _OPERATION = re.compile(
 )
 
 
+def tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, text) pairs, with `^` read as `**` and the multiplications a person leaves out."""
+    text = text.replace("^", "**")
+    found, at = [], 0
+    while at < len(text.rstrip()):
+        match = _TOKEN.match(text, at)
+        if match is None:
+            raise ModelCallFailed(f"cannot read {text[at : at + 20]!r}", "instruction")
+        kind = match.lastgroup
+        found.append((kind, match[kind]))
+        at = match.end()
+    explicit: list[tuple[str, str]] = []
+    for kind, value in found:
+        if explicit:
+            last_kind, last = explicit[-1]
+            ends_operand = (
+                last_kind == "number" or last == ")" or (last_kind == "name" and last not in FUNCTIONS)
+            )
+            starts_operand = kind in ("number", "name") or value == "("
+            if ends_operand and starts_operand:
+                explicit.append(("op", "*"))
+        explicit.append((kind, value))
+    return explicit
+
+
 def parse(expression: str) -> sympy.Expr:
     text = expression.strip()
     if not text:
         raise ModelCallFailed("empty expression", "instruction")
     if len(text) > MAX_EXPRESSION_CHARS:
-        raise ModelCallFailed(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
-    if not _ALLOWED_CHARS.match(text) or "__" in text or _ATTRIBUTE_ACCESS.search(text):
+        raise ModelCallFailed(f"expression longer than {MAX_EXPRESSION_CHARS} characters", "instruction")
+    if not _ALLOWED_CHARS.match(text) or "__" in text:
         raise ModelCallFailed(f"not a mathematical expression: {text!r}", "instruction")
+    source = " ".join(value for _, value in tokens(text))
     try:
-        return parse_expr(text, local_dict={}, global_dict=dict(_GLOBALS), transformations=_TRANSFORMS)
-    except Exception as exc:  # SymPy raises many types for bad syntax
-        raise ModelCallFailed(f"cannot parse {text!r}: {exc}", "instruction") from exc
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise ModelCallFailed(f"cannot parse {text!r}: {exc.msg}", "instruction") from None
+    return _build(tree.body)
+
+
+def _build(node: ast.AST) -> sympy.Expr:
+    built = _build_node(node)
+    if built.is_Rational and max(abs(built.p), built.q).bit_length() > MAX_RESULT_BITS:
+        raise ModelCallFailed(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
+    return built
+
+
+def _build_node(node: ast.AST) -> sympy.Expr:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        if len(str(node.value)) > MAX_INTEGER_DIGITS:
+            raise ModelCallFailed(f"a number over {MAX_INTEGER_DIGITS} digits", "instruction")
+        return sympy.Integer(node.value)
+    if isinstance(node, ast.Constant) and isinstance(node.value, float):
+        return sympy.Float(node.value)
+    if isinstance(node, ast.Name):
+        if node.id in CONSTANTS:
+            return CONSTANTS[node.id]
+        if node.id in FUNCTIONS:
+            raise ModelCallFailed(f"{node.id} needs an argument: {node.id}(x)", "instruction")
+        return sympy.Symbol(node.id)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _build(node.operand)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        left, right = _build(node.left), _build(node.right)
+        if isinstance(node.op, ast.Add | ast.Mult):
+            return _OPERATORS[type(node.op)](left, right)
+        if isinstance(node.op, ast.Sub):
+            return sympy.Add(left, -right)
+        if isinstance(node.op, ast.Div):
+            return sympy.Mul(left, sympy.Pow(right, -1))
+        if isinstance(node.op, ast.Pow):
+            _check_power(left, right)
+            return sympy.Pow(left, right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
+        if node.keywords or not node.args or len(node.args) > 2:
+            raise ModelCallFailed(f"{node.func.id}(...) takes one or two plain arguments", "instruction")
+        args = [_build(a) for a in node.args]
+        if node.func.id == "factorial" and args[0].is_number and abs(args[0]) > MAX_EXPONENT:
+            raise ModelCallFailed(f"factorial of more than {MAX_EXPONENT}", "instruction")
+        return FUNCTIONS[node.func.id](*args)
+    raise ModelCallFailed("only numbers, variables, + - * / ^, parentheses and math functions", "instruction")
+
+
+def _check_power(base: sympy.Expr, exponent: sympy.Expr) -> None:
+    """Refuse, before computing it, a power whose result no answer needs."""
+    if not exponent.is_number:
+        return
+    if exponent.is_real is not False and abs(exponent) > MAX_EXPONENT:
+        raise ModelCallFailed(f"an exponent over {MAX_EXPONENT}", "instruction")
+    if base.is_number and base.is_real and abs(base) > 1 and exponent.is_real:
+        digits = float(abs(exponent)) * math.log10(float(abs(base)))
+        if digits > MAX_RESULT_DIGITS:
+            raise ModelCallFailed(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
 
 
 def _variable(expr: sympy.Expr, name: str | None) -> sympy.Symbol:

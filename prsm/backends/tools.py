@@ -1,44 +1,31 @@
-"""Tool specialists as marketplace models: exact answers, flat price per call."""
+"""Tool specialists as marketplace models: exact answers, flat price per call. Each call runs in
+the sandbox (prsm/backends/sandbox.py): a worker process with CPU, memory and time limits."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
-
-from prsm.backends.math_tool import solve_math
-from prsm.backends.units_tool import convert_units
+from prsm.backends.sandbox import Sandbox
 from prsm.errors import ModelCallFailed, UnknownModel
 from prsm.types import ModelCall, ModelOutput
 
-
-@dataclass(frozen=True)
-class Tool:
-    fn: Callable[[str], str]
-    # SymPy can take seconds on hard input: it runs in a worker thread so the replica keeps
-    # serving. A unit conversion takes microseconds: a thread hop would cost more than the work.
-    may_block: bool
-
-
-TOOLS: dict[str, Tool] = {
-    "tool:math": Tool(solve_math, may_block=True),
-    "tool:units": Tool(convert_units, may_block=False),
+# A card's endpoint names a tool; a tool is the import path of a function from text to text.
+TOOLS: dict[str, str] = {
+    "tool:math": "prsm.backends.math_tool:solve_math",
+    "tool:units": "prsm.backends.units_tool:convert_units",
 }
 
 
 class ToolBackend:
-    def __init__(self, tool: Tool):
-        self._tool = tool
+    def __init__(self, path: str, sandbox: Sandbox):
+        self._path = path
+        self._sandbox = sandbox
 
     async def run(self, call: ModelCall) -> ModelOutput:
         if call.response_format:
             raise ModelCallFailed("a tool answers in plain text; it cannot follow a response_format")
-        if self._tool.may_block:
-            return ModelOutput(text=await asyncio.to_thread(self._tool.fn, call.last_user_text))
-        return ModelOutput(text=self._tool.fn(call.last_user_text))
+        return ModelOutput(text=await self._sandbox.run(self._path, call.last_user_text))
 
 
-def tool_backend(endpoint: str) -> ToolBackend:
+def tool_backend(endpoint: str, sandbox: Sandbox) -> ToolBackend:
     if endpoint not in TOOLS:
         raise UnknownModel(f"unknown tool {endpoint!r}; known: {', '.join(TOOLS)}", "endpoint")
-    return ToolBackend(TOOLS[endpoint])
+    return ToolBackend(TOOLS[endpoint], sandbox)

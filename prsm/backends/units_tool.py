@@ -23,6 +23,29 @@ _LEADING = re.compile(r"^(?:please\s+)?(?:convert\s+|give\s+)?(?:the\s+value\s+o
 
 _NUMBER = re.compile(r"^(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?P<unit>[^\d].*)$", re.I)
 
+# Pint evaluates the arithmetic in a quantity ("9^9^9 m" would compute for ever): sizes are
+# checked on the text first. Units need small exponents (m^3, s^-2), quantities modest numbers.
+MAX_CHARS = 200
+MAX_DIGITS = 50
+MAX_EXPONENT = 12
+_POWER = re.compile(r"(?:\^|\*\*)\s*\(?\s*[-+]?\s*(\d+(?:\.\d*)?)")
+_POWER_OF_POWER = re.compile(r"(?:\^|\*\*)[^a-z\s]*?(?:\^|\*\*)", re.I)
+_DIGITS = re.compile(rf"\d{{{MAX_DIGITS + 1},}}")
+_BIG_E = re.compile(r"\d[eE][-+]?(\d+)")
+
+
+def _check_sizes(text: str) -> None:
+    if len(text) > MAX_CHARS:
+        raise ModelCallFailed(f"an instruction over {MAX_CHARS} characters", "instruction")
+    if _DIGITS.search(text):
+        raise ModelCallFailed(f"a number over {MAX_DIGITS} digits", "instruction")
+    if _POWER_OF_POWER.search(text) or any(float(p) > MAX_EXPONENT for p in _POWER.findall(text)):
+        raise ModelCallFailed(
+            f"units take exponents up to {MAX_EXPONENT}, not powers of powers", "instruction"
+        )
+    if any(int(e) > 300 for e in _BIG_E.findall(text)):
+        raise ModelCallFailed("a number past 1e300", "instruction")
+
 
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
@@ -64,6 +87,7 @@ def _unit(text: str) -> pint.Unit:
 
 def convert_units(instruction: str) -> str:
     text = instruction.strip().rstrip("?!. ")
+    _check_sizes(text)
     text = _LEADING.sub("", text)
     for pattern in _PATTERNS:
         match = pattern.match(text)

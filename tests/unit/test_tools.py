@@ -1,3 +1,6 @@
+import asyncio
+import time
+
 import pytest
 
 from prsm.backends.math_tool import solve_math
@@ -32,11 +35,55 @@ def test_math_tool_answers_exactly(instruction, answer):
         "simplify (1).real",
         "write me a poem",
         "differentiate x*y",  # two variables and none named
+        "evaluate lambda: 1",
+        "evaluate [x for x in (1,)]",
+        "evaluate 'a' * 9",
+        "simplify x.func",
+        "evaluate getattr(x, 'func')",
+        "evaluate exec('1')",
     ],
 )
 def test_math_tool_refuses_what_is_not_safe_plain_math(instruction):
     with pytest.raises(ModelCallFailed):
         solve_math(instruction)
+
+
+@pytest.mark.parametrize(
+    "instruction,words",
+    [
+        ("what is 9^9^9", "exponent"),
+        ("evaluate 2**10**10", "exponent"),
+        ("evaluate factorial(10^10)", "factorial"),
+        ("evaluate " + "9" * 150, "digits"),
+        ("evaluate " + "9" * 500, "longer than"),
+        (
+            "evaluate 10^999 * 10^999 * 10^999 * 10^999 * 10^999 * 10^999 * 10^999 * 10^999 * 10^999 * 10^999 * 10^999",
+            "digits",
+        ),
+    ],
+)
+def test_math_tool_refuses_inputs_that_would_run_away_before_computing(instruction, words):
+    started = time.monotonic()
+    with pytest.raises(ModelCallFailed, match=words):
+        solve_math(instruction)
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    [
+        "convert 9^9^9 meter to km",
+        "convert 10**400 meter to km",
+        "convert " + "9" * 80 + " meter to km",
+        "convert 3 meter**(10**10) to km",
+        "convert 3 " + "meter*" * 100 + "meter to km",
+    ],
+)
+def test_units_tool_refuses_inputs_that_would_run_away(instruction):
+    started = time.monotonic()
+    with pytest.raises(ModelCallFailed):
+        convert_units(instruction)
+    assert time.monotonic() - started < 1
 
 
 @pytest.mark.parametrize(
@@ -58,12 +105,39 @@ def test_units_tool_refuses_incompatible_dimensions():
         convert_units("convert 3 kg to meters")
 
 
-def test_a_tool_refuses_a_response_format():
-    import asyncio
+def ask(backend, text: str) -> str:
+    from prsm.types import ModelCall
 
+    return asyncio.run(backend.run(ModelCall(({"role": "user", "content": text},), 8))).text
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    from prsm.backends.sandbox import Limits, Sandbox
+
+    return Sandbox.shared(Limits(cpu_s=2, memory_bytes=1024**3, wall_s=4.0, workers=2))
+
+
+def test_a_tool_refuses_a_response_format(sandbox):
     from prsm.backends.tools import tool_backend
     from prsm.types import ModelCall
 
     call = ModelCall(({"role": "user", "content": "integrate x"},), 8, {"type": "json_schema"})
     with pytest.raises(ModelCallFailed, match="response_format"):
-        asyncio.run(tool_backend("tool:math").run(call))
+        asyncio.run(tool_backend("tool:math", sandbox).run(call))
+
+
+def test_a_tool_call_runs_in_the_sandbox_and_a_slow_one_is_stopped_while_others_answer(sandbox):
+    """Past every parse-time cap, SymPy still has inputs that take minutes: the worker is stopped
+    at its limit, the call fails alone, and the next call answers at once."""
+    from prsm.backends.tools import tool_backend
+
+    math = tool_backend("tool:math", sandbox)
+    assert ask(math, "d/dx x^2") == "2*x"
+    started = time.monotonic()
+    with pytest.raises(ModelCallFailed, match="limit|CPU time"):
+        ask(math, "integrate exp(x^7)*sin(x^5)*log(x^3+1)*tan(x)^9 from 0 to 1")
+    assert time.monotonic() - started < 6
+    answered = time.monotonic()
+    assert ask(tool_backend("tool:units", sandbox), "convert 2 km to m") == "2000 meter"
+    assert time.monotonic() - answered < 1
