@@ -180,7 +180,7 @@ def measure_serve(seconds: float) -> dict:
     peak.start()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(settings.model_dump(mode="json")), name="prsm", route_prefix="/")
+        serve.run(build_app(settings.portable()), name="prsm", route_prefix="/")
         serve.run(Echo.bind(), name="echo", route_prefix="/echo")
         base = f"http://127.0.0.1:{port}"
 

@@ -41,6 +41,7 @@ from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.remote import ModelClient, RouterClient
 from prsm.nwtn.route import Router
+from prsm.sealing import context_of
 from prsm.services import Services
 from prsm.storage.artifacts import ArtifactKind
 from prsm.types import (
@@ -49,6 +50,7 @@ from prsm.types import (
     KeyRole,
     ModelCall,
     ModelCard,
+    ModelKind,
     ModelOutput,
     Principal,
     SubTask,
@@ -76,7 +78,8 @@ class ModelReplica:
 @serve.deployment
 class RouterDeployment:
     def __init__(self, settings: dict):
-        self.router = Router(Services.from_settings(settings).registry, Embedder())
+        services = Services.from_settings(settings)
+        self.router = Router(services.registry, Embedder(), policy=services.market)
 
     async def rank_many(self, requests: list[tuple[SubTask, frozenset[str]]]) -> list[list[Candidate]]:
         return await asyncio.to_thread(self.router.rank_many, requests)
@@ -222,6 +225,11 @@ class NWTN:
         cards = await asyncio.to_thread(self.services.registry.list)
         return {"object": "list", "data": [model_entry(c) for c in cards]}
 
+    @api.get("/v1/models/{model_id}")
+    async def model(self, model_id: str, principal: Principal = WHO) -> dict:
+        """One model's card (OpenAI's retrieve-model, with PRSM's fields)."""
+        return model_entry(await asyncio.to_thread(self.services.registry.get, model_id))
+
     @api.post("/v1/models", status_code=201)
     async def register(self, body: ModelCardIn, principal: Principal = WHO) -> dict:
         """Register a model card, owned by the key's account (an owner's or operator's key)."""
@@ -229,16 +237,47 @@ class NWTN:
         owner = acting_for(principal, body.owner, "owner")
         if body.id in self._reserved() and not principal.operator:
             raise InvalidInput(f"model id {body.id!r} is reserved", "id")
-        card = await asyncio.to_thread(self.services.registry.register, body.to_card(owner))
+        sealed = None
+        if body.kind == ModelKind.OPENAI:
+            await self.services.egress.vet(body.endpoint)
+            if body.credential is not None:
+                sealed = self._seal(body.credential.get_secret_value(), body.id, body.endpoint)
+        card = body.to_card(owner)
+        self._check_prices(card)
+        card = await asyncio.to_thread(self.services.registry.register, card, sealed)
         return model_entry(card)
 
     @api.patch("/v1/models/{model_id}")
     async def change_model(self, model_id: str, body: ModelCardChange, principal: Principal = WHO) -> dict:
         """Change what the owner declares: description, tags, prices, licence, weights, endpoint."""
         card = await self._own_card(principal, model_id)
-        changed = ModelCardIn.changed(card, body.model_dump(exclude_unset=True))
-        card = await asyncio.to_thread(self.services.registry.update, changed.to_card(card.owner))
+        changes = body.model_dump(exclude_unset=True)
+        credential = changes.pop("credential", ...)
+        changed = ModelCardIn.changed(card, changes)
+        moved = changed.endpoint != card.endpoint
+        if changed.kind == ModelKind.OPENAI and moved:
+            await self.services.egress.vet(changed.endpoint)
+        if credential is not ...:  # given: replaced, or removed when empty
+            secret = credential.get_secret_value() if credential is not None else ""
+            if secret and changed.kind != ModelKind.OPENAI:
+                raise InvalidInput("only an openai model has a credential (for its endpoint)", "credential")
+            sealed = self._seal(secret, model_id, changed.endpoint) if secret else None
+        else:  # a secret goes only to the endpoint it was given for
+            sealed = None if moved else ...
+        self._check_prices(changed.to_card(card.owner))
+        card = await asyncio.to_thread(self.services.registry.update, changed.to_card(card.owner), sealed)
         return model_entry(card)
+
+    def _check_prices(self, card: ModelCard) -> None:
+        """The operator's price bounds: one card cannot price a query out of reach."""
+        s = self.services.settings
+        for field, price, bound in (("price_per_call", card.price_per_call, s.max_price_per_call),
+                                    ("price_per_1k_tokens", card.price_per_1k_tokens, s.max_price_per_1k_tokens)):  # fmt: skip
+            if price > bound:
+                raise InvalidInput(f"at most {bound} base units on this node (the operator's bound)", field)
+
+    def _seal(self, secret: str, model_id: str, endpoint: str | None) -> bytes:
+        return self.services.sealer.seal(secret, context_of(model_id, endpoint or ""))
 
     @api.delete("/v1/models/{model_id}")
     async def delete_model(self, model_id: str, principal: Principal = WHO) -> dict:
@@ -291,7 +330,7 @@ def build_app(args: dict | None = None) -> Application:
     with Services.from_settings(args or {}, upgrade=True) as services:
         services.prepare_default_model()  # converts (~30 s) and stores it, once
         settings = services.settings
-    config = settings.model_dump(mode="json")
+    config = settings.portable()
     light = {"num_cpus": 0.1}
     # Internal hops log no access line per call: the session trace in the database already records
     # every step with its latency, and each log line costs CPU on every request. The ingress keeps

@@ -40,7 +40,7 @@ def main() -> None:
             scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
                 n["NodeID"], soft=False
             )
-        ).remote(settings.model_dump(mode="json"))
+        ).remote(settings.portable())
         for n in nodes
     ]
     for line in ray.get(pending):

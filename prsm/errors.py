@@ -138,9 +138,17 @@ class AllCandidatesFailed(PRSMError):
 
 
 class ModelCallFailed(PRSMError):
-    """One model call failed (bad tool input, remote endpoint error); the next candidate runs."""
+    """One model call failed (remote endpoint error, a broken card); the next candidate runs."""
 
     status_code = 502
+
+
+class BadInstruction(ModelCallFailed):
+    """The model cannot work on this input (a tool that cannot parse it, an input past a tool's
+    limits, a response_format a tool cannot follow): the caller's mistake, not the model's. It
+    does not count against the model's health or trip its breaker; the next candidate may run."""
+
+    status_code = 422
 
 
 # --- FTNS -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ call and failure counts are measured by the system after each call.
 from __future__ import annotations
 
 import contextlib
+from types import EllipsisType
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +45,7 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
         calls=row.calls,
         failures=row.failures,
         disabled=row.disabled,
+        has_credential=row.credential is not None,
         embedding_key=row.embedding_key,
     )
 
@@ -109,7 +111,8 @@ class Registry:
                 raise UnknownModel(f"no model with id {model_id!r} is registered", "model")
             return card_from_row(row)
 
-    def register(self, card: ModelCard) -> ModelCard:
+    def register(self, card: ModelCard, credential: bytes | None = None) -> ModelCard:
+        """Add `card`; `credential` is its endpoint's secret, already sealed."""
         if card.teacher is not None:
             with self._sessions() as s:
                 if s.get(ModelCardRow, card.teacher) is None:
@@ -131,6 +134,7 @@ class Registry:
             evaluation=card.evaluation,
             calls=0,
             failures=0,
+            credential=credential,
         )
         try:
             with self._sessions.begin() as s:
@@ -139,18 +143,25 @@ class Registry:
             raise ModelAlreadyExists(f"model id {card.id!r} is already registered", "id") from exc
         return self.get(card.id)
 
-    def update(self, card: ModelCard) -> ModelCard:
+    def update(self, card: ModelCard, credential: bytes | None | EllipsisType = ...) -> ModelCard:
         """Replace what an owner declares (description, tags, prices, licence, weights,
-        endpoint, remote model); what PRSM measures stays."""
+        endpoint, remote model, and the sealed credential unless `...`); what PRSM measures stays."""
         declared = {"kind": str(card.kind), "description": card.description, "tags": [str(t) for t in card.tags],
                     "price_per_1k_tokens": card.price_per_1k_tokens, "price_per_call": card.price_per_call,
                     "licence": card.licence, "weights": card.weights, "endpoint": card.endpoint,
                     "remote_model": card.remote_model}  # fmt: skip
+        if credential is not ...:
+            declared["credential"] = credential
         with self._sessions.begin() as s:
             done = s.execute(update(ModelCardRow).where(ModelCardRow.id == card.id).values(**declared))
         if done.rowcount != 1:
             raise UnknownModel(f"no model with id {card.id!r} is registered", "model")
         return self.get(card.id)
+
+    def credential(self, model_id: str) -> bytes | None:
+        """The card's sealed credential, if its owner gave one."""
+        with self._sessions() as s:
+            return s.scalar(select(ModelCardRow.credential).where(ModelCardRow.id == model_id))
 
     def delete(self, model_id: str) -> None:
         """Take a card out of the marketplace (its past sessions and ledger entries stay). A

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 from prsm.backends import LocalModels
 from prsm.backends.sandbox import Limits, Sandbox
 from prsm.db.engine import Database
+from prsm.egress import EgressPolicy
 from prsm.ftns.billing import Billing
 from prsm.ftns.ledger import Ledger
 from prsm.keys import ApiKeys
+from prsm.nwtn.route import MarketPolicy
 from prsm.nwtn.sessions import SessionStore
 from prsm.registry import Registry
+from prsm.sealing import Sealer
 from prsm.settings import Settings
 from prsm.storage import open_store
 from prsm.storage.artifacts import Artifacts
@@ -87,8 +90,36 @@ class Services:
         """Models hosted in this process: a Serve model replica's, or NWTN's without a cluster.
         Generation uses every core: Ray would otherwise cap torch at the actor's CPU share."""
         return LocalModels(
-            self.registry, self.settings.resolved_model_dir, self.store, os.cpu_count(), self.sandbox
+            self.registry, self.settings.resolved_model_dir, self.store, os.cpu_count(), self.sandbox,
+            self.egress, self.sealer,
+        )  # fmt: skip
+
+    @cached_property
+    def market(self) -> MarketPolicy:
+        """The router's governance: price bounds, and the share new cards get."""
+        s = self.settings
+        return MarketPolicy(
+            proven_calls=s.proven_calls,
+            new_card_share=s.new_card_share,
+            trusted_owners=frozenset({"prsm-foundation", s.operator_account}),
+            max_price_per_call=s.max_price_per_call,
+            max_price_per_1k_tokens=s.max_price_per_1k_tokens,
         )
+
+    @cached_property
+    def egress(self) -> EgressPolicy:
+        """Where remote cards may send requests, and each call's bounds."""
+        s = self.settings
+        return EgressPolicy.from_entries(
+            s.egress_allow, deadline_s=s.remote_deadline_s, max_response_bytes=s.remote_max_response_bytes
+        )
+
+    @cached_property
+    def sealer(self) -> Sealer:
+        """Seals and opens remote cards' credentials with the node's secret key."""
+        if self.settings.secret_key is not None:
+            return Sealer.from_hex(self.settings.secret_key.get_secret_value())
+        return Sealer.from_file(self.settings.secret_key_file)
 
     @cached_property
     def sandbox(self) -> Sandbox:

@@ -88,6 +88,44 @@ class Settings(BaseSettings):
     tool_wall_s: float = Field(default=10.0, gt=0, le=600, description="Seconds a tool call may take.")
     tool_workers: int = Field(default=2, ge=1, le=64, description="Tool worker processes a replica keeps.")
 
+    # Marketplace governance (prsm/nwtn/route.py): price bounds on cards, and a bounded share of
+    # traffic for new cards until they have a track record.
+    max_price_per_call: int = Field(
+        default=10**18, ge=0, description="Highest price_per_call a card may ask (base units)."
+    )
+    max_price_per_1k_tokens: int = Field(
+        default=10**18, ge=0, description="Highest price_per_1k_tokens a card may ask."
+    )
+    new_card_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of sub-tasks on which unproven cards compete on their score.",
+    )
+    proven_calls: int = Field(default=20, ge=0, description="Calls after which a card counts as proven.")
+
+    # Remote endpoints (prsm/egress.py): public https only, unless the operator allows a
+    # destination here (a local vLLM, llama.cpp); each call bounded in time and size.
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description="Destinations remote cards may reach though private or plain http: JSON list of "
+        'networks, addresses or hosts, each with an optional :port (["127.0.0.1:8001", "10.0.0.0/8"]).',
+    )
+    remote_deadline_s: float = Field(
+        default=60.0, gt=0, le=600, description="Seconds a remote call may take in all."
+    )
+    remote_max_response_bytes: int = Field(
+        default=4 * 1024**2,
+        ge=1024,
+        le=256 * 1024**2,
+        description="Largest answer read from a remote endpoint.",
+    )
+    # Seals remote cards' credentials in the database (prsm/sealing.py). Every process that calls
+    # remote endpoints needs the same key: set it on a cluster.
+    secret_key: SecretStr | None = Field(
+        default=None, description="64 hex digits; default: data_dir/secret.key, made (0600) on first use."
+    )
+
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (docs/platform.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.
@@ -115,6 +153,28 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'prsm.db').resolve()}"
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_entries(cls, entries: list[str]) -> list[str]:
+        from prsm.egress import Rule  # the one parser of an entry
+
+        for entry in entries:
+            Rule.parse(entry)
+        return entries
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def portable(self) -> dict:
+        """The settings as JSON for another process (a Serve replica), secrets left out: each
+        process reads its secrets from its own environment or files, never from a copied dict
+        (SecretStr would serialise as asterisks)."""
+        secret = {
+            name for name, field in type(self).model_fields.items() if "SecretStr" in str(field.annotation)
+        }
+        return self.model_dump(mode="json", exclude=secret)
 
     @property
     def keys_file(self) -> Path:

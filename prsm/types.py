@@ -182,6 +182,7 @@ class ModelCard:
     calls: int = 0
     failures: int = 0
     disabled: bool = False  # by an operator: no traffic, not quoted
+    has_credential: bool = False  # a remote card's sealed secret for its endpoint (never shown)
     embedding_key: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -218,6 +219,7 @@ class Candidate:
     latency: float
     health: float
     estimated_cost: int
+    proven: bool = True  # has a track record (or a trusted owner): see prsm/nwtn/route.py
 
     def to_dict(self) -> dict:
         return {
@@ -230,4 +232,5 @@ class Candidate:
             "latency": round(self.latency, 4),
             "health": round(self.health, 4),
             "estimated_cost": self.estimated_cost,
+            "proven": self.proven,
         }

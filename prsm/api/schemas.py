@@ -7,9 +7,10 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from prsm.backends.tools import TOOLS
+from prsm.egress import parse_endpoint
 from prsm.errors import InvalidInput
 from prsm.types import ACCOUNT_ID_PATTERN, MODEL_ID_PATTERN, PLAN_SCHEMA_NAME, KeyRole, ModelCard, ModelKind
 from prsm.weights import cid_of_reference
@@ -59,6 +60,13 @@ class ModelCardIn(BaseModel):
         pattern=MODEL_ID_PATTERN,
         description="The registered model this one was distilled from.",
     )
+    credential: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="An openai card's secret for its endpoint (sent as a bearer token to that "
+        "endpoint only); stored sealed, never shown.",
+    )
 
     @field_validator("price_per_1k_tokens", "price_per_call", mode="before")
     @classmethod
@@ -94,19 +102,37 @@ class ModelCardIn(BaseModel):
     @classmethod
     def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
         kind = info.data.get("kind")
-        if kind == ModelKind.OPENAI and not (value or "").startswith(("http://", "https://")):
-            raise ValueError("an openai model needs the endpoint's http(s) base URL, e.g. http://host/v1")
-        if kind == ModelKind.TOOL and value not in TOOLS:
+        if kind == ModelKind.OPENAI:
+            if not value:
+                raise ValueError("an openai model needs the endpoint's https base URL, e.g. https://host/v1")
+            try:
+                parse_endpoint(value)  # the form; where it leads is the egress policy's (the route's)
+            except InvalidInput as exc:
+                raise ValueError(exc.message) from None
+        elif kind == ModelKind.TOOL and value not in TOOLS:
             raise ValueError(f"a tool model names a built-in tool: {', '.join(TOOLS)}")
+        elif kind == ModelKind.TRANSFORMERS and value:
+            raise ValueError("a transformers model has weights, not an endpoint")
+        return value
+
+    @field_validator("credential")
+    @classmethod
+    def _credential(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            if info.data.get("kind") != ModelKind.OPENAI:
+                raise ValueError("only an openai model has a credential (for its endpoint)")
+            if not value.get_secret_value().isprintable() or not value.get_secret_value().isascii():
+                raise ValueError("the credential must be printable ASCII (it is sent in a header)")
         return value
 
     def to_card(self, owner: str) -> ModelCard:
-        return ModelCard(**self.model_dump(exclude={"owner"}), owner=owner)
+        return ModelCard(**self.model_dump(exclude={"owner", "credential"}), owner=owner)
 
     @classmethod
     def changed(cls, card: ModelCard, changes: dict) -> ModelCardIn:
         """`card`'s declaration with `changes` made, validated as a registration is."""
-        declared = {f: getattr(card, f) for f in cls.model_fields if f != "tags"} | {"tags": list(card.tags)}
+        fields = set(cls.model_fields) - {"tags", "credential"}
+        declared = {f: getattr(card, f) for f in fields} | {"tags": list(card.tags)}
         try:
             return cls.model_validate(declared | changes)
         except ValidationError as exc:
@@ -128,6 +154,21 @@ class ModelCardChange(BaseModel):
     weights: str | None = None
     endpoint: str | None = None
     remote_model: str | None = None
+    credential: SecretStr | None = Field(
+        default=None,
+        max_length=4096,
+        description="A new secret for the endpoint; empty removes it. Changing the endpoint without "
+        "giving one removes the old one (a secret goes only to the endpoint it was given for).",
+    )
+
+    @field_validator("credential")
+    @classmethod
+    def _credential(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not (
+            value.get_secret_value().isprintable() and value.get_secret_value().isascii()
+        ):
+            raise ValueError("the credential must be printable ASCII (it is sent in a header)")
+        return value
 
 
 class KeyRequest(BaseModel):

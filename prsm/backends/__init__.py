@@ -12,37 +12,16 @@ from pathlib import Path
 from typing import Protocol
 
 from prsm.backends.sandbox import Sandbox
+from prsm.egress import EgressPolicy
 from prsm.errors import ModelCallFailed, PRSMError, as_prsm_error
 from prsm.registry import Registry
+from prsm.sealing import Sealer, context_of
 from prsm.storage.base import BlockStore
 from prsm.types import ModelCall, ModelCard, ModelKind, ModelOutput
 
 
 class Backend(Protocol):
     async def run(self, call: ModelCall) -> ModelOutput: ...
-
-
-def load_backend(
-    card: ModelCard, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None,
-    sandbox: Sandbox | None = None,
-) -> Backend:  # fmt: skip
-    """Build the backend that serves `card`. Blocking: a transformers model's weights are
-    converted, or fetched by CID from `store`, and loaded here; a tool runs in `sandbox`. Each
-    kind's module is imported only when a card of that kind is loaded (torch only for
-    transformers)."""
-    if card.kind == ModelKind.TOOL:
-        from prsm.backends.tools import tool_backend
-
-        if sandbox is None:
-            raise ModelCallFailed("this process runs no tools (no sandbox)", "model")
-        return tool_backend(card.endpoint or "", sandbox)
-    if card.kind == ModelKind.OPENAI:
-        from prsm.backends.remote import RemoteChatBackend
-
-        return RemoteChatBackend(card.endpoint or "", card.remote_model or card.id)
-    from prsm.backends.causal_lm import CausalLMBackend
-
-    return CausalLMBackend.load(card.weights or "", model_dir, num_threads=num_threads, store=store)
 
 
 async def run_one(backend: Backend, call: ModelCall) -> ModelOutput:
@@ -62,7 +41,9 @@ async def run_many(backend: Backend, calls: list[ModelCall]) -> list[ModelOutput
 class LocalModels:
     """Backends by model id, loaded in this process from their registry cards. A Serve model
     replica loads through `load` and keeps a few (`@serve.multiplexed`); without a cluster,
-    `backend` keeps every one it loaded."""
+    `backend` keeps every one it loaded. What a kind needs comes with it: a tool runs in
+    `sandbox`; a remote endpoint is reached through `egress` with its card's credential, opened
+    by `sealer`."""
 
     def __init__(
         self,
@@ -71,18 +52,50 @@ class LocalModels:
         store: BlockStore | None = None,
         num_threads: int | None = None,
         sandbox: Sandbox | None = None,
+        egress: EgressPolicy | None = None,
+        sealer: Sealer | None = None,
     ):
         self.registry = registry
         self.model_dir = model_dir
         self.store = store
         self.num_threads = num_threads
         self.sandbox = sandbox
+        self.egress = egress
+        self.sealer = sealer
         self._backends: dict[str, Backend] = {}
 
     def load(self, model_id: str) -> Backend:
         """Blocking: reads the card, loads the weights."""
-        return load_backend(
-            self.registry.get(model_id), self.model_dir, self.num_threads, self.store, self.sandbox
+        return self.build(self.registry.get(model_id))
+
+    def build(self, card: ModelCard) -> Backend:
+        """The backend that serves `card`. Blocking: a transformers model's weights are
+        converted, or fetched by CID from the store, and loaded here. Each kind's module is
+        imported only when a card of that kind is loaded (torch only for transformers)."""
+        if card.kind == ModelKind.TOOL:
+            from prsm.backends.tools import tool_backend
+
+            if self.sandbox is None:
+                raise ModelCallFailed("this process runs no tools (no sandbox)", "model")
+            return tool_backend(card.endpoint or "", self.sandbox)
+        if card.kind == ModelKind.OPENAI:
+            from prsm.backends.remote import RemoteChatBackend
+
+            if self.egress is None:
+                raise ModelCallFailed("this process calls no remote endpoints (no egress policy)", "model")
+            sealed = self.registry.credential(card.id)
+            credential = None
+            if sealed is not None:
+                if self.sealer is None:
+                    raise ModelCallFailed("this process cannot open credentials (no secret key)", "model")
+                credential = self.sealer.open(sealed, context_of(card.id, card.endpoint or ""))
+            return RemoteChatBackend(
+                card.endpoint or "", card.remote_model or card.id, self.egress, credential
+            )
+        from prsm.backends.causal_lm import CausalLMBackend
+
+        return CausalLMBackend.load(
+            card.weights or "", self.model_dir, num_threads=self.num_threads, store=self.store
         )
 
     def host(self, model_id: str, backend: Backend) -> None:

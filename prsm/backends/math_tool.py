@@ -13,7 +13,7 @@ import re
 
 import sympy
 
-from prsm.errors import ModelCallFailed
+from prsm.errors import BadInstruction
 
 MAX_EXPRESSION_CHARS = 300
 MAX_INTEGER_DIGITS = 100  # a literal
@@ -52,7 +52,7 @@ def tokens(text: str) -> list[tuple[str, str]]:
     while at < len(text.rstrip()):
         match = _TOKEN.match(text, at)
         if match is None:
-            raise ModelCallFailed(f"cannot read {text[at : at + 20]!r}", "instruction")
+            raise BadInstruction(f"cannot read {text[at : at + 20]!r}", "instruction")
         kind = match.lastgroup
         found.append((kind, match[kind]))
         at = match.end()
@@ -73,30 +73,30 @@ def tokens(text: str) -> list[tuple[str, str]]:
 def parse(expression: str) -> sympy.Expr:
     text = expression.strip()
     if not text:
-        raise ModelCallFailed("empty expression", "instruction")
+        raise BadInstruction("empty expression", "instruction")
     if len(text) > MAX_EXPRESSION_CHARS:
-        raise ModelCallFailed(f"expression longer than {MAX_EXPRESSION_CHARS} characters", "instruction")
+        raise BadInstruction(f"expression longer than {MAX_EXPRESSION_CHARS} characters", "instruction")
     if not _ALLOWED_CHARS.match(text) or "__" in text:
-        raise ModelCallFailed(f"not a mathematical expression: {text!r}", "instruction")
+        raise BadInstruction(f"not a mathematical expression: {text!r}", "instruction")
     source = " ".join(value for _, value in tokens(text))
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        raise ModelCallFailed(f"cannot parse {text!r}: {exc.msg}", "instruction") from None
+        raise BadInstruction(f"cannot parse {text!r}: {exc.msg}", "instruction") from None
     return _build(tree.body)
 
 
 def _build(node: ast.AST) -> sympy.Expr:
     built = _build_node(node)
     if built.is_Rational and max(abs(built.p), built.q).bit_length() > MAX_RESULT_BITS:
-        raise ModelCallFailed(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
+        raise BadInstruction(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
     return built
 
 
 def _build_node(node: ast.AST) -> sympy.Expr:
     if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
         if len(str(node.value)) > MAX_INTEGER_DIGITS:
-            raise ModelCallFailed(f"a number over {MAX_INTEGER_DIGITS} digits", "instruction")
+            raise BadInstruction(f"a number over {MAX_INTEGER_DIGITS} digits", "instruction")
         return sympy.Integer(node.value)
     if isinstance(node, ast.Constant) and isinstance(node.value, float):
         return sympy.Float(node.value)
@@ -104,7 +104,7 @@ def _build_node(node: ast.AST) -> sympy.Expr:
         if node.id in CONSTANTS:
             return CONSTANTS[node.id]
         if node.id in FUNCTIONS:
-            raise ModelCallFailed(f"{node.id} needs an argument: {node.id}(x)", "instruction")
+            raise BadInstruction(f"{node.id} needs an argument: {node.id}(x)", "instruction")
         return sympy.Symbol(node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         operand = _build(node.operand)
@@ -122,12 +122,12 @@ def _build_node(node: ast.AST) -> sympy.Expr:
             return sympy.Pow(left, right)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
         if node.keywords or not node.args or len(node.args) > 2:
-            raise ModelCallFailed(f"{node.func.id}(...) takes one or two plain arguments", "instruction")
+            raise BadInstruction(f"{node.func.id}(...) takes one or two plain arguments", "instruction")
         args = [_build(a) for a in node.args]
         if node.func.id == "factorial" and args[0].is_number and abs(args[0]) > MAX_EXPONENT:
-            raise ModelCallFailed(f"factorial of more than {MAX_EXPONENT}", "instruction")
+            raise BadInstruction(f"factorial of more than {MAX_EXPONENT}", "instruction")
         return FUNCTIONS[node.func.id](*args)
-    raise ModelCallFailed("only numbers, variables, + - * / ^, parentheses and math functions", "instruction")
+    raise BadInstruction("only numbers, variables, + - * / ^, parentheses and math functions", "instruction")
 
 
 def _check_power(base: sympy.Expr, exponent: sympy.Expr) -> None:
@@ -135,11 +135,11 @@ def _check_power(base: sympy.Expr, exponent: sympy.Expr) -> None:
     if not exponent.is_number:
         return
     if exponent.is_real is not False and abs(exponent) > MAX_EXPONENT:
-        raise ModelCallFailed(f"an exponent over {MAX_EXPONENT}", "instruction")
+        raise BadInstruction(f"an exponent over {MAX_EXPONENT}", "instruction")
     if base.is_number and base.is_real and abs(base) > 1 and exponent.is_real:
         digits = float(abs(exponent)) * math.log10(float(abs(base)))
         if digits > MAX_RESULT_DIGITS:
-            raise ModelCallFailed(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
+            raise BadInstruction(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
 
 
 def _variable(expr: sympy.Expr, name: str | None) -> sympy.Symbol:
@@ -147,7 +147,7 @@ def _variable(expr: sympy.Expr, name: str | None) -> sympy.Symbol:
         return sympy.Symbol(name)
     free = sorted(expr.free_symbols, key=str)
     if len(free) != 1:
-        raise ModelCallFailed("say which variable ('with respect to x')", "instruction")
+        raise BadInstruction("say which variable ('with respect to x')", "instruction")
     return free[0]
 
 
@@ -164,10 +164,31 @@ def _format_number(value: sympy.Expr) -> str:
 
 
 def solve_math(instruction: str) -> str:
+    """The tool's answer to `instruction`; BadInstruction for anything it cannot do with it
+    (SymPy's own errors on a stranger's input included)."""
+    try:
+        return _solve_math(instruction)
+    except BadInstruction:
+        raise
+    except (
+        ArithmeticError,
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        RecursionError,
+        AttributeError,
+        KeyError,
+    ) as exc:
+        raise BadInstruction(
+            f"SymPy cannot do this: {type(exc).__name__}: {str(exc)[:200]}", "instruction"
+        ) from None
+
+
+def _solve_math(instruction: str) -> str:
     text = instruction.strip().rstrip("?!. ")
     match = _OPERATION.match(text)
     if not match:
-        raise ModelCallFailed(
+        raise BadInstruction(
             "start with differentiate, integrate, solve, simplify, expand, factor or evaluate",
             "instruction",
         )
@@ -211,7 +232,7 @@ def solve_math(instruction: str) -> str:
         for assignment in re.split(r",|\band\b", at[1]):
             name, eq, value = assignment.partition("=")
             if not eq or not name.strip():
-                raise ModelCallFailed(f"cannot read assignment {assignment.strip()!r}")
+                raise BadInstruction(f"cannot read assignment {assignment.strip()!r}")
             subs[sympy.Symbol(name.strip())] = parse(value)
         expr = expr.subs(subs)
     return _format_number(sympy.simplify(expr))

@@ -20,11 +20,14 @@ import multiprocessing
 import pkgutil
 import queue
 import resource
+import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from prsm.errors import ModelCallFailed, as_prsm_error, error_from_dict
+# An overrun is the instruction's doing (the tools are PRSM's own): BadInstruction, a 422 for a
+# direct call, and no mark against the tool's health.
+from prsm.errors import BadInstruction, as_prsm_error, error_from_dict
 
 PRELOAD = ["prsm.backends.math_tool", "prsm.backends.units_tool"]
 
@@ -46,13 +49,18 @@ def work(conn: Connection, limits: Limits) -> None:
             path, argument = conn.recv()
         except EOFError:  # the sandbox closed, or its process died
             return
+        # Only the soft limit moves (SIGXCPU stops the worker past it): a hard limit cannot be
+        # raised again without privileges, and the next call needs a higher one.
         usage = resource.getrusage(resource.RUSAGE_SELF)
         ceiling = int(usage.ru_utime + usage.ru_stime) + limits.cpu_s + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (ceiling, ceiling + 1))
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        if hard != resource.RLIM_INFINITY:
+            ceiling = min(ceiling, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (ceiling, hard))
         try:
             answer = pkgutil.resolve_name(path)(argument)
             if not isinstance(answer, str) or len(answer) > limits.output_chars:
-                raise ModelCallFailed(
+                raise BadInstruction(
                     f"the tool's answer is not text of at most {limits.output_chars} characters"
                 )
             conn.send(("ok", answer))
@@ -60,7 +68,7 @@ def work(conn: Connection, limits: Limits) -> None:
             conn.send(
                 (
                     "retire",
-                    ModelCallFailed(f"the tool needed more than {limits.memory_bytes >> 20} MiB").to_dict(),
+                    BadInstruction(f"the tool needed more than {limits.memory_bytes >> 20} MiB").to_dict(),
                 )
             )
             return
@@ -125,19 +133,24 @@ class Sandbox:
                 worker = self._replace(worker)
                 worker.conn.send((path, argument))
             if not worker.conn.poll(self.limits.wall_s):
-                raise ModelCallFailed(f"the tool ran past its {self.limits.wall_s:g} s limit and was stopped")
+                raise BadInstruction(f"the tool ran past its {self.limits.wall_s:g} s limit and was stopped")
             try:
                 status, value = worker.conn.recv()
-            except EOFError:  # the kernel stopped it: past its CPU time
-                raise ModelCallFailed(
-                    f"the tool ran past its {self.limits.cpu_s} s of CPU time and was stopped"
-                ) from None
+            except EOFError:  # it died: the kernel stopped it past its CPU time, or it crashed
+                raise self._death(worker) from None
             retire = status == "retire"
         finally:
             self._idle.put(self._replace(worker) if retire else worker)
         if status != "ok":
             raise error_from_dict(value)
         return value
+
+    def _death(self, worker: Worker) -> BadInstruction:
+        worker.process.join(timeout=1)
+        code = worker.process.exitcode
+        if code in (-signal.SIGXCPU, -signal.SIGKILL):  # past the soft, or the hard, CPU limit
+            return BadInstruction(f"the tool ran past its {self.limits.cpu_s} s of CPU time and was stopped")
+        return BadInstruction(f"the tool's worker died (exit code {code}) on this instruction")
 
     def _replace(self, worker: Worker) -> Worker:
         worker.kill()

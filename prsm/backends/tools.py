@@ -4,7 +4,7 @@ the sandbox (prsm/backends/sandbox.py): a worker process with CPU, memory and ti
 from __future__ import annotations
 
 from prsm.backends.sandbox import Sandbox
-from prsm.errors import ModelCallFailed, UnknownModel
+from prsm.errors import BadInstruction, UnknownModel
 from prsm.types import ModelCall, ModelOutput
 
 # A card's endpoint names a tool; a tool is the import path of a function from text to text.
@@ -21,7 +21,7 @@ class ToolBackend:
 
     async def run(self, call: ModelCall) -> ModelOutput:
         if call.response_format:
-            raise ModelCallFailed("a tool answers in plain text; it cannot follow a response_format")
+            raise BadInstruction("a tool answers in plain text; it cannot follow a response_format")
         return ModelOutput(text=await self._sandbox.run(self._path, call.last_user_text))
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import pint
 
-from prsm.errors import ModelCallFailed
+from prsm.errors import BadInstruction
 
 _PATTERNS = (
     re.compile(r"^how\s+many\s+(?P<unit>.+?)\s+(?:are\s+|is\s+)?(?:in|per)\s+(?P<qty>.+)$", re.I),
@@ -36,15 +36,15 @@ _BIG_E = re.compile(r"\d[eE][-+]?(\d+)")
 
 def _check_sizes(text: str) -> None:
     if len(text) > MAX_CHARS:
-        raise ModelCallFailed(f"an instruction over {MAX_CHARS} characters", "instruction")
+        raise BadInstruction(f"an instruction over {MAX_CHARS} characters", "instruction")
     if _DIGITS.search(text):
-        raise ModelCallFailed(f"a number over {MAX_DIGITS} digits", "instruction")
+        raise BadInstruction(f"a number over {MAX_DIGITS} digits", "instruction")
     if _POWER_OF_POWER.search(text) or any(float(p) > MAX_EXPONENT for p in _POWER.findall(text)):
-        raise ModelCallFailed(
+        raise BadInstruction(
             f"units take exponents up to {MAX_EXPONENT}, not powers of powers", "instruction"
         )
     if any(int(e) > 300 for e in _BIG_E.findall(text)):
-        raise ModelCallFailed("a number past 1e300", "instruction")
+        raise BadInstruction("a number past 1e300", "instruction")
 
 
 @lru_cache(maxsize=1)
@@ -59,7 +59,7 @@ def _quantity(text: str) -> pint.Quantity:
     if number:  # "100 degF": offset units must be built from magnitude and unit, not parsed
         try:
             return ureg.Quantity(float(number["value"]), _unit(number["unit"]))
-        except ModelCallFailed:
+        except BadInstruction:
             pass
     for candidate in (text, re.sub(r"\s+", "_", text.lower())):
         try:
@@ -68,7 +68,7 @@ def _quantity(text: str) -> pint.Quantity:
             continue
         if isinstance(value, pint.Quantity):
             return value
-    raise ModelCallFailed(f"not a quantity or constant Pint knows: {text!r}", "instruction")
+    raise BadInstruction(f"not a quantity or constant Pint knows: {text!r}", "instruction")
 
 
 def _unit(text: str) -> pint.Unit:
@@ -82,10 +82,31 @@ def _unit(text: str) -> pint.Unit:
                 return ureg.Quantity(1, candidate).units
             except Exception:
                 continue
-    raise ModelCallFailed(f"not a unit Pint knows: {cleaned!r}", "instruction")
+    raise BadInstruction(f"not a unit Pint knows: {cleaned!r}", "instruction")
 
 
 def convert_units(instruction: str) -> str:
+    """The tool's answer to `instruction`; BadInstruction for anything it cannot do with it
+    (Pint's own errors on a stranger's input included)."""
+    try:
+        return _convert_units(instruction)
+    except BadInstruction:
+        raise
+    except (
+        ArithmeticError,
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        RecursionError,
+        AttributeError,
+        KeyError,
+    ) as exc:
+        raise BadInstruction(
+            f"Pint cannot do this: {type(exc).__name__}: {str(exc)[:200]}", "instruction"
+        ) from None
+
+
+def _convert_units(instruction: str) -> str:
     text = instruction.strip().rstrip("?!. ")
     _check_sizes(text)
     text = _LEADING.sub("", text)
@@ -96,6 +117,6 @@ def convert_units(instruction: str) -> str:
             try:
                 converted = quantity.to(unit)
             except pint.DimensionalityError as exc:
-                raise ModelCallFailed(str(exc), "instruction") from exc
+                raise BadInstruction(str(exc), "instruction") from exc
             return f"{converted.magnitude:.10g} {converted.units}"
-    raise ModelCallFailed("say what to convert into what: 'convert 3 km to miles'", "instruction")
+    raise BadInstruction("say what to convert into what: 'convert 3 km to miles'", "instruction")

@@ -76,7 +76,7 @@ def start(services: Services, timeout_s: float) -> None:
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         console.print("deploying the Serve app (first run converts the default model, ~30 s)")
-        serve.run(build_app(settings.model_dump(mode="json")), name="prsm", route_prefix="/", blocking=False)
+        serve.run(build_app(settings.portable()), name="prsm", route_prefix="/", blocking=False)
         wait_healthy(settings.base_url, timeout_s)
     finally:
         ray.shutdown()

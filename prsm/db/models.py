@@ -93,6 +93,8 @@ class ModelCardRow(Base):
     weights: Mapped[str | None] = mapped_column(String(1024))
     endpoint: Mapped[str | None] = mapped_column(String(1024))
     remote_model: Mapped[str | None] = mapped_column(String(256))
+    # The owner's secret for the endpoint, sealed (prsm/sealing.py): never shown, never logged.
+    credential: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Provenance: the model this one was distilled from; its owner earns a royalty on every call.
     teacher: Mapped[str | None] = mapped_column(String(128))
     licence: Mapped[str] = mapped_column(String(128))

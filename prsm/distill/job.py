@@ -49,7 +49,7 @@ class Plan:
         return {
             "teacher_folder": str(self.teacher_folder),
             "teacher_weights": self.teacher.weights,
-            "settings": self.settings.model_dump(mode="json"),
+            "settings": self.settings.portable(),
             "student_overrides": self.student_overrides,
             "items": data.sequences(self.train, spec.max_len),
             "pad": self.pad,

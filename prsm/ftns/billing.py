@@ -69,8 +69,8 @@ class Billing:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def quote_query(self, plan: TaskPlan, cards: list[ModelCard]) -> int:
-        return quote(plan, cards, self.max_new_tokens, self.fee)
+    def quote_query(self, plan: TaskPlan, candidates: dict[str, list[ModelCard]]) -> int:
+        return quote(plan, candidates, self.max_new_tokens, self.fee)
 
     def open_query(self, session_id: str, account: str, quoted: int) -> QueryCharge:
         key = query_key(session_id, "hold")

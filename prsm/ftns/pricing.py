@@ -71,12 +71,17 @@ def call_cost(card: ModelCard, tokens_in: int, tokens_out: int) -> int:
     return card.price_per_call + per_token
 
 
-def quote(plan: TaskPlan, cards: list[ModelCard], max_new_tokens: int, fee: int) -> int:
+def quote(plan: TaskPlan, candidates: dict[str, list[ModelCard]], max_new_tokens: int, fee: int) -> int:
+    """The most a query can cost: the fee, and for each sub-task the dearest of the models that
+    may run it (`candidates[task.key]`: the ones the router ranked and NWTN would try, not the
+    whole registry, so one dear card elsewhere prices no one out) at its longest input and answer."""
     total = fee
     for task in plan.tasks:
         refs = len(PLACEHOLDER.findall(task.instruction))
         tokens_in = estimate_tokens(task.instruction) + TEMPLATE_TOKENS + refs * max_new_tokens
-        total += max((call_cost(c, tokens_in, max_new_tokens) for c in cards), default=0)
+        total += max(
+            (call_cost(c, tokens_in, max_new_tokens) for c in candidates.get(task.key, ())), default=0
+        )
     return total
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from prsm.errors import PRSMError
+from prsm.errors import BadInstruction, PRSMError
 from prsm.types import (
     PLACEHOLDER,
     Candidate,
@@ -32,6 +32,9 @@ class Attempt:
     ok: bool
     latency_ms: float
     error: str | None = None
+    # The model refused the input (BadInstruction): the caller's mistake, no mark against the
+    # model's health and no trip of its breaker.
+    refused: bool = False
 
 
 @dataclass
@@ -125,8 +128,10 @@ async def run_task(
         except Exception as exc:  # any failure of one candidate hands the task to the next
             latency = (time.perf_counter() - t0) * 1000
             message = str(exc) if isinstance(exc, PRSMError) else f"{type(exc).__name__}: {exc}"
-            outcome.attempts.append(Attempt(candidate.model_id, False, latency, message[:500]))
-            breaker.record(candidate.model_id, ok=False)
+            refused = isinstance(exc, BadInstruction)
+            outcome.attempts.append(Attempt(candidate.model_id, False, latency, message[:500], refused))
+            if not refused:
+                breaker.record(candidate.model_id, ok=False)
             continue
         latency = (time.perf_counter() - t0) * 1000
         outcome.attempts.append(Attempt(candidate.model_id, True, latency))

@@ -20,7 +20,7 @@ from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked, Unknow
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
-from prsm.nwtn.execute import CallFn, CircuitBreaker, RankFn, TaskOutcome, execute
+from prsm.nwtn.execute import MAX_ATTEMPTS, CallFn, CircuitBreaker, RankFn, TaskOutcome, execute
 from prsm.nwtn.plan import (
     llm_planner_messages,
     plan_deterministic,
@@ -33,7 +33,17 @@ from prsm.nwtn.trace import SessionRecord, Step, task_steps
 from prsm.registry import Registry
 from prsm.safety import blocking, screen
 from prsm.settings import Settings
-from prsm.types import ModelCall, ModelCard, ModelOutput, SessionStatus, StepRole, TaskPlan, TaskStatus
+from prsm.types import (
+    Candidate,
+    ModelCall,
+    ModelCard,
+    ModelOutput,
+    SessionStatus,
+    StepRole,
+    SubTask,
+    TaskPlan,
+    TaskStatus,
+)
 
 CARDS_REFRESH_S = 1.0
 
@@ -122,8 +132,16 @@ class Orchestrator:
         steps = [safety]
         steps += [Step(next(seq), StepRole.PLANNER, title, detail, 0.0) for title, detail in notes]
         steps.append(Step(next(seq), StepRole.PLANNER, prompt[:2000], json.dumps(planned), plan_ms))
-        cards = dict(await self.cards(set()))
-        quoted = self.billing.quote_query(plan, [c for c in cards.values() if not c.disabled])
+        # Every sub-task is ranked now, at once (one batched router call): the quote covers the
+        # models NWTN would try for each, and execution tries them in this order.
+        rankings = dict(zip([t.key for t in plan.tasks], await asyncio.gather(
+            *(self.rank(t, frozenset()) for t in plan.tasks)), strict=True))  # fmt: skip
+        cards = dict(await self.cards({c.model_id for r in rankings.values() for c in r[:MAX_ATTEMPTS]}))
+        candidates = {
+            key: [cards[c.model_id] for c in ranking[:MAX_ATTEMPTS] if c.model_id in cards]
+            for key, ranking in rankings.items()
+        }
+        quoted = self.billing.quote_query(plan, candidates)
         charge = self.billing.open_query(session_id, account, quoted)
         record = SessionRecord.new(
             session_id,
@@ -163,8 +181,12 @@ class Orchestrator:
                 last = write
 
         try:
+
+            async def ranked(task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
+                return [c for c in rankings[task.key] if c.model_id not in open_circuits]
+
             outcomes = await execute(
-                plan, self.rank, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist
+                plan, ranked, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist
             )
             t_compile = time.perf_counter()
             compiled = compile_answer(outcomes)

@@ -11,12 +11,25 @@ score = health x (0.50 tag + 0.30 capability similarity + 0.12 price + 0.08 late
 
 A card is a candidate when it claims the capability, is a general model, or its description
 is similar enough; tool specialists never get sub-tasks outside their tags.
+
+Marketplace governance (`MarketPolicy`, operator settings):
+- a card priced past the operator's bounds is not a candidate (registration refuses such prices;
+  this keeps out cards registered before the bounds were lowered);
+- a new card earns its place: until it has `proven_calls` calls (or belongs to a trusted owner:
+  the shipped cards, the operator), it is a candidate only on a random `new_card_share` of
+  sub-tasks, and there only if it is no dearer than the dearest proven candidate it competes
+  with (so a new card never raises a quote); where no proven card offers the capability at all,
+  new cards are the candidates. So a stranger's new card gets a bounded share of traffic until
+  it has a track record. Chosen over operator approval: the marketplace stays open without an
+  operator in the loop, and the share is one setting.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -46,6 +59,24 @@ def text_key(embedder: Embedder, text: str) -> str:
     return f"{embedder.name}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
+@dataclass(frozen=True)
+class MarketPolicy:
+    proven_calls: int = 20
+    new_card_share: float = 0.05
+    trusted_owners: frozenset[str] = frozenset({"prsm-foundation"})
+    max_price_per_call: int = 10**18
+    max_price_per_1k_tokens: int = 10**18
+
+    def priced_out(self, card: ModelCard) -> bool:
+        return (
+            card.price_per_call > self.max_price_per_call
+            or card.price_per_1k_tokens > self.max_price_per_1k_tokens
+        )
+
+    def proven(self, card: ModelCard) -> bool:
+        return card.calls >= self.proven_calls or card.owner in self.trusted_owners
+
+
 def estimated_cost(card: ModelCard) -> int:
     return call_cost(card, ESTIMATED_TOKENS_IN, ESTIMATED_TOKENS_OUT)
 
@@ -60,10 +91,19 @@ def score_candidates(
     task_vector: np.ndarray,
     card_vectors: dict[str, np.ndarray],
     open_circuits: frozenset[str] = frozenset(),
+    policy: MarketPolicy = MarketPolicy(),
+    explore: bool = False,
 ) -> list[Candidate]:
+    """Candidates for `task`, best first; unproven cards only when `explore` (and no dearer than
+    the proven ones) or when no proven card is a candidate."""
     ranked = []
     for card in cards:
-        if card.disabled or card.id in open_circuits or card.id not in card_vectors:
+        if (
+            card.disabled
+            or card.id in open_circuits
+            or card.id not in card_vectors
+            or policy.priced_out(card)
+        ):
             continue
         tag = 1.0 if task.capability in card.tags else 0.0
         similarity = float(np.dot(task_vector, card_vectors[card.id]))
@@ -80,7 +120,17 @@ def score_candidates(
             + WEIGHTS["latency"] * latency
         )
         h = health(card)
-        ranked.append(Candidate(card.id, card.kind, h * fitness, tag, similarity, price, latency, h, cost))
+        ranked.append(
+            Candidate(
+                card.id, card.kind, h * fitness, tag, similarity, price, latency, h, cost, policy.proven(card)
+            )
+        )
+    proven = [c for c in ranked if c.proven]
+    if proven and not explore:
+        ranked = proven
+    elif proven:
+        ceiling = max(c.estimated_cost for c in proven)
+        ranked = [c for c in ranked if c.proven or c.estimated_cost <= ceiling]
     ranked.sort(key=lambda c: (-c.score, c.estimated_cost, c.model_id))
     return ranked
 
@@ -93,10 +143,18 @@ class Router:
     newly registered model gets traffic within that time.
     """
 
-    def __init__(self, registry: Registry, embedder: Embedder, refresh_s: float = 1.0):
+    def __init__(
+        self,
+        registry: Registry,
+        embedder: Embedder,
+        refresh_s: float = 1.0,
+        policy: MarketPolicy | None = None,
+    ):
         self.registry = registry
         self.embedder = embedder
         self.refresh_s = refresh_s
+        self.policy = policy or MarketPolicy()
+        self._random = random.Random()
         self._cards: list[ModelCard] = []
         self._vectors: dict[str, np.ndarray] = {}
         self._loaded_at = float("-inf")
@@ -109,8 +167,11 @@ class Router:
         embedder and, once a second, the registry): callers on an event loop use a thread."""
         vectors = self.embedder.embed_many([task.text for task, _ in requests])
         cards = self.cards()
+        share = self.policy.new_card_share
         return [
-            score_candidates(task, cards, vector, self._vectors, open_circuits)
+            score_candidates(
+                task, cards, vector, self._vectors, open_circuits, self.policy, self._random.random() < share
+            )
             for (task, open_circuits), vector in zip(requests, vectors, strict=True)
         ]
 

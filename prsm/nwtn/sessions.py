@@ -91,6 +91,7 @@ class SessionStore:
             if a.ok
             else ("model_failed", {"b_id": a.model_id})
             for a in outcome.attempts
+            if not a.refused  # the input's fault: the model's record stays as it was
         ]
         return write
 

@@ -60,7 +60,6 @@ class App:
 def prsm_app(tmp_path_factory):
     """The whole Serve app on a local Ray, on a free port, with keys: `alice` (owner, 1 FTNS),
     `bob` (owner, 1 FTNS), `erin` (user, 1 FTNS), `frank` (user, no funds), `operator`."""
-    import os
 
     import ray
     from ray import serve
@@ -69,9 +68,12 @@ def prsm_app(tmp_path_factory):
     from prsm.services import Services
     from prsm.settings import Settings
 
+    port = free_port()
+    # Remote-endpoint cards in the tests point at this app itself: the operator allows it.
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("prsm-app"), model_dir=MODEL_DIR, port=free_port(), _env_file=None
-    )
+        data_dir=tmp_path_factory.mktemp("prsm-app"), model_dir=MODEL_DIR, port=port, _env_file=None,
+        egress_allow=[f"127.0.0.1:{port}"],
+    )  # fmt: skip
     keys = {}
     with Services.from_settings(settings, upgrade=True) as services:
         for name, role, funds in (("alice", "owner", 10**18), ("bob", "owner", 10**18), ("erin", "user", 10**18),
@@ -79,12 +81,9 @@ def prsm_app(tmp_path_factory):
             keys[name] = services.keys.create(name, role)[0]
             if funds:
                 services.ledger.mint(name, funds, f"test-faucet-{name}")
-    # Remote-endpoint cards in the tests point at this app itself: the model replicas send
-    # alice's key (the one global remote key of today; per-card credentials are to come).
-    os.environ["PRSM_REMOTE_API_KEY"] = keys["alice"]
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
-    serve.run(build_app(settings.model_dump(mode="json")), name="prsm", route_prefix="/")
+    serve.run(build_app(settings.portable()), name="prsm", route_prefix="/")
     deadline = time.monotonic() + 120
     while httpx.get(f"{settings.base_url}/healthz").status_code != 200:
         assert time.monotonic() < deadline, "the app never became healthy"
@@ -92,4 +91,3 @@ def prsm_app(tmp_path_factory):
     yield App(settings.base_url, settings, keys)
     serve.shutdown()
     ray.shutdown()
-    del os.environ["PRSM_REMOTE_API_KEY"]

@@ -151,3 +151,86 @@ def test_an_artifacts_creator_is_the_keys_account(prsm_app):
         assert made.status_code == 201 and made.json()["creator"] == "bob"
         forged = bob.post("/v1/artifacts", params={"kind": "dataset", "creator": "alice"}, content=b"x")
         assert forged.status_code == 403 and forged.json()["error"]["field"] == "creator"
+
+
+def test_a_card_cannot_make_prsm_call_a_local_service_or_carry_someone_elses_secret(prsm_app):
+    """The SSRF of the issue: an endpoint on loopback (the IPFS admin API, the Ray dashboard), a
+    fragment that swallows PRSM's path; and a credential goes only to its own card's endpoint."""
+    base = {"kind": "openai", "description": "A remote chat model somewhere", "licence": "MIT",
+            "remote_model": "smollm2-135m-instruct", "tags": ["general"]}  # fmt: skip
+    with prsm_app.client("bob") as bob:
+        for endpoint in ("http://127.0.0.1:8265/api", "https://127.0.0.1:5001/api/v0", "https://localhost/v1",
+                         f"http://127.0.0.1:{prsm_app.settings.port}/anything#", "https://[::ffff:7f00:1]/v1",
+                         "http://169.254.169.254/latest/"):  # fmt: skip
+            response = bob.post("/v1/models", json=base | {"id": "bob-ssrf", "endpoint": endpoint})
+            assert response.status_code in (400, 422), (endpoint, response.text)
+            assert response.json()["error"]["field"] == "endpoint"
+        assert bob.get("/v1/models/bob-ssrf").status_code == 404
+
+        # The app itself is allowed (the fixture's operator list); a card without a credential
+        # reaches it with none: PRSM sends no key of its own, so the call is refused there.
+        own = f"{prsm_app.base_url}/v1"
+        assert bob.post("/v1/models", json=base | {"id": "bob-remote", "endpoint": own}).status_code == 201
+        call = {"model": "bob-remote", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+        refused = bob.post("/v1/chat/completions", json=call)
+        assert refused.status_code == 502 and "401" in refused.json()["error"]["message"]
+
+        # With bob's own key as the card's credential it answers; the credential is never shown.
+        secret = prsm_app.keys["bob"]
+        changed = bob.patch("/v1/models/bob-remote", json={"credential": secret})
+        assert changed.status_code == 200 and changed.json()["has_credential"] is True
+        assert secret not in bob.get("/v1/models").text and secret not in changed.text
+        # (the replica keeps a loaded backend for a while: a new card id loads the new credential)
+        with_secret = base | {"id": "bob-remote-2", "endpoint": own, "credential": secret}
+        assert bob.post("/v1/models", json=with_secret).status_code == 201
+        answered = bob.post("/v1/chat/completions", json=call | {"model": "bob-remote-2"})
+        assert answered.status_code == 200, answered.text
+
+        # Moving the endpoint drops the credential: it was given for the old one.
+        moved = bob.patch("/v1/models/bob-remote-2", json={"endpoint": own + "/"})
+        assert moved.status_code == 200 and moved.json()["has_credential"] is False
+        assert (
+            bob.patch("/v1/models/bob-remote-2", json={"endpoint": "https://10.0.0.1/v1"}).status_code == 422
+        )
+
+
+def test_one_card_cannot_price_queries_out_of_reach(prsm_app, services):
+    """The 1e30 card of the issue: past the operator's bound it is refused; a dear card within
+    the bound is not quoted for sub-tasks it would not run (a new card never raises a quote)."""
+    dear = {"id": "mallory-dear", "kind": "tool", "description": "Unit conversion, premium",
+            "licence": "MIT", "endpoint": "tool:units", "tags": ["units"]}  # fmt: skip
+    with prsm_app.client("alice") as alice:
+        refused = alice.post("/v1/models", json=dear | {"price_per_call": str(10**30)})
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "price_per_call"
+        assert alice.post("/v1/models", json=dear | {"price_per_call": str(9 * 10**17)}).status_code == 201
+        poor_key, _ = services.keys.create("poor-user")
+        services.ledger.mint("poor-user", 10**16, "test-faucet-poor")
+        with client(prsm_app, poor_key) as poor:
+            answered = poor.post("/v1/query", json={"prompt": "Convert 2 km to m."})
+            assert answered.status_code == 200, answered.text
+            assert int(answered.json()["cost"]["quoted"]) < 10**16
+        assert alice.delete("/v1/models/mallory-dear").status_code == 200
+
+
+def test_a_clients_bad_input_is_a_4xx_and_no_mark_against_the_model(prsm_app, services):
+    """Anyone could trip the SymPy breaker with garbage and push math traffic elsewhere: bad input
+    is the caller's mistake (422), the tool's record stays, and it keeps answering."""
+    before = services.registry.get("sympy-cas")
+    with prsm_app.client("erin") as erin:
+        for text in (
+            "write me a poem",
+            "evaluate 9^9^9",
+            "evaluate factorial(10^10)",
+            "evaluate __import__('os')",
+        ):
+            body = {"model": "sympy-cas", "messages": [{"role": "user", "content": text}]}
+            response = erin.post("/v1/chat/completions", json=body)
+            assert response.status_code == 422, (text, response.text)
+        for _ in range(2):
+            trace = erin.post("/v1/query", json={"prompt": "Evaluate 9^9^9^9."}).json()
+        assert (
+            erin.post("/v1/chat/completions", json=EXPAND).json()["choices"][0]["message"]["content"]
+            == "x**2 + 2*x + 1"
+        )
+    after = services.registry.get("sympy-cas")
+    assert after.failures == before.failures, trace

@@ -124,5 +124,5 @@ def test_a_worker_without_the_drivers_teacher_folder_resolves_the_teacher_itself
     here = {"teacher_folder": str(tiny_model_dir), "teacher_weights": "unused", "settings": {}}
     assert teacher_folder(here) == str(tiny_model_dir)
     elsewhere = {"teacher_folder": "/no/such/folder/on/this/node", "teacher_weights": f"file://{tiny_model_dir}",
-                 "settings": settings.model_dump(mode="json")}  # fmt: skip
+                 "settings": settings.portable()}  # fmt: skip
     assert teacher_folder(elsewhere) == str(tiny_model_dir)

@@ -128,10 +128,11 @@ def test_official_openai_client_talks_to_a_model_and_to_nwtn(prsm_app):
 
 
 def test_remote_endpoint_backend_against_prsms_own_chat_completions(client, prsm_app):
-    # A model card for an OpenAI-compatible endpoint: here PRSM's own /v1, serving the real
-    # default model. The request crosses HTTP twice, through the real RemoteChatBackend.
+    # A model card for an OpenAI-compatible endpoint: here PRSM's own /v1 (allowed by the
+    # operator), serving the real default model, with alice's key as the card's credential. The
+    # request crosses HTTP twice, through the real RemoteChatBackend.
     card = {"id": "remote-smollm2", "kind": "openai", "description": "SmolLM2 behind an OpenAI endpoint",
-            "licence": "Apache-2.0", "endpoint": f"{prsm_app.base_url}/v1",
+            "licence": "Apache-2.0", "endpoint": f"{prsm_app.base_url}/v1", "credential": prsm_app.keys["alice"],
             "remote_model": "smollm2-135m-instruct", "tags": ["general"]}  # fmt: skip
     assert client.post("/v1/models", json=card).status_code == 201
     body = {"model": "remote-smollm2", "max_tokens": 8,

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = [
     ["prsm.types", "prsm.errors"],  # value types and errors: import nothing of PRSM
-    ["prsm.settings", "prsm.db"],
+    ["prsm.settings", "prsm.db", "prsm.sealing", "prsm.egress"],
     ["prsm.ftns", "prsm.storage", "prsm.registry", "prsm.safety"],
     ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys"],
     ["prsm.nwtn"],

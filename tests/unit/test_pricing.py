@@ -62,13 +62,15 @@ def test_shares_that_do_not_add_up_are_refused():
         Shares(8000, 1500, 400, 1000, "op")
 
 
-def test_the_quote_covers_the_longest_input_and_answer_on_the_dearest_model():
+def test_the_quote_covers_the_longest_input_and_answer_on_the_dearest_candidate_of_each_task():
     plan = TaskPlan(
         (SubTask("t1", "Integrate x^2", "math"), SubTask("t2", "Explain {t1}", "general", ("t1",))), "d"
     )
-    q = quote(plan, [LM, TOOL], 96, 7)
+    q = quote(plan, {"t1": [TOOL, LM], "t2": [LM]}, 96, 7)
     longest_t2 = call_cost(LM, len("Explain {t1}") // 2 + 1 + 48 + 96, 96)
     assert q == 7 + call_cost(LM, len("Integrate x^2") // 2 + 1 + 48, 96) + longest_t2
+    # a card that would not run a task is not quoted for it
+    assert quote(plan, {"t1": [TOOL], "t2": [LM]}, 96, 7) == 7 + call_cost(TOOL, 1, 96) + longest_t2
 
 
 # --- in the query path ------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from prsm.nwtn.route import Router, estimated_cost, score_candidates
+from prsm.nwtn.route import MarketPolicy, Router, estimated_cost, score_candidates
 from prsm.registry import DEFAULT_CARDS
 from prsm.types import SubTask
 
@@ -69,3 +69,52 @@ def test_card_embeddings_are_computed_once_and_stored_on_the_card(registry, embe
     assert set(stored) == {c.id for c in DEFAULT_CARDS}
     key, vector = stored["sympy-cas"]
     assert key.startswith(f"{embedder.name}:") and len(vector) == 384 * 4
+
+
+def _scored(embedder, cards, policy, explore=False):
+    vectors = dict(
+        zip([c.id for c in cards], embedder.embed_many([c.capability_text for c in cards]), strict=True)
+    )
+    task = SubTask("t1", "integrate x", "math")
+    return score_candidates(
+        task, cards, embedder.embed_many([task.text])[0], vectors, frozenset(), policy, explore
+    )
+
+
+def test_a_new_strangers_card_gets_traffic_only_on_the_exploration_share_until_proven(embedder):
+    """One card cannot take a capability's traffic on the day it registers by pricing itself at
+    zero: it is a candidate only on the exploration share, and fully after `proven_calls`."""
+    base = next(c for c in DEFAULT_CARDS if c.id == "sympy-cas")
+    free = dataclasses.replace(base, id="mallory-free", owner="mallory", price_per_call=0)
+    policy = MarketPolicy(proven_calls=20)
+    assert [c.model_id for c in _scored(embedder, [base, free], policy)] == ["sympy-cas"]
+    explored = _scored(embedder, [base, free], policy, explore=True)
+    assert [c.model_id for c in explored] == ["mallory-free", "sympy-cas"] and not explored[0].proven
+    # exploring never raises a quote: a new card dearer than the proven ones is not explored
+    dear = dataclasses.replace(free, id="mallory-dear", price_per_call=10**17)
+    assert [c.model_id for c in _scored(embedder, [base, dear], policy, explore=True)] == ["sympy-cas"]
+    # where no proven card offers the capability, the new ones serve
+    assert [c.model_id for c in _scored(embedder, [dear], policy)] == ["mallory-dear"]
+    proven = dataclasses.replace(free, calls=20)
+    assert _scored(embedder, [base, proven], policy)[0].model_id == "mallory-free"
+    trusted = MarketPolicy(trusted_owners=frozenset({"prsm-foundation", "mallory"}))
+    assert _scored(embedder, [base, free], trusted)[0].model_id == "mallory-free"
+
+
+def test_new_cards_get_about_their_share_of_sub_tasks(registry, embedder):
+    from prsm.types import ModelCard
+
+    registry.register(ModelCard(id="fresh-cas", kind="tool", description=next(c for c in DEFAULT_CARDS if c.id == "sympy-cas").description,
+                                owner="mallory", licence="MIT", tags=("math",), price_per_call=0, endpoint="tool:math"))  # fmt: skip
+    router = Router(registry, embedder, policy=MarketPolicy(new_card_share=0.2))
+    firsts = [
+        c[0].model_id for c in router.rank_many([(SubTask("t1", "integrate x", "math"), frozenset())] * 1000)
+    ]
+    assert 120 < firsts.count("fresh-cas") < 280  # 200 expected; binomial sd ~13
+
+
+def test_a_card_priced_past_the_operators_bounds_is_not_a_candidate(embedder):
+    base = next(c for c in DEFAULT_CARDS if c.id == "sympy-cas")
+    dear = dataclasses.replace(base, id="dear", price_per_call=10**30, calls=100)
+    ranked = _scored(embedder, [base, dear], MarketPolicy(max_price_per_call=10**18))
+    assert [c.model_id for c in ranked] == ["sympy-cas"]
