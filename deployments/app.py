@@ -10,15 +10,18 @@ tests run without Ray. `build_app` is the application builder named in deploymen
 import asyncio
 import json
 
+import ray
 from fastapi import Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 from starlette.concurrency import iterate_in_threadpool
 
 from prsm.api import auth, limits
-from prsm.api.auth import BEARER_SECURITY, acting_for, current_principal, require
-from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body
+from prsm.api.auth import BEARER_SECURITY, acting_for, current_principal, record_usage, require
+from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, trace_usage
+from prsm.api.ratelimit import RayLimiter
 from prsm.api.schemas import (
     ChatCompletionRequest,
     KeyRequest,
@@ -100,8 +103,8 @@ class NWTN:
     def __init__(self, settings: dict, router, lm_replica, tool_replica):
         self.services = services = Services.from_settings(settings)
         self.keys = services.keys
-        limits.configure(services.settings.max_body_bytes)
-        auth.configure(services.keys)
+        limits.configure(services.settings.max_body_bytes, services.settings.body_timeout_s)
+        auth.configure(services.keys, RayLimiter() if ray.is_initialized() else None)
         rank = RouterClient(router.rank_many.remote)
         call = ModelClient(
             heavy=lambda model_id: lm_replica.options(multiplexed_model_id=model_id).run.remote,
@@ -126,6 +129,7 @@ class NWTN:
         principal: Principal = request.state.principal  # the hot path: no dependency to solve
         body = await parse_body(request, QueryRequest)
         trace = await self.nwtn.query(body.prompt, principal.account, body.user)
+        record_usage(request, *trace_usage(trace))
         return Response(content=json.dumps(trace), media_type="application/json")
 
     @api.get("/v1/sessions/{session_id}")
@@ -167,8 +171,11 @@ class NWTN:
         answer only: it is stored as a hash."""
         account = acting_for(principal, body.account, "account")
         require(principal, body.role, f"making a {body.role} key")
+        if principal.limits.any and not principal.operator:
+            # else a limited key would make itself an unlimited one
+            raise Forbidden("a key with limits cannot make keys: ask the operator", "authorization")
         token, record = await asyncio.to_thread(
-            self.keys.create, account, body.role, body.expires_at, body.name
+            self.keys.create, account, body.role, body.expires_at, body.name, body.limits
         )
         return {"key": token, **record.public()}
 
@@ -306,13 +313,16 @@ class NWTN:
         return {"nwtn"} | ({self.services.settings.planner_model} - {None})
 
     @api.post("/v1/chat/completions")
-    async def chat_completions(self, body: ChatCompletionRequest, principal: Principal = WHO) -> dict:
+    async def chat_completions(
+        self, body: ChatCompletionRequest, request: Request, principal: Principal = WHO
+    ) -> dict:
         """OpenAI-compatible. `model` is a registry id, or `nwtn` for the whole pipeline; the
         key's account pays; `user` is recorded as your end user's tag."""
         messages = [m.model_dump() for m in body.messages]
         if body.model == "nwtn":
             prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
             trace = await self.nwtn.query(prompt, principal.account, body.user)
+            record_usage(request, *trace_usage(trace))
             tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
             tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
             extra = {"prsm_session_id": trace["session_id"], "prsm_charge": trace["cost"]}
@@ -321,6 +331,7 @@ class NWTN:
         output, charge = await self.nwtn.complete(
             body.model, messages, budget, body.response_format, principal.account
         )
+        record_usage(request, output.tokens_in + output.tokens_out, int(charge["charged"]))
         extra = {"prsm_charge": charge}
         return chat_completion(body.model, output.text, output.tokens_in, output.tokens_out, extra)
 
@@ -354,6 +365,11 @@ def build_app(args: dict | None = None) -> Application:
         ray_actor_options=light,
         logging_config=quiet,
     ).bind(config)
-    return NWTN.options(max_ongoing_requests=settings.nwtn_max_ongoing, ray_actor_options=light).bind(
-        config, router, lm, tools
-    )
+    overload = BackpressureConfig(status_code=503, retry_after_s=settings.overload_retry_after_s)
+    return NWTN.options(
+        num_replicas=settings.nwtn_replicas,
+        max_ongoing_requests=settings.nwtn_max_ongoing,
+        max_queued_requests=settings.nwtn_max_queued,
+        backpressure_config=overload,
+        ray_actor_options=light,
+    ).bind(config, router, lm, tools)

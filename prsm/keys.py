@@ -31,7 +31,7 @@ from prsm.db.engine import Database
 from prsm.db.models import ApiKey, iso_utc, utcnow
 from prsm.errors import InvalidInput, Unauthorized, UnknownKey
 from prsm.ftns.ledger import AccountKind, Ledger
-from prsm.types import ACCOUNT_ID, KeyRole, Principal
+from prsm.types import ACCOUNT_ID, NO_LIMITS, KeyLimits, KeyRole, Principal
 
 KEYS = ApiKey.__table__
 TOKEN = re.compile(r"^prsm_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -63,6 +63,7 @@ class KeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     replaced_by: str | None
+    limits: KeyLimits = NO_LIMITS
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -77,15 +78,32 @@ class KeyRecord:
             "expires_at": iso_utc(self.expires_at),
             "revoked_at": iso_utc(self.revoked_at),
             "replaced_by": self.replaced_by,
+            "limits": self.limits.public(),
             "active": self.active(utcnow()),
         }
 
 
 def _record(row) -> KeyRecord:
+    limits = KeyLimits(
+        row.rpm, row.tpm, row.max_concurrent, row.budget, row.budget_period_s or NO_LIMITS.budget_period_s
+    )
     return KeyRecord(
         row.id, row.account_id, KeyRole(row.role), row.name, _aware(row.created_at),
-        _aware(row.expires_at), _aware(row.revoked_at), row.replaced_by,
+        _aware(row.expires_at), _aware(row.revoked_at), row.replaced_by, limits,
     )  # fmt: skip
+
+
+def check_limits(limits: KeyLimits) -> KeyLimits:
+    """Limits as given, or InvalidInput naming the field."""
+    for field in ("rpm", "tpm", "concurrent", "budget"):
+        value = getattr(limits, field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidInput("a limit is a whole number, 0 or more", field)
+    if limits.rpm is not None and limits.rpm > 10**7 or limits.tpm is not None and limits.tpm > 10**12:
+        raise InvalidInput("a limit that high is no limit: leave it out", "rpm" if limits.rpm else "tpm")
+    if not 60 <= limits.budget_period_s <= 366 * 86400:
+        raise InvalidInput("the budget period is 1 minute to 366 days", "budget_period_s")
+    return limits
 
 
 class ApiKeys:
@@ -99,7 +117,7 @@ class ApiKeys:
 
     def create(
         self, account: str, role: KeyRole | str = KeyRole.USER, expires_at: datetime | None = None,
-        name: str | None = None,
+        name: str | None = None, limits: KeyLimits = NO_LIMITS,
     ) -> tuple[str, KeyRecord]:  # fmt: skip
         """A new key for `account` (opened if new, able to pay): (the key, shown only now; its record)."""
         if not isinstance(account, str) or not ACCOUNT_ID.match(account):
@@ -112,12 +130,15 @@ class ApiKeys:
             raise InvalidInput("the expiry is in the past", "expires_at")
         if name is not None and len(name) > 128:
             raise InvalidInput("a key's name has at most 128 characters", "name")
+        check_limits(limits)
         self._ledger.open_account(
             account, AccountKind.OPERATOR if role == KeyRole.OPERATOR else AccountKind.USER
         )
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         row = {"id": key_id, "account_id": account, "role": str(role), "secret_hash": _hash(secret),
-               "name": name, "created_at": utcnow(), "expires_at": expires_at}  # fmt: skip
+               "name": name, "created_at": utcnow(), "expires_at": expires_at, "rpm": limits.rpm,
+               "tpm": limits.tpm, "max_concurrent": limits.concurrent, "budget": limits.budget,
+               "budget_period_s": limits.budget_period_s}  # fmt: skip
         with self._db.writer.begin() as conn:
             conn.execute(KEYS.insert(), [row])
         return f"prsm_{key_id}_{secret}", self.get(key_id)
@@ -155,7 +176,7 @@ class ApiKeys:
         old = self.get(key_id)
         if not old.active(utcnow()):
             raise InvalidInput(f"key {key_id} is revoked or expired: make a new one", "key_id")
-        token, new = self.create(old.account, old.role, old.expires_at, old.name)
+        token, new = self.create(old.account, old.role, old.expires_at, old.name, old.limits)
         ends = utcnow() + timedelta(seconds=grace_s)
         ends = ends if old.expires_at is None else min(ends, old.expires_at)
         with self._db.writer.begin() as conn:
@@ -194,7 +215,7 @@ class ApiKeys:
     def _check(self, secret: str, secret_hash: str, record: KeyRecord) -> Principal:
         if not hmac.compare_digest(_hash(secret), secret_hash) or not record.active(utcnow()):
             raise Unauthorized("invalid API key", "authorization")
-        return Principal(record.id, record.account, record.role)
+        return Principal(record.id, record.account, record.role, record.limits)
 
     def _forget(self, key_id: str) -> None:
         with self._lock:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Limits on input and on plans: the ingress refuses anything past them with a 4xx.
     max_prompt_chars: int = 8_000
     max_body_bytes: int = 256_000
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Time a request body may take to arrive."
+    )
     max_plan_tasks: int = 12
     max_plan_depth: int = 4
     max_new_tokens: int = 96
@@ -130,6 +133,11 @@ class Settings(BaseSettings):
     # machines (docs/platform.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.
     nwtn_max_ongoing: int = 256
+    nwtn_replicas: int = Field(default=1, ge=1, le=64, description="Ingress (NWTN) replicas.")
+    # Overload is answered, never queued for ever: past this many requests waiting for the
+    # ingress, Serve answers 503 with Retry-After.
+    nwtn_max_queued: int = Field(default=512, ge=1, description="Requests queued at the ingress before 503.")
+    overload_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of an overload 503.")
     router_max_ongoing: int = 256
     lm_max_ongoing: int = 16
     tool_max_ongoing: int = 256

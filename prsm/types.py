@@ -79,12 +79,36 @@ class KeyRole(StrEnum):
 
 
 @dataclass(frozen=True)
+class KeyLimits:
+    """What one API key may use (None: no limit). Requests and tokens per rolling minute,
+    queries and chat completions at once, FTNS (base units) per budget period."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrent: int | None = None
+    budget: int | None = None
+    budget_period_s: int = 30 * 86400
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.rpm, self.tpm, self.concurrent, self.budget))
+
+    def public(self) -> dict:
+        return {"rpm": self.rpm, "tpm": self.tpm, "concurrent": self.concurrent,
+                "budget": None if self.budget is None else str(self.budget), "budget_period_s": self.budget_period_s}  # fmt: skip
+
+
+NO_LIMITS = KeyLimits()
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is asking, as its API key says: never what a request body claims."""
 
     key_id: str
     account: str
     role: KeyRole
+    limits: KeyLimits = NO_LIMITS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", KeyRole(self.role))

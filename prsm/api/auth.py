@@ -19,6 +19,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from prsm.api.limits import send_error
+from prsm.api.ratelimit import LocalLimiter, RayLimiter
 from prsm.errors import Forbidden, Unauthorized
 from prsm.keys import ApiKeys
 from prsm.types import KeyRole, Principal
@@ -30,11 +31,19 @@ BEARER = HTTPBearer(auto_error=False, description="An API key: `prsm keys create
 # Set by the process that serves the app (`configure`): Ray Serve ships the FastAPI app to its
 # replica as a copy, so the keys cannot be bound when the app is built. Unset: every key fails.
 _keys: ApiKeys | None = None
+_limiter: LocalLimiter | RayLimiter | None = None
+# Routes that run models: they count against a key's concurrency, and report tokens and charges.
+METERED = frozenset({"/v1/query", "/v1/chat/completions"})
 
 
-def configure(keys: ApiKeys) -> None:
-    global _keys
-    _keys = keys
+def configure(keys: ApiKeys, limiter: LocalLimiter | RayLimiter | None = None) -> None:
+    global _keys, _limiter
+    _keys, _limiter = keys, limiter or LocalLimiter()
+
+
+def record_usage(request: Request, tokens: int, charged: int) -> None:
+    """What a metered route used, for the key's token and budget limits (read by `Authenticate`)."""
+    request.state.usage = (tokens, charged)
 
 
 async def authenticate(keys: ApiKeys | None, token: str | None) -> Principal:
@@ -65,8 +74,29 @@ class Authenticate:
             principal = await authenticate(_keys, bearer(scope.get("headers", [])))
         except Unauthorized as exc:
             return await send_error(send, 401, exc.to_dict(), exc.code, ((b"www-authenticate", b"Bearer"),))
-        scope.setdefault("state", {})["principal"] = principal
-        return await self.app(scope, receive, send)
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        if not principal.limits.any or _limiter is None:
+            return await self.app(scope, receive, send)
+
+        metered = scope.get("method") == "POST" and scope.get("path") in METERED
+        verdict = await _limiter.admit(principal.key_id, principal.limits, metered)
+        extra = [(name.encode(), value.encode()) for name, value in verdict.headers]
+        if not verdict.ok:
+            error = {"type": "RateLimited", "field": "authorization", "message": verdict.message}
+            extra.append((b"retry-after", str(verdict.retry_after_s).encode()))
+            return await send_error(send, 429, error, verdict.code, tuple(extra))
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = message | {"headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            return await self.app(scope, receive, send_with_headers)
+        finally:
+            tokens, charged = state.get("usage", (0, 0))
+            await _limiter.settle(principal.key_id, metered, tokens, charged)
 
 
 KEY = Security(BEARER)

@@ -113,5 +113,11 @@ def validation_response(errors: list) -> JSONResponse:
     return JSONResponse(error_body(body), status_code=422)
 
 
+def trace_usage(trace: dict) -> tuple[int, int]:
+    """A query's tokens and charge, for the key's limits."""
+    tokens = sum(t["tokens_in"] + t["tokens_out"] for t in trace["tasks"])
+    return tokens, int(trace["cost"]["charged"] or 0)
+
+
 def model_entry(card: ModelCard) -> dict:
     return {"object": "model", "owned_by": card.owner, **card.public()}

@@ -1,19 +1,23 @@
 """ASGI middleware: a request body over the size limit gets 413, a body that is not UTF-8 gets 400,
-before any route sees it (FastAPI would answer a bare "error parsing the body")."""
+a body that does not arrive in time gets 408, before any route sees it (FastAPI would answer a
+bare "error parsing the body", or wait for ever)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 # Set by the process that serves the app (`configure`), read at each request: Ray Serve ships the
 # FastAPI app to its replica as a copy, so the limit cannot be fixed when the app is built.
 _max_body_bytes = 256_000
+_body_timeout_s = 30.0
 STREAMED = ("/v1/artifacts",)  # routes that stream their body and enforce their own limit
 
 
-def configure(max_body_bytes: int) -> None:
-    global _max_body_bytes
-    _max_body_bytes = max_body_bytes
+def configure(max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
+    global _max_body_bytes, _body_timeout_s
+    _max_body_bytes, _body_timeout_s = max_body_bytes, body_timeout_s
 
 
 class BodyLimits:
@@ -35,8 +39,14 @@ class BodyLimits:
             return await _error(send, 413, "body", f"the body is over {self.max_body_bytes} bytes")
 
         chunks, size = [], 0
+        deadline = time.monotonic() + _body_timeout_s
         while True:
-            message = await receive()
+            try:  # a client that trickles its body holds nothing for long
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                return await _error(
+                    send, 408, "body", f"the body did not arrive within {_body_timeout_s:g} s"
+                )
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

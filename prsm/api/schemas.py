@@ -12,7 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, V
 from prsm.backends.tools import TOOLS
 from prsm.egress import parse_endpoint
 from prsm.errors import InvalidInput
-from prsm.types import ACCOUNT_ID_PATTERN, MODEL_ID_PATTERN, PLAN_SCHEMA_NAME, KeyRole, ModelCard, ModelKind
+from prsm.types import (
+    ACCOUNT_ID_PATTERN,
+    MODEL_ID_PATTERN,
+    PLAN_SCHEMA_NAME,
+    KeyLimits,
+    KeyRole,
+    ModelCard,
+    ModelKind,
+)
 from prsm.weights import cid_of_reference
 
 
@@ -180,6 +188,38 @@ class KeyRequest(BaseModel):
     role: KeyRole = Field(default=KeyRole.USER, description="At most the asking key's own role.")
     name: str | None = Field(default=None, max_length=128)
     expires_at: datetime | None = Field(default=None, description="ISO 8601; none: no expiry.")
+    rpm: int | None = Field(default=None, ge=0, le=10**7, description="Requests per minute; none: no limit.")
+    tpm: int | None = Field(default=None, ge=0, le=10**12, description="Tokens per minute; none: no limit.")
+    concurrent: int | None = Field(
+        default=None, ge=0, le=10**6, description="Queries and chat completions at once."
+    )
+    budget: int | None = Field(
+        default=None,
+        ge=0,
+        lt=10**30,
+        description="FTNS base units the key may spend per period; none: no limit.",
+    )
+    budget_period_s: int = Field(
+        default=30 * 86400, ge=60, le=366 * 86400, description="The budget's period."
+    )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _integer_base_units(cls, value):
+        if value is None:
+            return value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | str)
+            or isinstance(value, str)
+            and not value.isdigit()
+        ):
+            raise ValueError("give an integer number of FTNS base units (10^-18 FTNS)")
+        return int(value)
+
+    @property
+    def limits(self) -> KeyLimits:
+        return KeyLimits(self.rpm, self.tpm, self.concurrent, self.budget, self.budget_period_s)
 
     @field_validator("expires_at")
     @classmethod

@@ -217,6 +217,12 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     replaced_by: Mapped[str | None] = mapped_column(String(32))  # the key a rotation made
+    # Limits (prsm/api/ratelimit.py); none: unlimited.
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    budget: Mapped[int | None] = mapped_column(TokenAmount)  # FTNS base units per period
+    budget_period_s: Mapped[int | None] = mapped_column(Integer)
 
 
 # --- FTNS ledger (prsm/ftns/ledger.py) -------------------------------------------------------

@@ -69,10 +69,11 @@ def prsm_app(tmp_path_factory):
     from prsm.settings import Settings
 
     port = free_port()
-    # Remote-endpoint cards in the tests point at this app itself: the operator allows it.
+    # Remote-endpoint cards in the tests point at this app itself: the operator allows it. Two
+    # ingress replicas: per-key limits and everything else must hold across them.
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("prsm-app"), model_dir=MODEL_DIR, port=port, _env_file=None,
-        egress_allow=[f"127.0.0.1:{port}"],
+        egress_allow=[f"127.0.0.1:{port}"], nwtn_replicas=2,
     )  # fmt: skip
     keys = {}
     with Services.from_settings(settings, upgrade=True) as services:

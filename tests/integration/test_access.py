@@ -10,6 +10,7 @@ import pytest
 
 from prsm.db.models import utcnow
 from prsm.services import Services
+from prsm.types import KeyLimits
 
 EXPAND = {"model": "sympy-cas", "messages": [{"role": "user", "content": "expand (x+1)^2"}]}
 
@@ -192,6 +193,8 @@ def test_a_card_cannot_make_prsm_call_a_local_service_or_carry_someone_elses_sec
         assert (
             bob.patch("/v1/models/bob-remote-2", json={"endpoint": "https://10.0.0.1/v1"}).status_code == 422
         )
+        for card in ("bob-remote", "bob-remote-2"):
+            assert bob.delete(f"/v1/models/{card}").status_code == 200
 
 
 def test_one_card_cannot_price_queries_out_of_reach(prsm_app, services):
@@ -234,3 +237,29 @@ def test_a_clients_bad_input_is_a_4xx_and_no_mark_against_the_model(prsm_app, se
         )
     after = services.registry.get("sympy-cas")
     assert after.failures == before.failures, trace
+
+
+def test_a_keys_limits_hold_across_two_ingress_replicas(prsm_app, services):
+    """200 concurrent requests on one key, spread by Serve over both ingress replicas: exactly the
+    limit gets through; the rest get 429 with Retry-After and OpenAI's headers."""
+    import asyncio
+
+    token, _ = services.keys.create("limited", limits=KeyLimits(rpm=40))
+
+    async def burst():
+        headers = {"authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=prsm_app.base_url, timeout=120, headers=headers) as c:
+            return await asyncio.gather(*(c.get("/v1/accounts/limited") for _ in range(200)))
+
+    responses = asyncio.run(burst())
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == 40 and codes.count(429) == 160, codes
+    refused = next(r for r in responses if r.status_code == 429)
+    assert (
+        int(refused.headers["retry-after"]) >= 1 and refused.headers["x-ratelimit-remaining-requests"] == "0"
+    )
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+    # a limited key cannot make itself an unlimited one
+    with client(prsm_app, token) as limited:
+        assert limited.post("/v1/keys", json={}).status_code in (403, 429)
