@@ -9,6 +9,7 @@ tests run without Ray. `build_app` is the application builder named in deploymen
 # is decorated, and FastAPI must see the real body types (not strings) in the replica.
 import asyncio
 import json
+import time
 
 import ray
 from fastapi import Depends, Query, Request, Response
@@ -113,6 +114,22 @@ class NWTN:
         self.nwtn = Orchestrator(
             services.settings, services.registry, services.sessions, services.billing, rank, call
         )
+        self._sweep: asyncio.Future | None = None
+        self._swept_at = float("-inf")
+
+    async def check_health(self) -> None:
+        """Serve calls this every few seconds, traffic or not: it also runs the sweep that
+        releases the holds of queries whose NWTN process died (a replica killed mid-query), so no
+        hold stays open much past `PRSM_ABANDONED_AFTER_S` without anyone running a command.
+        Every replica sweeps; the releases are idempotent."""
+        settings = self.services.settings
+        if (
+            self._sweep is None or self._sweep.done()
+        ) and time.monotonic() - self._swept_at >= settings.sweep_every_s:
+            self._swept_at = time.monotonic()
+            self._sweep = asyncio.ensure_future(
+                asyncio.to_thread(self.services.billing.release_abandoned, settings.abandoned_after_s)
+            )
 
     @api.get("/healthz")
     async def healthz(self) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -129,6 +129,19 @@ class Settings(BaseSettings):
         default=None, description="64 hex digits; default: data_dir/secret.key, made (0600) on first use."
     )
 
+    # Deadlines: every model call of a query ends within the query's deadline; a hold still open
+    # after `abandoned_after_s` (its NWTN process died) is released by a sweep NWTN runs every
+    # `sweep_every_s`.
+    query_deadline_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Seconds a query's model calls may take in all."
+    )
+    abandoned_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Age after which a running session's hold is released (> query deadline).",
+    )
+    sweep_every_s: float = Field(default=60.0, gt=0, description="How often NWTN releases abandoned holds.")
+
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (docs/platform.md): the light deployments take many concurrent requests because
     # they mostly wait on I/O or on other deployments.
@@ -161,6 +174,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'prsm.db').resolve()}"
+
+    @model_validator(mode="after")
+    def _sweep_after_deadline(self) -> Settings:
+        if self.abandoned_after_s <= self.query_deadline_s:
+            raise ValueError(
+                "abandoned_after_s must be longer than query_deadline_s: a running query is not abandoned"
+            )
+        return self
 
     @field_validator("egress_allow")
     @classmethod

@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from prsm.db.models import QuerySession, utcnow
+from prsm.db.models import LedgerHold, QuerySession, utcnow
 from prsm.errors import HoldClosed, InsufficientFunds, UnknownAccount
 from prsm.ftns.amounts import format_ftns
 from prsm.ftns.ledger import Ledger, Op, capture_op, hold_op, release_op
@@ -33,7 +33,7 @@ from prsm.ftns.pricing import TEMPLATE_TOKENS, Shares, call_cost, estimate_token
 from prsm.settings import Settings
 from prsm.types import ModelCall, ModelCard, ModelOutput, SessionStatus, TaskPlan
 
-SESSIONS = QuerySession.__table__
+SESSIONS, HOLDS = QuerySession.__table__, LedgerHold.__table__
 
 
 def query_key(session_id: str, step: str) -> str:
@@ -84,7 +84,9 @@ class Billing:
 
     def release_abandoned(self, older_than_s: float) -> list[str]:
         """Sessions still `running` after `older_than_s` (their NWTN process died mid-query): end
-        them `failed` and release their holds, in one transaction. Returns the session ids."""
+        them `failed` and release their holds, in one transaction; then any other hold still open
+        after that long (a chat completion's whose process died). Returns the session ids. NWTN
+        runs this on a schedule (`PRSM_ABANDONED_AFTER_S`, longer than any query may run)."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with self.ledger.engine.begin() as conn:
             rows = conn.execute(
@@ -107,6 +109,20 @@ class Billing:
                     .values(status=SessionStatus.FAILED, error="abandoned: the orchestrator stopped mid-query",
                             charged=0, finished_at=utcnow())
                 )  # fmt: skip
+        with self.ledger.engine.begin() as conn:
+            stale = (
+                conn.execute(
+                    select(HOLDS.c.id)
+                    .where(HOLDS.c.status == "open", HOLDS.c.created_at < cutoff)
+                    .order_by(HOLDS.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            ops = [release_op(h, f"sweep:{h}:release", "abandoned: released by the sweep") for h in stale]
+            for result in self.ledger.post_many(ops, conn) if ops else []:
+                if isinstance(result, Exception) and not isinstance(result, HoldClosed):
+                    raise result
         return [r.id for r in rows]
 
     # --- chat completions -------------------------------------------------------------------
@@ -135,8 +151,8 @@ class Billing:
             await post(hold)
         try:
             output = await run()
-        except BaseException:
-            await post(release_op(hold.hold_id, f"{key}:release", fresh=True))
+        except BaseException:  # a failure, or the client went away (cancelled): the hold returns
+            await asyncio.shield(post(release_op(hold.hold_id, f"{key}:release", fresh=True)))
             raise
         cost = call_cost(card, output.tokens_in, output.tokens_out)
         parts = split([(card, cost)], 0, quoted, self.shares, cards)

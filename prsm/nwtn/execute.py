@@ -102,7 +102,10 @@ async def run_task(
     call: CallFn,
     breaker: CircuitBreaker,
     max_new_tokens: int,
+    deadline: float | None = None,
 ) -> TaskOutcome:
+    """Run one sub-task: its candidates in rank order until one answers, each call bounded by
+    what is left of the query's `deadline` (time.monotonic())."""
     results = {k: o.result for k, o in outcomes.items() if o.status == TaskStatus.DONE and o.result}
     outcome = TaskOutcome(task=task, instruction=fill(task.instruction, results))
     failed_deps = [d for d in task.depends_on if outcomes[d].status != TaskStatus.DONE]
@@ -122,11 +125,19 @@ async def run_task(
 
     call_args = ModelCall(messages=messages_for(task, outcome.instruction), max_new_tokens=max_new_tokens)
     for candidate in candidates[:MAX_ATTEMPTS]:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            outcome.attempts.append(
+                Attempt(candidate.model_id, False, 0.0, "the query's deadline passed first", True)
+            )
+            break
         t0 = time.perf_counter()
         try:
-            output = await call(candidate.model_id, candidate.kind, call_args)
+            output = await asyncio.wait_for(call(candidate.model_id, candidate.kind, call_args), left)
         except Exception as exc:  # any failure of one candidate hands the task to the next
             latency = (time.perf_counter() - t0) * 1000
+            if isinstance(exc, TimeoutError):  # the call is cancelled, on its replica too
+                exc = PRSMError(f"no answer within the query's deadline ({left:.1f} s were left)")
             message = str(exc) if isinstance(exc, PRSMError) else f"{type(exc).__name__}: {exc}"
             refused = isinstance(exc, BadInstruction)
             outcome.attempts.append(Attempt(candidate.model_id, False, latency, message[:500], refused))
@@ -155,21 +166,29 @@ async def execute(
     breaker: CircuitBreaker,
     max_new_tokens: int,
     on_done: DoneFn | None = None,
+    deadline: float | None = None,
 ) -> dict[str, TaskOutcome]:
-    """Run every sub-task once its dependencies are finished; independent ones run at once."""
+    """Run every sub-task once its dependencies are finished; independent ones run at once. If
+    this is cancelled (the client went away), the running sub-tasks are cancelled with it."""
     outcomes: dict[str, TaskOutcome] = {}
     started: set[str] = set()
     running: dict[asyncio.Task, str] = {}
-    while True:
-        for task in plan.ready(set(outcomes), started):
-            started.add(task.key)
-            job = asyncio.create_task(run_task(task, outcomes, rank, call, breaker, max_new_tokens))
-            running[job] = task.key
-        if not running:
-            return {t.key: outcomes[t.key] for t in plan.tasks}
-        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for job in done:
-            key = running.pop(job)
-            outcomes[key] = job.result()
-            if on_done is not None:
-                await on_done(outcomes[key])
+    try:
+        while True:
+            for task in plan.ready(set(outcomes), started):
+                started.add(task.key)
+                job = asyncio.create_task(
+                    run_task(task, outcomes, rank, call, breaker, max_new_tokens, deadline)
+                )
+                running[job] = task.key
+            if not running:
+                return {t.key: outcomes[t.key] for t in plan.tasks}
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for job in done:
+                key = running.pop(job)
+                outcomes[key] = job.result()
+                if on_done is not None:
+                    await on_done(outcomes[key])
+    finally:
+        for job in running:  # cancelled mid-way: nothing keeps running behind us
+            job.cancel()

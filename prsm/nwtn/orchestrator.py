@@ -16,7 +16,7 @@ import time
 import uuid
 
 from prsm.db.committer import Write
-from prsm.errors import AllCandidatesFailed, InvalidInput, PromptBlocked, UnknownModel
+from prsm.errors import AllCandidatesFailed, InvalidInput, ModelCallFailed, PromptBlocked, UnknownModel
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
@@ -88,7 +88,7 @@ class Orchestrator:
             try:
                 card = await asyncio.to_thread(self.registry.get, self.settings.planner_model)
                 request = ModelCall(tuple(messages), 512, plan_response_format(limits[0]))
-                output = await self.call(card.id, card.kind, request)
+                output = await self.bounded_call(card, request)
                 return plan_from_llm_output(output.text, *limits), [("llm planner", output.text)]
             except Exception as exc:  # any planner failure falls back to the deterministic plan
                 notes.append(("llm planner rejected", str(exc)[:1000]))
@@ -98,6 +98,8 @@ class Orchestrator:
         """Answer `prompt`, paid by `account` (its API key's); `user` is the caller's own tag for
         its end user (OpenAI's `user`), recorded with the session (default: the account)."""
         started = time.perf_counter()
+        # Every model call of this query ends by then (prsm/nwtn/execute.py).
+        deadline = time.monotonic() + self.settings.query_deadline_s
         user = user or account
         prompt = check_prompt(prompt, self.settings.max_prompt_chars)
         session_id = str(uuid.uuid4())
@@ -186,15 +188,19 @@ class Orchestrator:
                 return [c for c in rankings[task.key] if c.model_id not in open_circuits]
 
             outcomes = await execute(
-                plan, ranked, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist
-            )
+                plan, ranked, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist,
+                deadline=deadline,
+            )  # fmt: skip
             t_compile = time.perf_counter()
             compiled = compile_answer(outcomes)
-        except Exception as exc:  # an unexpected failure: the session ends failed, the hold is released
+        except (Exception, asyncio.CancelledError) as exc:
+            # An unexpected failure, or the client went away (its work was cancelled with it): the
+            # session ends failed and the hold is released, whatever else is cancelled meanwhile.
+            error = "cancelled: the client went away" if isinstance(exc, asyncio.CancelledError) else str(exc)
             record.finish(
-                SessionStatus.FAILED, None, str(exc)[:2000], (time.perf_counter() - started) * 1000, {}
+                SessionStatus.FAILED, None, error[:2000], (time.perf_counter() - started) * 1000, {}
             )
-            await self.sessions.finish(record, [], charge.release(), last)
+            await asyncio.shield(self.sessions.finish(record, [], charge.release(), last))
             raise
         statuses = json.dumps({k: o.status for k, o in outcomes.items()})
         compile_step = Step(
@@ -235,5 +241,13 @@ class Orchestrator:
         call = ModelCall(tuple(messages), budget, response_format)
         cards = await self.cards({card.teacher} - {None})
         return await self.billing.completion(
-            account, card, call, lambda: self.call(card.id, card.kind, call), cards
+            account, card, call, lambda: self.bounded_call(card, call), cards
         )
+
+    async def bounded_call(self, card: ModelCard, call: ModelCall) -> ModelOutput:
+        """One model call within the query deadline (cancelled past it, on its replica too)."""
+        limit = self.settings.query_deadline_s
+        try:
+            return await asyncio.wait_for(self.call(card.id, card.kind, call), limit)
+        except TimeoutError:
+            raise ModelCallFailed(f"{card.id} gave no answer within {limit:g} s", "model") from None

@@ -108,6 +108,11 @@ class RouterClient:
             raise as_prsm_error(unwrap(exc)) from None
 
 
+# Ray's errors for an actor that died or cannot be reached (named, not imported: this module is
+# library code without Ray).
+REPLICA_DIED = frozenset({"ActorDiedError", "RayActorError", "ActorUnavailableError"})
+
+
 class ModelClient:
     """NWTN's `call`, dispatched by the model's kind. A transformers model's generation is long
     and heavy: one call each, to the replicas that host such models. Tools and remote endpoints
@@ -119,13 +124,22 @@ class ModelClient:
         self._light: dict[str, Coalescer[ModelCall, ModelOutput]] = {}
 
     async def __call__(self, model_id: str, kind: ModelKind, call: ModelCall) -> ModelOutput:
-        try:
-            if kind == ModelKind.TRANSFORMERS:
-                if model_id not in self._heavy:
-                    self._heavy[model_id] = self._heavy_for(model_id)
-                return await self._heavy[model_id](call)
-            if model_id not in self._light:
-                self._light[model_id] = Coalescer(self._light_for(model_id))
-            return await self._light[model_id].call(call)
-        except Exception as exc:  # a replica's error arrives wrapped by Ray: raise it as itself
-            raise as_prsm_error(unwrap(exc)) from None
+        for attempt in (1, 2):
+            try:
+                return await self._call(model_id, kind, call)
+            except Exception as exc:  # a replica's error arrives wrapped by Ray: raise it as itself
+                died = REPLICA_DIED & {type(exc).__name__, type(unwrap(exc)).__name__}
+                if not died or attempt == 2:
+                    raise as_prsm_error(unwrap(exc)) from None
+                # The replica died mid-call (killed, out of memory): once more, on another
+                # replica or the one Serve starts in its place.
+        raise AssertionError("unreachable")
+
+    async def _call(self, model_id: str, kind: ModelKind, call: ModelCall) -> ModelOutput:
+        if kind == ModelKind.TRANSFORMERS:
+            if model_id not in self._heavy:
+                self._heavy[model_id] = self._heavy_for(model_id)
+            return await self._heavy[model_id](call)
+        if model_id not in self._light:
+            self._light[model_id] = Coalescer(self._light_for(model_id))
+        return await self._light[model_id].call(call)

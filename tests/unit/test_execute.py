@@ -8,7 +8,7 @@ from prsm.nwtn.execute import CircuitBreaker, execute
 from prsm.nwtn.plan import plan_deterministic
 from prsm.nwtn.remote import ModelClient, RouterClient
 from prsm.nwtn.route import MarketPolicy, Router
-from prsm.types import ModelCall, ModelCard
+from prsm.types import ModelCall, ModelCard, ModelOutput
 
 
 @pytest.fixture
@@ -95,3 +95,33 @@ def test_circuit_opens_after_consecutive_failures_and_closes_after_cooldown():
     assert "m" in breaker.open_ids()
     asyncio.run(asyncio.sleep(0.06))
     assert "m" not in breaker.open_ids()
+
+
+def test_a_call_whose_replica_died_is_tried_once_more():
+    """Serve raises ActorDiedError when the replica serving a call is killed: the call goes once
+    more (to another replica, or the one Serve starts in its place); other errors do not."""
+
+    class ActorDiedError(Exception):
+        pass
+
+    tries = []
+
+    async def dies_once(call):
+        tries.append(call)
+        if len(tries) == 1:
+            raise ActorDiedError("the actor died unexpectedly")
+        return ModelOutput("fine", 1, 1)
+
+    client = ModelClient(heavy=lambda m: dies_once, light=lambda m: None)
+    call_args = ModelCall(({"role": "user", "content": "x"},), 4)
+    assert asyncio.run(client("lm", "transformers", call_args)).text == "fine" and len(tries) == 2
+
+    async def always_bad(call):
+        tries.append(call)
+        raise ValueError("bad")
+
+    tries.clear()
+    client = ModelClient(heavy=lambda m: always_bad, light=lambda m: None)
+    with pytest.raises(Exception, match="bad"):
+        asyncio.run(client("lm", "transformers", call_args))
+    assert len(tries) == 1

@@ -164,10 +164,10 @@ def test_the_hold_of_a_query_abandoned_mid_way_is_released_once(nwtn, services, 
     from prsm.db.models import utcnow
 
     async def never_answers(model_id, kind, call):
-        raise asyncio.CancelledError  # the orchestrator's process "dies" mid-query
+        raise SystemExit  # the orchestrator's process dies mid-query: nothing after this runs
 
     nwtn.call = never_answers
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(SystemExit):
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
     ledger, release_abandoned = services.ledger, services.billing.release_abandoned
     assert ledger.balance("escrow:alice") > 0  # held, never captured nor released
@@ -179,3 +179,47 @@ def test_the_hold_of_a_query_abandoned_mid_way_is_released_once(nwtn, services, 
     assert ledger.balance("escrow:alice") == 0 and ledger.balance("alice") == 10**18
     with db.orm() as s:
         assert s.get(QuerySession, session_id).status == "failed"
+
+
+def test_a_client_that_goes_away_cancels_its_query_and_its_hold_is_released_at_once(nwtn, services):
+    """Cancelling the query (what Serve does when the HTTP client disconnects) cancels the model
+    calls in flight and releases the hold in the same moment; the session ends failed."""
+    calls_cancelled = []
+
+    async def slow(model_id, kind, call):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            calls_cancelled.append(model_id)
+            raise
+
+    nwtn.call = slow
+
+    async def scenario():
+        query = asyncio.ensure_future(nwtn.query("Integrate x^2 from 0 to 3. Convert 2 km to m.", "alice"))
+        await asyncio.sleep(0.5)
+        assert services.ledger.balance("escrow:alice") > 0
+        query.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await query
+
+    asyncio.run(scenario())
+    assert len(calls_cancelled) == 2
+    assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
+    assert services.billing.release_abandoned(0) == []  # nothing left running
+
+
+def test_every_model_call_ends_within_the_query_deadline(nwtn, services):
+    nwtn.settings = nwtn.settings.model_copy(update={"query_deadline_s": 0.5})
+
+    async def hangs(model_id, kind, call):
+        await asyncio.sleep(30)
+
+    nwtn.call = hangs
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(AllCandidatesFailed, match="deadline"):
+        asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
+    assert time.monotonic() - started < 3
+    assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
