@@ -105,7 +105,7 @@ class NWTN:
         self.services = services = Services.from_settings(settings)
         self.keys = services.keys
         limits.configure(services.settings.max_body_bytes, services.settings.body_timeout_s)
-        auth.configure(services.keys, RayLimiter() if ray.is_initialized() else None)
+        auth.configure(services.keys, RayLimiter() if ray.is_initialized() else None, services.audit)
         rank = RouterClient(router.rank_many.remote)
         call = ModelClient(
             heavy=lambda model_id: lm_replica.options(multiplexed_model_id=model_id).run.remote,
@@ -148,6 +148,16 @@ class NWTN:
         trace = await self.nwtn.query(body.prompt, principal.account, body.user)
         record_usage(request, *trace_usage(trace))
         return Response(content=json.dumps(trace), media_type="application/json")
+
+    @api.get("/v1/audit")
+    async def audit(
+        self, account: str | None = Query(None, pattern=ACCOUNT_ID_PATTERN), key_id: str | None = Query(None, max_length=32),
+        limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=1), principal: Principal = WHO,
+    ) -> dict:  # fmt: skip
+        """The audit trail of state-changing requests, newest first (operators only)."""
+        require(principal, KeyRole.OPERATOR, "reading the audit trail")
+        rows = await asyncio.to_thread(self.services.audit.read, account, key_id, limit, before)
+        return {"object": "list", "data": rows}
 
     @api.get("/v1/sessions/{session_id}")
     async def session(self, session_id: str, principal: Principal = WHO) -> dict:

@@ -15,6 +15,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from prsm.audit import AuditLog
 from prsm.backends import LocalModels
 from prsm.backends.sandbox import Limits, Sandbox
 from prsm.db.engine import Database
@@ -63,6 +64,10 @@ class Services:
     @cached_property
     def billing(self) -> Billing:
         return Billing(self.ledger, self.settings)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.db)
 
     @cached_property
     def keys(self) -> ApiKeys:

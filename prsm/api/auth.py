@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from prsm.api.limits import send_error
 from prsm.api.ratelimit import LocalLimiter, RayLimiter
+from prsm.audit import AuditLog
 from prsm.errors import Forbidden, Unauthorized
 from prsm.keys import ApiKeys
 from prsm.types import KeyRole, Principal
@@ -32,13 +33,17 @@ BEARER = HTTPBearer(auto_error=False, description="An API key: `prsm keys create
 # replica as a copy, so the keys cannot be bound when the app is built. Unset: every key fails.
 _keys: ApiKeys | None = None
 _limiter: LocalLimiter | RayLimiter | None = None
+_audit: AuditLog | None = None
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # what the audit trail records
 # Routes that run models: they count against a key's concurrency, and report tokens and charges.
 METERED = frozenset({"/v1/query", "/v1/chat/completions"})
 
 
-def configure(keys: ApiKeys, limiter: LocalLimiter | RayLimiter | None = None) -> None:
-    global _keys, _limiter
-    _keys, _limiter = keys, limiter or LocalLimiter()
+def configure(
+    keys: ApiKeys, limiter: LocalLimiter | RayLimiter | None = None, audit: AuditLog | None = None
+) -> None:
+    global _keys, _limiter, _audit
+    _keys, _limiter, _audit = keys, limiter or LocalLimiter(), audit
 
 
 def record_usage(request: Request, tokens: int, charged: int) -> None:
@@ -76,6 +81,8 @@ class Authenticate:
             return await send_error(send, 401, exc.to_dict(), exc.code, ((b"www-authenticate", b"Bearer"),))
         state = scope.setdefault("state", {})
         state["principal"] = principal
+        if _audit is not None and scope.get("method") in CHANGES:
+            send = self._audited(scope, send, principal)
         if not principal.limits.any or _limiter is None:
             return await self.app(scope, receive, send)
 
@@ -97,6 +104,19 @@ class Authenticate:
         finally:
             tokens, charged = state.get("usage", (0, 0))
             await _limiter.settle(principal.key_id, metered, tokens, charged)
+
+    @staticmethod
+    def _audited(scope, send, principal: Principal):
+        """`send`, recording the request in the audit trail when its answer starts."""
+
+        async def send_and_record(message):
+            if message["type"] == "http.response.start":
+                route = getattr(scope.get("route"), "path", None) or "(no route)"
+                _audit.record(principal.key_id, principal.account, scope["method"], route, scope.get("path", ""),
+                              message["status"])  # fmt: skip
+            await send(message)
+
+        return send_and_record
 
 
 KEY = Security(BEARER)

@@ -225,6 +225,21 @@ class ApiKey(Base):
     budget_period_s: Mapped[int | None] = mapped_column(Integer)
 
 
+class AuditRecord(Base):
+    """One state-changing request (prsm/audit.py): append-only."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_account_id", "account", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    account: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(200))
+    object: Mapped[str] = mapped_column(String(500))
+    status: Mapped[int] = mapped_column(Integer)
+
+
 # --- FTNS ledger (prsm/ftns/ledger.py) -------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ as the behaviour that closes it."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import httpx
@@ -263,3 +264,22 @@ def test_a_keys_limits_hold_across_two_ingress_replicas(prsm_app, services):
     # a limited key cannot make itself an unlimited one
     with client(prsm_app, token) as limited:
         assert limited.post("/v1/keys", json={}).status_code in (403, 429)
+
+
+def test_state_changing_requests_are_in_the_audit_trail_for_operators(prsm_app):
+    with prsm_app.client("bob") as bob:
+        assert bob.post("/v1/models", json={"id": "bob-audited", "kind": "tool", "description": "Audited units tool",
+                                            "licence": "MIT", "endpoint": "tool:units"}).status_code == 201  # fmt: skip
+        assert bob.delete("/v1/models/bob-audited").status_code == 200
+        assert bob.get("/v1/audit").status_code == 403
+    with prsm_app.client("operator") as operator:
+        deadline = time.monotonic() + 10
+        while True:  # written in batches, within a second
+            rows = operator.get("/v1/audit", params={"account": "bob"}).json()["data"]
+            actions = [(r["action"], r["object"], r["status"]) for r in rows]
+            if ("DELETE /v1/models/{model_id}", "/v1/models/bob-audited", 200) in actions:
+                break
+            assert time.monotonic() < deadline, actions
+            time.sleep(0.3)
+        assert ("POST /v1/models", "/v1/models", 201) in actions
+        assert all(r["account"] == "bob" and r["key_id"] for r in rows)

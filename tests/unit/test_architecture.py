@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAYERS = [
     ["prsm.types", "prsm.errors"],  # value types and errors: import nothing of PRSM
     ["prsm.settings", "prsm.db", "prsm.sealing", "prsm.egress"],
-    ["prsm.ftns", "prsm.storage", "prsm.registry", "prsm.safety"],
+    ["prsm.ftns", "prsm.storage", "prsm.registry", "prsm.safety", "prsm.audit"],
     ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys"],
     ["prsm.nwtn"],
     ["prsm.api", "prsm.services"],

@@ -172,3 +172,26 @@ def test_keys_are_made_listed_rotated_and_revoked_from_the_cli(monkeypatch, tmp_
     assert "not an account id" in capsys.readouterr().err
     assert main(["keys", "create", "carol", "--expires", "soon"]) == 1
     assert main(["keys", "create", "carol", "--role", "god"]) == 2
+
+
+def test_keys_create_with_limits_and_the_audit_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    assert main(["keys", "create", "lab", "--rpm", "60", "--tpm", "20000", "--concurrency", "4",
+                 "--budget", "2.5", "--budget-period", "24h"]) == 0  # fmt: skip
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert token.startswith("prsm_")
+    from prsm.services import Services
+
+    with Services.from_settings(None) as services:
+        limits = services.keys.authenticate(token).limits
+    assert (limits.rpm, limits.tpm, limits.concurrent, limits.budget, limits.budget_period_s) == (
+        60, 20000, 4, 25 * 10**17, 86400,
+    )  # fmt: skip
+    assert main(["keys", "list", "lab"]) == 0
+    assert "60 rpm" in capsys.readouterr().out
+    assert main(["keys", "create", "lab", "--budget", "lots"]) == 1
+    assert "--budget 'lots'" in capsys.readouterr().err
+    assert main(["keys", "create", "lab", "--rpm", "-1"]) == 1
+    assert "rpm" in capsys.readouterr().err
+    assert main(["audit", "--json"]) == 0  # nothing recorded by the CLI itself: an empty trail
+    assert capsys.readouterr().out == ""

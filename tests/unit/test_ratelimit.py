@@ -151,3 +151,39 @@ def test_a_body_that_trickles_is_cut_off_with_408():
     finally:
         limits.configure(256_000)
     assert sent[0]["status"] == 408 and b"did not arrive within 0.2 s" in sent[1]["body"]
+
+
+def test_every_state_changing_request_is_in_the_audit_trail(services):
+    """Key id (never the secret), account, action (method and route), object, outcome; reads and
+    unauthenticated requests are not recorded."""
+    api = FastAPI()
+
+    @api.post("/v1/models/{model_id}/disable")
+    async def disable(model_id: str) -> dict:
+        return {"id": model_id}
+
+    @api.get("/v1/models")
+    async def models() -> dict:
+        return {}
+
+    auth.configure(services.keys, LocalLimiter(), services.audit)
+    app = auth.Authenticate(api)
+    token, record = services.keys.create("auditor", "operator")
+
+    async def requests():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            headers = {"authorization": f"Bearer {token}"}
+            await client.post("/v1/models/sympy-cas/disable", headers=headers)
+            await client.get("/v1/models", headers=headers)
+            await client.post("/v1/models/x/disable")  # no key: 401, nothing recorded
+            await client.delete("/v1/models/x", headers=headers)  # no such route: 404, recorded
+
+    asyncio.run(requests())
+    services.audit.flush()
+    rows = services.audit.read(account="auditor")
+    assert [(r["action"], r["object"], r["status"]) for r in rows] == [
+        ("DELETE (no route)", "/v1/models/x", 404),
+        ("POST /v1/models/{model_id}/disable", "/v1/models/sympy-cas/disable", 200),
+    ]
+    assert {r["key_id"] for r in rows} == {record.id}
+    assert token.split("_")[-1] not in str(rows)
