@@ -239,8 +239,15 @@ class NWTN:
         record."""
         creator = acting_for(principal, creator, "creator")
         provenance = {"kind": kind, "creator": creator, "parents": parents, "licence": licence, "name": name}
-        limit = self.services.settings.max_artifact_bytes
-        return await self.services.artifacts.upload(request.stream(), limit, **provenance)
+        settings = self.services.settings
+        limit, over = settings.max_artifact_bytes, None
+        if not principal.operator:  # an account's artifacts together stay within its quota
+            used = await asyncio.to_thread(self.services.artifacts.used_by, creator)
+            left = max(settings.storage_quota_bytes - used, 0)
+            if left < limit:
+                limit = left
+                over = f"over the storage quota of account {creator!r}: {used} of {settings.storage_quota_bytes} bytes used"
+        return await self.services.artifacts.upload(request.stream(), limit, over, **provenance)
 
     @api.get("/v1/artifacts/{cid}")
     async def artifact(self, cid: str, principal: Principal = WHO) -> dict:

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     max_artifact_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="Largest POST /v1/artifacts upload."
     )
+    storage_quota_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=0,
+        description="Bytes of artifacts one account may create (operators: no quota).",
+    )
 
     # Tool calls run in worker processes with these limits (prsm/backends/sandbox.py); a call
     # past one is stopped and fails alone.

@@ -14,7 +14,7 @@ import queue
 from collections.abc import AsyncIterator
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from prsm.db.engine import Database
@@ -88,9 +88,20 @@ class Artifacts:
             row = s.scalars(query.order_by(Artifact.created_at).limit(1)).first()
             return view(row) if row is not None else None
 
-    async def upload(self, chunks: AsyncIterator[bytes], limit: int, **provenance) -> dict:
+    def used_by(self, account: str) -> int:
+        """Bytes of the artifacts `account` created (what counts against its storage quota)."""
+        with self._sessions() as s:
+            return int(
+                s.scalar(select(func.coalesce(func.sum(Artifact.size), 0)).where(Artifact.creator == account))
+            )
+
+    async def upload(
+        self, chunks: AsyncIterator[bytes], limit: int, over: str | None = None, **provenance
+    ) -> dict:  # fmt: skip
         """Stream request chunks into the store (never held whole), then register. Over `limit`
-        bytes: 413, nothing registered (the blocks written so far are unpinned: gc removes them)."""
+        bytes (`over` says whose limit): 413, nothing registered, and nothing of it stays on
+        disk (the local store deletes the pack it was writing; an IPFS node keeps unpinned
+        blocks until its own gc)."""
         pipe: queue.Queue = queue.Queue(maxsize=8)
 
         class Reader:
@@ -100,6 +111,8 @@ class Artifacts:
             def read(self, size: int = -1) -> bytes:
                 while not self.done and (size < 0 or len(self.buf) < size):
                     chunk = pipe.get()
+                    if chunk is ABORT:  # refused: the store drops what it wrote of it
+                        raise UploadAborted("the upload was refused or cut off")
                     if chunk is None:
                         self.done = True
                     else:
@@ -114,18 +127,25 @@ class Artifacts:
             async for chunk in chunks:
                 received += len(chunk)
                 if received > limit:
-                    raise TooLarge(f"the upload is over {limit} bytes", "body")
+                    raise TooLarge(over or f"the upload is over {limit} bytes", "body")
                 if chunk:
                     await asyncio.to_thread(pipe.put, chunk)
         except BaseException:
-            await asyncio.to_thread(pipe.put, None)
-            await asyncio.gather(putting, return_exceptions=True)  # its blocks stay unpinned
+            await asyncio.shield(asyncio.to_thread(pipe.put, ABORT))
+            await asyncio.gather(putting, return_exceptions=True)
             raise
         await asyncio.to_thread(pipe.put, None)  # end of stream
         cid = await putting
         record = await asyncio.to_thread(self.register, cid, **provenance)
         await asyncio.to_thread(self.store.pin, cid)
         return record
+
+
+ABORT = object()
+
+
+class UploadAborted(Exception):
+    """Raised inside the store's writer when an upload is refused mid-stream."""
 
 
 def view(row: Artifact) -> dict:

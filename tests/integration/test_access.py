@@ -3,6 +3,7 @@ as the behaviour that closes it."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -152,6 +153,9 @@ def test_an_artifacts_creator_is_the_keys_account(prsm_app):
         made = bob.post("/v1/artifacts", params={"kind": "dataset"}, content=b"bob's prompts")
         assert made.status_code == 201 and made.json()["creator"] == "bob"
         forged = bob.post("/v1/artifacts", params={"kind": "dataset", "creator": "alice"}, content=b"x")
+        # an account's uploads stay within its quota (2 MB here); the refused one is not kept
+        over = bob.post("/v1/artifacts", params={"kind": "dataset"}, content=os.urandom(3_000_000))
+        assert over.status_code == 413 and "quota" in over.json()["error"]["message"]
         assert forged.status_code == 403 and forged.json()["error"]["field"] == "creator"
 
 

@@ -227,8 +227,18 @@ def test_an_upload_over_the_limit_is_refused_and_registers_nothing(artifacts, st
         for _ in range(n):
             yield os.urandom(64 * 1024)
 
+    def on_disk() -> int:
+        return sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file() and f.suffix == ".pack")
+
+    before = on_disk()
     with pytest.raises(TooLarge):
         asyncio.run(artifacts.upload(body(20), 1_000_000, kind="dataset", creator="alice"))
+    assert on_disk() == before  # nothing refused stays on disk, before any gc
     assert store.pins() == [] and store.gc()["kept_blocks"] == 0
     done = asyncio.run(artifacts.upload(body(5), 1_000_000, kind="dataset", creator="alice"))
     assert store.pins() == [done["cid"]] and artifacts.get(done["cid"])["creator"] == "alice"
+    assert artifacts.used_by("alice") == done["size"] >= 5 * 64 * 1024 and artifacts.used_by("bob") == 0
+    with pytest.raises(TooLarge, match="quota"):
+        asyncio.run(
+            artifacts.upload(body(3), 100_000, "over the storage quota", kind="dataset", creator="alice")
+        )
