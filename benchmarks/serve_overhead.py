@@ -2,7 +2,8 @@
 long `prsm demo` takes to its first answer.
 
 In one run, on one local Ray, at 1, 8 and 32 concurrent clients:
-  (a) POST /v1/query, with an API key, whose plan is one unit conversion (the constant-time
+  (a) POST /v1/query, with an API key that has limits (so every request also passes the
+      cluster's limiter and is written to the audit trail), whose plan is one unit conversion (the constant-time
       `pint-units` specialist): NWTN (key, safety, plan, hold, persist) -> Router (embedding,
       ranking) -> ToolReplica -> back
   (b) the baseline: a bare Ray Serve echo deployment, same HTTP proxy, same client.
@@ -38,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services
 
 from prsm.settings import apply_ray_env  # noqa: E402
+from prsm.types import KeyLimits  # noqa: E402
 from tests.services import free_port  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "serve_overhead.json"
@@ -187,7 +189,9 @@ def measure_serve(seconds: float) -> dict:
         # Queries are paid and every request carries an API key (the echo's too: the same bytes
         # on the wire); the benchmark's account gets FTNS from the dev faucet first.
         with Services(settings) as services:
-            token, _ = services.keys.create("bench")
+            # Limits far above what the run needs: none refuses a request, all are checked.
+            generous = KeyLimits(rpm=5_000_000, tpm=10**11, concurrent=10_000, budget=10**24)
+            token, _ = services.keys.create("bench", limits=generous)
             services.ledger.mint("bench", 10**24, "bench-faucet")
         key = {"authorization": f"Bearer {token}"}
 

@@ -233,6 +233,9 @@ RAY_ENV = {
     # HTTP proxy keeps route prefixes for several apps on one port.
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+    # Serve's HTTP proxy calls this as it starts: PRSM's deadline on reading request headers
+    # (prsm/api/proxy.py; PRSM_HEADER_TIMEOUT_S).
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "prsm.api.proxy:guard_headers",
 }
 
 

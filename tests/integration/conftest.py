@@ -60,6 +60,7 @@ class App:
 def prsm_app(tmp_path_factory):
     """The whole Serve app on a local Ray, on a free port, with keys: `alice` (owner, 1 FTNS),
     `bob` (owner, 1 FTNS), `erin` (user, 1 FTNS), `frank` (user, no funds), `operator`."""
+    import os
 
     import ray
     from ray import serve
@@ -84,6 +85,7 @@ def prsm_app(tmp_path_factory):
             keys[name] = services.keys.create(name, role)[0]
             if funds:
                 services.ledger.mint(name, funds, f"test-faucet-{name}")
+    os.environ["PRSM_HEADER_TIMEOUT_S"] = "3"  # read by Serve's proxy (prsm/api/proxy.py)
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
     serve.run(build_app(settings.portable()), name="prsm", route_prefix="/")

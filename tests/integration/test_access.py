@@ -287,3 +287,29 @@ def test_state_changing_requests_are_in_the_audit_trail_for_operators(prsm_app):
             time.sleep(0.3)
         assert ("POST /v1/models", "/v1/models", 201) in actions
         assert all(r["account"] == "bob" and r["key_id"] for r in rows)
+
+
+def test_a_client_that_trickles_its_headers_is_cut_off(prsm_app):
+    """Slowloris: a header line a second never completes a request; Serve's proxy closes the
+    connection after PRSM_HEADER_TIMEOUT_S (3 s here), and a whole request still works."""
+    import socket
+
+    port = prsm_app.settings.port
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        closed = False
+        for i in range(15):
+            try:
+                sock.sendall(f"X-Slow-{i}: a\r\n".encode())
+                sock.settimeout(1.0)
+                if sock.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:  # reset by the server
+                closed = True
+                break
+    assert closed and time.monotonic() - started < 8
+    assert httpx.get(f"{prsm_app.base_url}/healthz").status_code == 200
