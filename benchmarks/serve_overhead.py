@@ -160,7 +160,7 @@ async def load(url: str, body_for, clients: int, seconds: float, headers: dict |
     }
 
 
-def measure_serve(seconds: float) -> dict:
+def measure_serve(seconds: float, limits: bool = True) -> dict:
     import ray
     from ray import serve
     from starlette.requests import Request
@@ -191,7 +191,7 @@ def measure_serve(seconds: float) -> dict:
         with Services(settings) as services:
             # Limits far above what the run needs: none refuses a request, all are checked.
             generous = KeyLimits(rpm=5_000_000, tpm=10**11, concurrent=10_000, budget=10**24)
-            token, _ = services.keys.create("bench", limits=generous)
+            token, _ = services.keys.create("bench", limits=generous if limits else KeyLimits())
             services.ledger.mint("bench", 10**24, "bench-faucet")
         key = {"authorization": f"Bearer {token}"}
 
@@ -273,10 +273,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 s per load level instead of 20 s")
     parser.add_argument("--skip-demo", action="store_true", help="leave out the demo timing")
+    parser.add_argument(
+        "--no-limits", action="store_true", help="the key without limits (to see what the limiter costs)"
+    )
     args = parser.parse_args()
     seconds = 5.0 if args.quick else 20.0
 
-    serve_result = measure_serve(seconds)
+    serve_result = measure_serve(seconds, limits=not args.no_limits)
     demo_result = {} if args.skip_demo else measure_demo()
 
     print(f"\n{'clients':>7} | {'echo rps':>9} {'p50 ms':>7} {'p99 ms':>7} | "
@@ -304,6 +307,7 @@ def main() -> None:
     result = {
         "benchmark": "serve_overhead",
         "quick": args.quick,
+        "key_limits": not args.no_limits,
         "seconds_per_level": seconds,
         "machine": {
             "cpus": os.cpu_count(),

@@ -103,7 +103,8 @@ class Authenticate:
             return await self.app(scope, receive, send_with_headers)
         finally:
             tokens, charged = state.get("usage", (0, 0))
-            await _limiter.settle(principal.key_id, metered, tokens, charged)
+            if metered or tokens or charged:  # a plain request has nothing to give back
+                await _limiter.settle(principal.key_id, metered, tokens, charged)
 
     @staticmethod
     def _audited(scope, send, principal: Principal):

@@ -21,6 +21,7 @@ Over a limit: 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers (the b
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -124,6 +125,11 @@ class Limiter:
         if spent > 0:
             state.spent += spent
 
+    def apply(self, ops: list[tuple]) -> list[Verdict | None]:
+        """A batch of one replica's calls, in order: ("admit", key_id, limits, concurrent) answers
+        its Verdict, ("settle", key_id, concurrent, tokens, spent) answers None."""
+        return [self.admit(*op[1:]) if op[0] == "admit" else self.settle(*op[1:]) for op in ops]
+
     @staticmethod
     def _tokens_free_in(state: _State, limits: KeyLimits, now: float) -> float:
         over, wait = state.token_sum - (limits.tpm or 0), WINDOW_S
@@ -170,19 +176,29 @@ class LocalLimiter:
 
 
 class RayLimiter:
-    """The cluster's one limiter: a named Ray actor, made by the first replica that asks."""
+    """The cluster's one limiter: a named Ray actor, made by the first replica that asks. A
+    replica's concurrent calls to it travel in batches (one actor call carries every admit and
+    settle waiting at that moment, in order), so the limiter costs a request a share of a hop."""
 
     def __init__(self, namespace: str = "prsm"):
         import ray
+
+        from prsm.nwtn.remote import Coalescer
 
         actor = ray.remote(Limiter).options(
             name=NAME, namespace=namespace, get_if_exists=True, lifetime="detached", num_cpus=0,
             max_restarts=-1,
         )  # fmt: skip
         self._actor = actor.remote()
+        self._ops = Coalescer(self._actor.apply.remote)
+        self._settling: set[asyncio.Future] = set()
 
     async def admit(self, key_id: str, limits: KeyLimits, concurrent: bool) -> Verdict:
-        return await self._actor.admit.remote(key_id, limits, concurrent)
+        return await self._ops.call(("admit", key_id, limits, concurrent))
 
     async def settle(self, key_id: str, concurrent: bool, tokens: int, spent: int) -> None:
-        await self._actor.settle.remote(key_id, concurrent, tokens, spent)
+        # Queued, not awaited: it rides in this replica's next batch, ahead of any admit queued
+        # after it; the answer to the client does not wait for it.
+        sent = asyncio.ensure_future(self._ops.call(("settle", key_id, concurrent, tokens, spent)))
+        self._settling.add(sent)
+        sent.add_done_callback(self._settling.discard)

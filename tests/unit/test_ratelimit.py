@@ -187,3 +187,10 @@ def test_every_state_changing_request_is_in_the_audit_trail(services):
     ]
     assert {r["key_id"] for r in rows} == {record.id}
     assert token.split("_")[-1] not in str(rows)
+
+
+def test_a_batch_of_calls_is_applied_in_order():
+    limiter, limits = Limiter(), KeyLimits(concurrent=1)
+    verdicts = limiter.apply([("admit", "k", limits, True), ("admit", "k", limits, True),
+                              ("settle", "k", True, 5, 0), ("admit", "k", limits, True)])  # fmt: skip
+    assert [v.ok if v else None for v in verdicts] == [True, False, None, True]
