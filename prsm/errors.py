@@ -10,6 +10,7 @@ figures. The HTTP body of an error is its `to_dict()`.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 _TYPES: dict[str, type[PRSMError]] = {}
@@ -149,6 +150,29 @@ class BadInstruction(ModelCallFailed):
     does not count against the model's health or trip its breaker; the next candidate may run."""
 
     status_code = 422
+
+    # What a library raises on a stranger's input it cannot handle (SymPy, Pint).
+    LIBRARY_ERRORS = (ArithmeticError, ValueError, TypeError, NotImplementedError, RecursionError,
+                      AttributeError, KeyError)  # fmt: skip
+
+    @classmethod
+    def refusing(cls, library: str):
+        """Decorate a tool: `library`'s own errors on its input become BadInstruction."""
+
+        def wrap(tool):
+            @functools.wraps(tool)
+            def refused(instruction: str) -> str:
+                try:
+                    return tool(instruction)
+                except cls:
+                    raise
+                except cls.LIBRARY_ERRORS as exc:
+                    message = f"{library} cannot do this: {type(exc).__name__}: {str(exc)[:200]}"
+                    raise cls(message, "instruction") from None
+
+            return refused
+
+        return wrap
 
 
 # --- FTNS -----------------------------------------------------------------------------------

@@ -163,28 +163,8 @@ def _format_number(value: sympy.Expr) -> str:
     return str(number) if number.is_number else str(value)
 
 
+@BadInstruction.refusing("SymPy")
 def solve_math(instruction: str) -> str:
-    """The tool's answer to `instruction`; BadInstruction for anything it cannot do with it
-    (SymPy's own errors on a stranger's input included)."""
-    try:
-        return _solve_math(instruction)
-    except BadInstruction:
-        raise
-    except (
-        ArithmeticError,
-        ValueError,
-        TypeError,
-        NotImplementedError,
-        RecursionError,
-        AttributeError,
-        KeyError,
-    ) as exc:
-        raise BadInstruction(
-            f"SymPy cannot do this: {type(exc).__name__}: {str(exc)[:200]}", "instruction"
-        ) from None
-
-
-def _solve_math(instruction: str) -> str:
     text = instruction.strip().rstrip("?!. ")
     match = _OPERATION.match(text)
     if not match:

@@ -85,28 +85,8 @@ def _unit(text: str) -> pint.Unit:
     raise BadInstruction(f"not a unit Pint knows: {cleaned!r}", "instruction")
 
 
+@BadInstruction.refusing("Pint")
 def convert_units(instruction: str) -> str:
-    """The tool's answer to `instruction`; BadInstruction for anything it cannot do with it
-    (Pint's own errors on a stranger's input included)."""
-    try:
-        return _convert_units(instruction)
-    except BadInstruction:
-        raise
-    except (
-        ArithmeticError,
-        ValueError,
-        TypeError,
-        NotImplementedError,
-        RecursionError,
-        AttributeError,
-        KeyError,
-    ) as exc:
-        raise BadInstruction(
-            f"Pint cannot do this: {type(exc).__name__}: {str(exc)[:200]}", "instruction"
-        ) from None
-
-
-def _convert_units(instruction: str) -> str:
     text = instruction.strip().rstrip("?!. ")
     _check_sizes(text)
     text = _LEADING.sub("", text)
