@@ -7,6 +7,7 @@ In one run, on one local Ray, at 1, 8 and 32 concurrent clients:
       `pint-units` specialist): NWTN (key, safety, plan, hold, persist) -> Router (embedding,
       ranking) -> ToolReplica -> back
   (b) the baseline: a bare Ray Serve echo deployment, same HTTP proxy, same client.
+The two take turns at each level (4 rounds each), so a shared machine's drift falls on both.
 Prints p50/p99 latency and throughput of both, their throughput ratio (target at 32 clients:
 NWTN >= 0.6x the echo's) and where the CPU of a request goes, per Serve process. Then the peak memory of all Ray processes with the default model
 loaded (target < 6 GiB), then the time from `prsm demo` to its first answer with the
@@ -45,6 +46,7 @@ from tests.services import free_port  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results" / "serve_overhead.json"
 MODEL_DIR = Path(os.environ.get("PRSM_TEST_MODEL_DIR", Path.home() / ".prsm" / "models"))
 CONCURRENCY = (1, 8, 32)
+ROUNDS = 4  # echo and NWTN take turns this many times per load level
 TARGET = 0.6  # NWTN's throughput over the echo's at 32 clients
 GiB = 1024**3
 
@@ -99,12 +101,10 @@ def serve_cpu_seconds() -> dict[str, float]:
     return found
 
 
-def cpu_per(before: dict, after: dict, requests: int, names: tuple[str, ...]) -> dict[str, float]:
-    """ms of CPU per answered request, per Serve process, between two `serve_cpu_seconds`."""
+def cpu_per(cpu_seconds: dict, requests: int, names: tuple[str, ...]) -> dict[str, float]:
+    """ms of CPU per answered request, per Serve process, from summed `serve_cpu_seconds` deltas."""
     return {
-        name: round(1000 * (after[name] - before[name]) / max(requests, 1), 2)
-        for name in names
-        if name in before and name in after
+        name: round(1000 * cpu_seconds[name] / max(requests, 1), 2) for name in names if name in cpu_seconds
     }
 
 
@@ -147,11 +147,18 @@ async def load(url: str, body_for, clients: int, seconds: float, headers: dict |
         started = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(clients)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
+    return {"clients": clients, "latencies": latencies, "errors": errors, "elapsed": elapsed}
+
+
+def summary(runs: list[dict]) -> dict:
+    """One figure from several `load` runs of the same level: requests over their summed time."""
+    latencies = sorted(x for run in runs for x in run["latencies"])
+    elapsed = sum(run["elapsed"] for run in runs)
     return {
-        "clients": clients,
+        "clients": runs[0]["clients"],
         "requests": len(latencies),
-        "errors": errors,
+        "errors": sum(run["errors"] for run in runs),
+        "seconds": round(elapsed, 2),
         "throughput_rps": len(latencies) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
@@ -212,22 +219,36 @@ def measure_serve(seconds: float, limits: bool = True) -> dict:
         rows = []
         for clients in CONCURRENCY:
             asyncio.run(load(f"{base}/echo", echo_body, clients, 2, key))  # warm connections, replicas
-            cpu_before = serve_cpu_seconds()
-            echo = asyncio.run(load(f"{base}/echo", echo_body, clients, seconds, key))
-            echo["cpu_ms_per_request"] = cpu_per(
-                cpu_before, serve_cpu_seconds(), echo["requests"], ("ProxyActor", "Echo")
-            )
             asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, 2, key))
-            cpu_before = serve_cpu_seconds()
-            nwtn = asyncio.run(load(f"{base}/v1/query", nwtn_body, clients, seconds, key))
-            cpu_after = serve_cpu_seconds()
-            # Where a query's CPU goes: per Serve process, ms of CPU per answered query.
-            nwtn["cpu_ms_per_query"] = cpu_per(cpu_before, cpu_after, nwtn["requests"], SERVE_PROCESSES[:-1])
+            # The two take turns, ROUNDS times each, so that the machine's drift (a shared VM's
+            # speed moves by tens of percent over minutes) falls on both alike.
+            echo_runs, nwtn_runs = [], []
+            echo_cpu = dict.fromkeys(SERVE_PROCESSES, 0.0)
+            nwtn_cpu = dict.fromkeys(SERVE_PROCESSES, 0.0)
+            for _ in range(ROUNDS):
+                for url, body, runs, cpu in (
+                    (f"{base}/echo", echo_body, echo_runs, echo_cpu),
+                    (f"{base}/v1/query", nwtn_body, nwtn_runs, nwtn_cpu),
+                ):
+                    before = serve_cpu_seconds()
+                    runs.append(asyncio.run(load(url, body, clients, seconds / ROUNDS, key)))
+                    after = serve_cpu_seconds()
+                    for name in cpu:
+                        cpu[name] += after.get(name, 0.0) - before.get(name, 0.0)
+            echo, nwtn = summary(echo_runs), summary(nwtn_runs)
+            # Where a request's CPU goes: per Serve process, ms of CPU per answered request.
+            echo["cpu_ms_per_request"] = cpu_per(echo_cpu, echo["requests"], ("ProxyActor", "Echo"))
+            nwtn["cpu_ms_per_query"] = cpu_per(nwtn_cpu, nwtn["requests"], SERVE_PROCESSES[:-1])
             rows.append(
                 {
                     "clients": clients,
                     "echo": echo,
                     "nwtn": nwtn,
+                    "rounds": ROUNDS,
+                    "round_ratios": [
+                        round(len(n["latencies"]) / n["elapsed"] / (len(e["latencies"]) / e["elapsed"]), 3)
+                        for e, n in zip(echo_runs, nwtn_runs, strict=True)
+                    ],
                     "throughput_ratio": nwtn["throughput_rps"] / echo["throughput_rps"],
                 }
             )
@@ -271,13 +292,13 @@ def measure_demo() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 s per load level instead of 20 s")
+    parser.add_argument("--quick", action="store_true", help="8 s per load level and system instead of 20 s")
     parser.add_argument("--skip-demo", action="store_true", help="leave out the demo timing")
     parser.add_argument(
         "--no-limits", action="store_true", help="the key without limits (to see what the limiter costs)"
     )
     args = parser.parse_args()
-    seconds = 5.0 if args.quick else 20.0
+    seconds = 8.0 if args.quick else 20.0
 
     serve_result = measure_serve(seconds, limits=not args.no_limits)
     demo_result = {} if args.skip_demo else measure_demo()
@@ -291,7 +312,8 @@ def main() -> None:
             f"{n['throughput_rps']:>9.1f} {n['p50_ms']:>7.1f} {n['p99_ms']:>7.1f} | {row['throughput_ratio']:.2f}"
         )
     at32 = next(r for r in serve_result["rows"] if r["clients"] == 32)
-    print(f"\nthroughput ratio at 32 clients: {at32['throughput_ratio']:.2f} (target >= {TARGET})")
+    print(f"\nthroughput ratio at 32 clients: {at32['throughput_ratio']:.2f} (target >= {TARGET}); "
+          f"round by round: {at32['round_ratios']}")  # fmt: skip
     cpu = at32["nwtn"]["cpu_ms_per_query"]
     print("CPU ms per NWTN query at 32 clients: " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     cpu = at32["echo"]["cpu_ms_per_request"]
