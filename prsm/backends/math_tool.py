@@ -1,8 +1,13 @@
 """Exact symbolic mathematics (SymPy): the `tool:math` specialist.
 
 Understands instructions such as "differentiate x^3 sin(x) with respect to x",
-"integrate x^2 from 0 to 1", "solve x^2 - 4 = 0 for x", "simplify ...", "evaluate ... at x = 2".
-The output is a plain SymPy expression (or number) so a later sub-task can use it as input.
+"integrate x^2 from 0 to 1", "solve x^2 - 4 = 0 for x", "simplify ...", "evaluate ... at x = 2",
+"the limit of sin(x)/x as x approaches 0", and arithmetic in words ("what is 12% of 350",
+"multiply 6 by 3": prsm/backends/wording.py). The output is a plain SymPy expression (or number)
+so a later sub-task can use it as input.
+
+A word that is not mathematics is refused, never read as a variable: "evaluate the mass of the
+earth" is an error, not the product m*a*s*s*... of letters.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import re
 
 import sympy
 
+from prsm.backends.wording import is_variable, math_instruction
 from prsm.errors import BadInstruction
 
 MAX_EXPRESSION_CHARS = 300
@@ -32,15 +38,16 @@ _TOKEN = re.compile(
 FUNCTIONS = {
     name: getattr(sympy, name)
     for name in ("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh",
-                 "exp", "log", "sqrt", "Abs", "factorial")
+                 "exp", "log", "sqrt", "cbrt", "Abs", "factorial")
 } | {"ln": sympy.log, "abs": sympy.Abs}  # fmt: skip
-CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "I": sympy.I, "oo": sympy.oo}
+# "e" is Euler's number, as a reader means it in "e^x"; "I" the imaginary unit, "oo" infinity.
+CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "e": sympy.E, "I": sympy.I, "oo": sympy.oo, "inf": sympy.oo}
 _OPERATORS = {ast.Add: sympy.Add, ast.Mult: sympy.Mul}
 
 _OPERATION = re.compile(
     r"^(?:please\s+)?(?:find\s+|compute\s+|calculate\s+)?(?:the\s+)?"
-    r"(?P<op>differentiate|derivative\s+of|d/d(?P<dvar>[a-z])|integrate|integral\s+of|solve|"
-    r"simplify|expand|factor|evaluate|compute|calculate|what\s+is)\s+(?P<rest>.+)$",
+    r"(?P<op>differentiate|derivative\s+of|second\s+derivative\s+of|d/d(?P<dvar>[a-z])|integrate|"
+    r"integral\s+of|solve|simplify|expand|factor|evaluate|limit|compute|calculate|what\s+is)\s+(?P<rest>.+)$",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -105,6 +112,11 @@ def _build_node(node: ast.AST) -> sympy.Expr:
             return CONSTANTS[node.id]
         if node.id in FUNCTIONS:
             raise BadInstruction(f"{node.id} needs an argument: {node.id}(x)", "instruction")
+        if not is_variable(node.id):
+            raise BadInstruction(
+                f"{node.id!r} is not mathematics this tool reads (a variable is a letter: x, y1, v_0)",
+                "instruction",
+            )
         return sympy.Symbol(node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         operand = _build(node.operand)
@@ -160,12 +172,18 @@ def _format_number(value: sympy.Expr) -> str:
     if value.is_Integer or value.is_Rational:
         return str(value)
     number = sympy.N(value, 12)
-    return str(number) if number.is_number else str(value)
+    if not number.is_number:
+        return str(value)
+    text = str(number)
+    if number.is_Float and "." in text:  # 9.10000000000 -> 9.1, 1.50000000000e+20 -> 1.5e+20
+        mantissa, e, exponent = text.partition("e")
+        text = mantissa.rstrip("0").rstrip(".") + e + exponent
+    return text
 
 
 @BadInstruction.refusing("SymPy")
 def solve_math(instruction: str) -> str:
-    text = instruction.strip().rstrip("?!. ")
+    text = math_instruction(instruction)
     match = _OPERATION.match(text)
     if not match:
         raise BadInstruction(
@@ -177,10 +195,20 @@ def solve_math(instruction: str) -> str:
     if op.startswith("d/d"):
         op, rest = "differentiate", f"{rest} with respect to {match['dvar']}"
 
-    if op in ("differentiate", "derivative of"):
+    if op in ("differentiate", "derivative of", "second derivative of"):
         rest, wrt = _split(rest, r"\s+(?:with\s+respect\s+to|wrt)\s+([a-z]\w*)\s*$")
         expr = parse(rest)
-        return str(sympy.diff(expr, _variable(expr, wrt and wrt[1])))
+        order = 2 if op.startswith("second") else 1
+        return str(sympy.diff(expr, _variable(expr, wrt and wrt[1]), order))
+
+    if op == "limit":
+        rest, to = _split(rest, r"\s+as\s+([a-z]\w*)\s*(?:->|→|approaches|tends\s+to|goes\s+to)\s*(.+)$")
+        if not to:
+            raise BadInstruction(
+                "say where the variable goes: 'limit sin(x)/x as x approaches 0'", "instruction"
+            )
+        expr = parse(rest)
+        return _format_number(sympy.limit(expr, sympy.Symbol(to[1]), parse(to[2])))
 
     if op in ("integrate", "integral of"):
         rest, bounds = _split(rest, r"\s+from\s+(.+?)\s+to\s+(.+)$")

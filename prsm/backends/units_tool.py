@@ -1,8 +1,14 @@
 """Exact unit conversion and physical constants (Pint): the `tool:units` specialist.
 
 Understands "convert 42 km to miles", "3.5 feet in metres", "how many seconds are in 2 days",
-"what is the speed of light in km/s". The output is the converted quantity, e.g. "26.09759007 mile",
-so a later sub-task can convert it further.
+"what is the speed of light in km/s", "50 degrees Fahrenheit in Celsius", "a temperature rise of
+10 degC in degF". The output is the converted quantity, e.g. "26.09759007 mile", so a later
+sub-task can convert it further.
+
+Temperatures are offset units: 50 degF is 10 degC, but a *difference* of 50 degF is 27.8 degC
+(delta units). A temperature is read as a point on its scale unless the text calls it a
+difference, change, rise, drop, increase, decrease or interval; then the target scale is taken
+as a delta too, and the answer says so ("18 delta_degree_Fahrenheit").
 """
 
 from __future__ import annotations
@@ -16,9 +22,37 @@ from prsm.errors import BadInstruction
 
 _PATTERNS = (
     re.compile(r"^how\s+many\s+(?P<unit>.+?)\s+(?:are\s+|is\s+)?(?:in|per)\s+(?P<qty>.+)$", re.I),
+    re.compile(r"^how\s+many\s+(?P<unit>.+?)\s+(?:is|are|equals?|makes?)\s+(?P<qty>.+)$", re.I),
     re.compile(r"^(?:what\s+is\s+|express\s+)?(?P<qty>.+?)\s+(?:in|to|into|as)\s+(?P<unit>[^,]+)$", re.I),
 )
 _LEADING = re.compile(r"^(?:please\s+)?(?:convert\s+|give\s+)?(?:the\s+value\s+of\s+)?(?:the\s+)?", re.I)
+
+
+# Spoken temperature scales -> Pint's names. "degrees Fahrenheit" would otherwise be parsed as
+# an angle times a temperature. A bare "F" or "C" is a farad or a coulomb, unless it stands
+# after a degree word or sign.
+_SCALES = (
+    ("degF", r"(?:°|º|\bdeg(?:ree)?s?\.?\s*)\s*(?:fahrenheit\b|f\b)|\bfahrenheit\b"),
+    ("degC", r"(?:°|º|\bdeg(?:ree)?s?\.?\s*)\s*(?:celsius\b|centigrade\b|c\b)|\b(?:celsius|centigrade)\b"),
+    ("degRe", r"(?:°|º|\bdeg(?:ree)?s?\.?\s*)\s*(?:r[ée]aumur\b|re\b)|\br[ée]aumur\b"),
+    ("degR", r"(?:°|º|\bdeg(?:ree)?s?\.?\s*)\s*(?:rankine\b|r\b)|\brankine\b"),
+    ("kelvin", r"(?:°|º|\bdeg(?:ree)?s?\.?\s*)\s*(?:kelvins?\b|k\b)|\bkelvins\b"),
+)
+_SCALE_PATTERNS = tuple((name, re.compile(pattern, re.I)) for name, pattern in _SCALES)
+_DELTA_WORDS = re.compile(r"\b(?:difference|change|rise|drop|increase|decrease|interval|delta)\b", re.I)
+_DELTA_PHRASE = re.compile(
+    r"^(?:an?\s+|the\s+)?(?:temperature\s+)?(?:difference|change|rise|drop|increase|decrease|interval)"
+    r"\s+(?:of\s+)?",
+    re.I,
+)
+_BARE_SCALE = re.compile(r"^(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?P<scale>[CFKR])$")
+_DELTA_OF = {"degF": "delta_degF", "degC": "delta_degC", "degRe": "delta_degRe"}
+
+
+def _scales(text: str) -> str:
+    for name, pattern in _SCALE_PATTERNS:
+        text = pattern.sub(f" {name} ", text)
+    return " ".join(text.split())
 
 
 _NUMBER = re.compile(r"^(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?P<unit>[^\d].*)$", re.I)
@@ -54,7 +88,7 @@ def registry() -> pint.UnitRegistry:
 
 def _quantity(text: str) -> pint.Quantity:
     ureg = registry()
-    text = _LEADING.sub("", text.strip())
+    text = re.sub(r"^(?:an?|one)\s+(?=[a-z])", "1 ", _LEADING.sub("", text.strip()), flags=re.I)
     number = _NUMBER.match(text)
     if number:  # "100 degF": offset units must be built from magnitude and unit, not parsed
         try:
@@ -85,18 +119,56 @@ def _unit(text: str) -> pint.Unit:
     raise BadInstruction(f"not a unit Pint knows: {cleaned!r}", "instruction")
 
 
+def _temperature_unit(text: str) -> str | None:
+    """Pint's name when `text` is a lone temperature scale ("degF", "C", "kelvin")."""
+    bare = {"c": "degC", "f": "degF", "k": "kelvin", "r": "degR"}.get(text.strip().lower())
+    return bare or (text.strip() if text.strip() in ("degF", "degC", "degRe", "degR", "kelvin") else None)
+
+
+def _as_delta(quantity: pint.Quantity, unit: pint.Unit) -> tuple[pint.Quantity, pint.Unit]:
+    """A temperature difference: both sides in delta units (Kelvin and Rankine already are)."""
+    ureg = registry()
+    name = _unit_name(quantity.units)
+    if name in _DELTA_OF:
+        quantity = ureg.Quantity(quantity.magnitude, _DELTA_OF[name])
+    target = _unit_name(unit)
+    if target in _DELTA_OF:
+        unit = ureg.Unit(_DELTA_OF[target])
+    return quantity, unit
+
+
+def _unit_name(unit: pint.Unit) -> str | None:
+    return {
+        "degree_Fahrenheit": "degF", "degree_Celsius": "degC", "degree_Reaumur": "degRe",
+    }.get(str(unit))  # fmt: skip
+
+
 @BadInstruction.refusing("Pint")
 def convert_units(instruction: str) -> str:
     text = instruction.strip().rstrip("?!. ")
     _check_sizes(text)
-    text = _LEADING.sub("", text)
+    text = _LEADING.sub("", _scales(text))
     for pattern in _PATTERNS:
         match = pattern.match(text)
         if match:
-            quantity, unit = _quantity(match["qty"]), _unit(match["unit"])
+            qty_text, target = match["qty"].strip(), match["unit"].strip().rstrip("?!. ")
+            delta = bool(_DELTA_WORDS.search(text[: match.start("qty")] + qty_text))
+            qty_text = _DELTA_PHRASE.sub("", qty_text)
+            bare_pair = _BARE_SCALE.match(qty_text)
+            if bare_pair and _temperature_unit(target) and len(target) == 1:  # "25 C to F"
+                qty_text = f"{bare_pair['value']} {_temperature_unit(bare_pair['scale'])}"
+            quantity = _quantity(qty_text)
+            temperature = quantity.dimensionality == registry().kelvin.dimensionality
+            bare = _temperature_unit(target) if temperature else None
+            unit = registry().Unit(bare) if bare else _unit(target)
+            if temperature and delta:
+                quantity, unit = _as_delta(quantity, unit)
             try:
                 converted = quantity.to(unit)
             except pint.DimensionalityError as exc:
                 raise BadInstruction(str(exc), "instruction") from exc
-            return f"{converted.magnitude:.10g} {converted.units}"
+            magnitude = converted.magnitude
+            if temperature and abs(magnitude) < 1e-9:  # 491.67 degR is 0 degC, not 5.7e-14
+                magnitude = 0.0
+            return f"{magnitude:.10g} {converted.units}"
     raise BadInstruction("say what to convert into what: 'convert 3 km to miles'", "instruction")

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from prsm.nwtn.execute import TaskOutcome
-from prsm.types import ModelCard, SessionStatus, TaskStatus
+from prsm.types import ModelCard, ModelKind, SessionStatus, TaskStatus
+
+UNVERIFIED = "[unverified: the numbers in this part come from a general language model, not an exact tool]"
+_DIGIT = re.compile(r"\d")
+
+
+def verified(kind: ModelKind | str | None, result: str | None) -> bool | None:
+    """True: an exact tool computed this result. False: a language model wrote a result with
+    numbers in it, which nothing checked. None: no result, or one without numbers."""
+    if result is None or kind is None:
+        return None
+    if kind == ModelKind.TOOL:
+        return True
+    return False if _DIGIT.search(result) else None
 
 
 @dataclass(frozen=True)
@@ -22,15 +36,15 @@ def compile_answer(outcomes: dict[str, TaskOutcome]) -> Compiled:
     else:
         status = SessionStatus.PARTIAL if done else SessionStatus.FAILED
 
+    def body(o: TaskOutcome) -> str:
+        if o.status != TaskStatus.DONE:
+            return f"(not answered: {o.error})"
+        return f"{o.result} {UNVERIFIED}" if verified(o.kind, o.result) is False else str(o.result)
+
     if len(ordered) == 1:
-        only = ordered[0]
-        answer = only.result if only.status == TaskStatus.DONE else f"(not answered: {only.error})"
+        answer = body(ordered[0])
     else:
-        lines = []
-        for i, o in enumerate(ordered, 1):
-            body = o.result if o.status == TaskStatus.DONE else f"(not answered: {o.error})"
-            lines.append(f"{i}. {o.instruction.rstrip()}\n   {body}")
-        answer = "\n".join(lines)
+        answer = "\n".join(f"{i}. {o.instruction.rstrip()}\n   {body(o)}" for i, o in enumerate(ordered, 1))
     return Compiled(answer=answer, status=status)
 
 

@@ -5,6 +5,7 @@ how to rank and how to call a model, so this logic is tested without a cluster."
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class TaskOutcome:
     instruction: str  # with earlier results filled in
     status: TaskStatus = TaskStatus.PENDING
     model_id: str | None = None
+    kind: ModelKind | None = None  # of the model that answered
     result: str | None = None
     error: str | None = None
     tokens_in: int = 0
@@ -82,7 +84,21 @@ CallFn = Callable[[str, ModelKind, ModelCall], Awaitable[ModelOutput]]  # (model
 DoneFn = Callable[[TaskOutcome], Awaitable[None]]
 
 
-def fill(instruction: str, results: dict[str, str]) -> str:
+_ONE_SOLUTION = re.compile(r"^\s*[A-Za-z]\w*\s*=\s*(?P<value>[^,=;]+?)\s*$")
+
+
+def value_of(result: str) -> str:
+    """An earlier result as a value for an exact tool: "x = 6" is 6; "26.1 mile" stays a
+    quantity with its unit; several solutions ("x = -2, x = 2") stay as they are, so the tool
+    refuses them rather than picking one."""
+    one = _ONE_SOLUTION.match(result)
+    return one["value"] if one else result.strip()
+
+
+def fill(instruction: str, results: dict[str, str], as_values: bool = False) -> str:
+    """Earlier results into their `{t1}` slots: as values for a tool, as text for a model."""
+    if as_values:
+        return PLACEHOLDER.sub(lambda m: value_of(results[m[1]]) if m[1] in results else m[0], instruction)
     return PLACEHOLDER.sub(lambda m: results.get(m[1], m[0]), instruction)
 
 
@@ -107,7 +123,8 @@ async def run_task(
     """Run one sub-task: its candidates in rank order until one answers, each call bounded by
     what is left of the query's `deadline` (time.monotonic())."""
     results = {k: o.result for k, o in outcomes.items() if o.status == TaskStatus.DONE and o.result}
-    outcome = TaskOutcome(task=task, instruction=fill(task.instruction, results))
+    as_values = task.capability != Capability.GENERAL
+    outcome = TaskOutcome(task=task, instruction=fill(task.instruction, results, as_values))
     failed_deps = [d for d in task.depends_on if outcomes[d].status != TaskStatus.DONE]
     if failed_deps:
         outcome.status = TaskStatus.SKIPPED
@@ -148,6 +165,7 @@ async def run_task(
         outcome.attempts.append(Attempt(candidate.model_id, True, latency))
         breaker.record(candidate.model_id, ok=True)
         outcome.status, outcome.model_id, outcome.result = TaskStatus.DONE, candidate.model_id, output.text
+        outcome.kind = candidate.kind
         outcome.tokens_in, outcome.tokens_out, outcome.latency_ms = (
             output.tokens_in,
             output.tokens_out,

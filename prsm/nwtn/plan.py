@@ -15,6 +15,7 @@ import re
 
 from pydantic import BaseModel, Field, ValidationError
 
+from prsm.backends.wording import looks_like_math
 from prsm.errors import PlanRejected
 from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
 
@@ -46,38 +47,55 @@ def validate(plan: TaskPlan, max_tasks: int, max_depth: int) -> TaskPlan:
 
 
 # --- the deterministic planner ---------------------------------------------------------------
+#
+# A prompt is split into parts (numbered items, else sentences), each part into clauses: at
+# "then" (the clause uses the one before), at "also" / ";" (independent), and at "and" or a comma
+# followed by a verb ("convert 3 km to miles and explain why ..."). Each clause goes to the exact
+# tool that can read it (prsm/backends/wording.py says what the math tool reads), else to a
+# general model. Clauses a split made that are both general are joined again: a language model
+# answers "explain how X and why Y" better whole.
 
-_MATH_VERB = re.compile(
-    r"^(?:please\s+)?(?:find\s+|compute\s+|calculate\s+)?(?:the\s+)?"
-    r"(differentiate|derivative\s+of|d/d[a-z]\b|integrate|integral\s+of|solve|simplify|expand|"
-    r"factor|evaluate)\b",
-    re.IGNORECASE,
-)
-_ARITHMETIC = re.compile(
-    r"^(?:what\s+is|compute|calculate)\s+[-+*/^().\d\s]*\d[-+*/^().\d\s]*[-+*/^][-+*/^().\d\s]*\d[\s?]*$",
-    re.IGNORECASE,
-)
 _UNITS = re.compile(
-    r"^(?:please\s+)?convert\s+.+\s+(?:to|into|in)\s+\S+"
-    r"|^how\s+many\s+\S+.*\s+(?:are\s+|is\s+)?in\s+[\d.]+\s*\S+"
-    r"|^(?:what\s+is\s+)?[-+]?[\d.]+(?:e[-+]?\d+)?\s*[a-z°/^*\d\s]+?\s+(?:in|to)\s+[a-z°/^*\d\s]+$"
+    r"^(?:please\s+)?(?:convert|express|change)\s+.+\s+(?:to|into|in|as)\s+\S+"
+    r"|^how\s+many\s+\S+.*\s+(?:are\s+|is\s+)?in\s+(?:[\d.]+|an?|one)\s*\S+"
+    r"|^how\s+many\s+\S+(?:\s+\S+)?\s+(?:is|are|equals?|makes?)\s+[-+]?[\d.]+\s*\S+"
+    r"|^(?:what\s+is\s+|what's\s+)?(?:an?\s+(?:temperature\s+)?(?:difference|change|rise|drop)\s+of\s+)?"
+    r"[-+]?[\d.]+(?:e[-+]?\d+)?\s*[a-z°º/^*\d\s]+?\s+(?:in|to|into)\s+[a-z°º/^*\d\s]+$"
     r"|^what\s+is\s+the\s+(?:speed\s+of\s+light|gravitational\s+constant|planck\s+constant|"
     r"boltzmann\s+constant|avogadro\s+constant|elementary\s+charge|electron\s+mass)\s+in\s+\S+",
     re.IGNORECASE,
 )
 # Phrases that point back at the previous sub-task's result.
 _BACK_REFERENCE = re.compile(
-    r"\b(?:using\s+(?:that|this|the\s+result|the\s+answer)|the\s+result|the\s+answer|that|this|it)\b",
+    r"\b(?:using\s+(?:that|this|the\s+result|the\s+answer)|the\s+(?:result|answer|value|solution)|"
+    r"that\s+(?:result|value|number|answer|amount)|this\s+(?:result|value|number|amount)|that|this|it)\b",
     re.IGNORECASE,
 )
-_THEN = re.compile(r"(?:,\s*|\s+)(?:and\s+)?then\s+|;\s*then\s+", re.IGNORECASE)
+# The same, but only the explicit ones: a general clause's "that" or "it" is usually its own.
+_EXPLICIT_REFERENCE = re.compile(
+    r"\b(?:using\s+(?:that|this|the\s+result|the\s+answer)|the\s+(?:result|answer|solution)\b|"
+    r"(?:that|this)\s+(?:result|value|number|answer|amount))",
+    re.IGNORECASE,
+)
+_THEN = re.compile(r"(?:,\s*|\s+)(?:and\s+)?then\s*,?\s+|;\s*then\s+", re.IGNORECASE)
+_ALSO = re.compile(r"(?:,\s*|\s+)(?:and\s+)?also\s*,?\s+|;\s+", re.IGNORECASE)
+_CLAUSE_VERBS = (
+    r"convert|express|compute|calculate|find|determine|solve|differentiate|integrate|evaluate|"
+    r"simplify|expand|factor|multiply|divide|add|subtract|explain|describe|define|compare|tell|"
+    r"give|state|say|list|name|discuss|summari[sz]e|why|how|what|which|who|where|when|is|are|does|"
+    r"do|estimate|work\s+out"
+)
+_AND_VERB = re.compile(rf"((?:,\s*(?:and\s+)?|\s+and\s+))(?=(?:{_CLAUSE_VERBS})\b)", re.IGNORECASE)
+_LEADING_CONNECTIVE = re.compile(
+    r"^(?:and\s+also|and|also|plus|additionally|next|finally|lastly|moreover|furthermore)\s*,?\s+", re.I
+)
 _NUMBERED = re.compile(r"(?:^|(?<=[\s:]))\(?(\d{1,2})[.)]\s+")
 _SENTENCE_END = re.compile(r"(?<=[?!])\s+|(?<=[a-z)\]}\d][.;])\s+(?=[A-Z(])")
 
 
 def classify(instruction: str) -> Capability:
-    text = instruction.strip()
-    if _MATH_VERB.match(text) or _ARITHMETIC.match(text):
+    text = _LEADING_CONNECTIVE.sub("", instruction.strip()).rstrip("?!. ")
+    if looks_like_math(text):
         return Capability.MATH
     if _UNITS.match(text):
         return Capability.UNITS
@@ -109,36 +127,127 @@ def _numbered_items(text: str) -> list[str]:
     return [text[m.end() : end].strip() for m, end in zip(markers, bounds, strict=True)]
 
 
-def _link(instruction: str, capability: Capability, previous: str) -> str:
-    """Make a dependent clause name the earlier result explicitly."""
-    if capability != Capability.GENERAL:
-        stripped = re.sub(r"^using\s+(?:that|this|the\s+result)\s*,?\s*", "", instruction, flags=re.I)
-        replaced, count = _BACK_REFERENCE.subn(f"{{{previous}}}", stripped, count=1)
-        return replaced if count else f"{stripped} {{{previous}}}"
-    return f"{instruction} (Earlier result: {{{previous}}})"
+def _clauses(part: str) -> list[tuple[str, str]]:
+    """(how it joins the clause before: "then" | "also" | "and" | "", clause text)."""
+    found: list[tuple[str, str]] = []
+    for i, then_clause in enumerate(_THEN.split(part)):
+        for j, also_clause in enumerate(_ALSO.split(then_clause)):
+            lead = re.match(
+                r"^(?:using|with)\s+(?:that|this|the\s+result|the\s+answer)\s*,?\s*", also_clause, re.I
+            )
+            prefix = lead[0] if lead else ""
+            pieces = _AND_VERB.split(also_clause[len(prefix) :])  # text, separator, text, ...
+            pieces[0] = prefix + pieces[0]
+            texts, separators = pieces[0::2], ["", *pieces[1::2]]
+            # An "and" split between two general clauses is undone, with the words as they were:
+            # one question for one model ("explain how X and why Y", "In one sentence, what ...").
+            joined: list[tuple[str, str]] = []  # (separator before, text)
+            for separator, text in zip(separators, texts, strict=True):
+                if (
+                    joined
+                    and _capability(_clean(joined[-1][1])) == _capability(_clean(text)) == Capability.GENERAL
+                ):
+                    joined[-1] = (joined[-1][0], joined[-1][1] + separator + text)
+                else:
+                    joined.append((separator, text))
+            for k, (_, text) in enumerate(joined):
+                clause = _clean(text)
+                if clause:
+                    found.append(("and" if k else "also" if j else "then" if i else "", clause))
+    return found
+
+
+def _clean(clause: str) -> str:
+    return _LEADING_CONNECTIVE.sub("", clause.strip(" ,;"))
+
+
+_MISSING_OPERAND = (  # "then multiply by 3": the earlier result is the operand left out
+    (re.compile(r"^(multiply|divide)\s+by\s+", re.I), r"\1 {t0} by "),
+    (re.compile(r"^add\s+(?!.*\b(?:to|and)\b)", re.I), "add {t0} and "),
+    (re.compile(r"^subtract\s+(?!.*\bfrom\b)(.+)$", re.I), r"subtract \1 from {t0}"),
+    (re.compile(r"^(square|cube|double|triple|halve)\s*$", re.I), r"\1 {t0}"),
+    (re.compile(r"^(?:take\s+)?(?:the\s+)?square\s+root\s*$", re.I), "the square root of {t0}"),
+    (re.compile(r"^(?:evaluate|differentiate|integrate|simplify|expand|factor)\b(?!.*\{t0\})", re.I), ""),
+)
+
+
+def _refers_back(clause: str, then: bool = False) -> str | None:
+    """The clause with its reference to an earlier result made a `{t0}` slot, if it makes one
+    that an exact tool can then read; else None. `then`: the clause follows "then", so an
+    operand it leaves out is the earlier result."""
+    stripped = re.sub(r"^using\s+(?:that|this|the\s+result|the\s+answer)\s*,?\s*", "", clause, flags=re.I)
+    replaced, count = _BACK_REFERENCE.subn("{t0}", stripped, count=1)
+    if not count and (then or stripped != clause):
+        body = stripped.rstrip("?!. ")
+        for pattern, replacement in _MISSING_OPERAND:
+            if replacement and pattern.match(body):
+                replaced, count = pattern.sub(replacement, body, count=1), 1
+                break
+        else:
+            if stripped != clause:  # "using that, evaluate at x = 2"
+                replaced, count = f"{stripped} {{t0}}", 1
+    if count and classify(replaced.replace("{t0}", "(t0)")) != Capability.GENERAL:
+        return replaced
+    return None
+
+
+def _capability(clause: str) -> Capability:
+    """The clause's capability, counting a reference to an earlier result as a value."""
+    capability = classify(clause)
+    if capability == Capability.GENERAL:
+        linked = _refers_back(clause, then=True)
+        if linked is not None:
+            return classify(linked.replace("{t0}", "(t0)"))
+    return capability
 
 
 def plan_deterministic(prompt: str) -> TaskPlan:
     tasks: list[SubTask] = []
     for part in split_parts(prompt):
-        clauses = [c.strip(" ,;") for c in _THEN.split(part) if c.strip(" ,;")]
-        previous: str | None = None
-        for i, clause in enumerate(clauses):
+        part_keys: list[str] = []  # this part's sub-tasks so far
+        for joint, clause in _clauses(part):
             key = f"t{len(tasks) + 1}"
-            capability = classify(clause)
+            previous = tasks[-1].key if tasks else None
+            starts_back = bool(_STARTS_WITH_REFERENCE.match(clause))
+            clause = _STARTS_WITH_THEN.sub("", clause)
             depends: tuple[str, ...] = ()
-            refers_back = i > 0 or (previous is None and tasks and _starts_with_reference(clause))
-            if refers_back:
-                previous = previous or tasks[-1].key
+            capability = classify(clause)
+            linked = _refers_back(clause, then=joint == "then" or starts_back) if previous else None
+            if linked is not None:  # "multiply the result by 3": the tool gets the value
+                capability = classify(linked.replace("{t0}", "(t0)"))
+                clause, depends = linked.replace("{t0}", f"{{{previous}}}"), (previous,)
+            elif previous and (joint == "then" or starts_back):
                 depends = (previous,)
                 clause = _link(clause, capability, previous)
+            elif (
+                previous
+                and capability == Capability.GENERAL
+                and (
+                    _EXPLICIT_REFERENCE.search(clause)
+                    or (
+                        part_keys
+                        and any(tasks[int(k[1:]) - 1].capability != Capability.GENERAL for k in part_keys)
+                    )
+                )
+            ):
+                # An explanation joined to a calculation sees the computed value.
+                depends = (part_keys[-1] if part_keys else previous,)
+                clause = _link(clause, capability, depends[0])
             tasks.append(SubTask(key=key, instruction=clause, capability=capability, depends_on=depends))
-            previous = key
+            part_keys.append(key)
     return TaskPlan(tasks=tuple(tasks), planner="deterministic")
 
 
-def _starts_with_reference(clause: str) -> bool:
-    return bool(re.match(r"^(?:using\s+(?:that|this|the\s+result)|with\s+that|then)\b", clause, re.I))
+def _link(instruction: str, capability: Capability, previous: str) -> str:
+    """Make a dependent clause name the earlier result explicitly."""
+    if capability != Capability.GENERAL:
+        replaced, count = _BACK_REFERENCE.subn(f"{{{previous}}}", instruction, count=1)
+        return replaced if count else f"{instruction} {{{previous}}}"
+    return f"{instruction} (Earlier result: {{{previous}}})"
+
+
+_STARTS_WITH_REFERENCE = re.compile(r"^(?:using\s+(?:that|this|the\s+result)|with\s+that|then)\b", re.I)
+_STARTS_WITH_THEN = re.compile(r"^then\s*,?\s+", re.I)
 
 
 # --- the LLM planner -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from prsm.db.models import iso_utc, utcnow
-from prsm.nwtn.compile import sources
+from prsm.nwtn.compile import sources, verified
 from prsm.nwtn.execute import TaskOutcome
 from prsm.safety import Flag
 from prsm.types import ModelCard, SessionStatus, StepRole, TaskPlan, TaskStatus
@@ -166,6 +166,11 @@ class SessionRecord:
                     "status": t["status"],
                     "model": t["assigned_model"],
                     "result": t["result"],
+                    # true: computed by an exact tool; false: numbers from a language model,
+                    # unchecked (the answer says so too); null: no result or no numbers in it
+                    "verified": verified(
+                        cards[t["assigned_model"]].kind if t["assigned_model"] in cards else None, t["result"]
+                    ),
                     "error": t["error"],
                     "latency_ms": t["latency_ms"],
                     "tokens_in": t["tokens_in"],

@@ -125,3 +125,33 @@ def test_a_call_whose_replica_died_is_tried_once_more():
     with pytest.raises(Exception, match="bad"):
         asyncio.run(client("lm", "transformers", call_args))
     assert len(tries) == 1
+
+
+def test_an_earlier_result_reaches_a_tool_as_a_value_and_a_model_as_text():
+    from prsm.nwtn.execute import fill, value_of
+
+    assert value_of("x = 6") == "6"
+    assert value_of("26.09759007 mile") == "26.09759007 mile"  # a quantity keeps its unit
+    assert value_of("x = -2, x = 2") == "x = -2, x = 2"  # several: left for the tool to refuse
+    assert fill("multiply {t1} by 3", {"t1": "x = 6"}, as_values=True) == "multiply 6 by 3"
+    assert fill("explain (Earlier result: {t1})", {"t1": "x = 6"}) == "explain (Earlier result: x = 6)"
+
+
+def test_numbers_from_a_language_model_are_marked_unverified_in_the_answer():
+    from prsm.nwtn.compile import UNVERIFIED, compile_answer, verified
+    from prsm.nwtn.execute import TaskOutcome
+    from prsm.types import ModelKind, SubTask, TaskStatus
+
+    def done(key, kind, result):
+        return TaskOutcome(SubTask(key, "q", "general"), "q", TaskStatus.DONE, "m", kind, result)
+
+    outcomes = {
+        "t1": done("t1", ModelKind.TOOL, "42"),
+        "t2": done("t2", ModelKind.TRANSFORMERS, "about 6.4 km"),
+        "t3": done("t3", ModelKind.OPENAI, "because light scatters"),
+    }
+    answer = compile_answer(outcomes).answer.splitlines()
+    assert answer[1].strip() == "42"
+    assert answer[3].strip() == f"about 6.4 km {UNVERIFIED}"
+    assert answer[5].strip() == "because light scatters"
+    assert [verified(o.kind, o.result) for o in outcomes.values()] == [True, False, None]

@@ -102,3 +102,71 @@ def test_llm_plan_that_matches_the_schema_is_used():
 def test_invalid_llm_plan_is_rejected(text, reason):
     with pytest.raises(PlanRejected, match=reason):
         plan_from_llm_output(text, 12, 4)
+
+
+def shape(prompt: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(t.capability, t.instruction, t.depends_on) for t in plan_deterministic(prompt).tasks]
+
+
+@pytest.mark.parametrize(
+    "text,capability",
+    [
+        ("What is 12% of 350?", "math"),
+        ("multiply 6 by 3", "math"),
+        ("What is 7 times 8?", "math"),
+        ("what is the square root of 144", "math"),
+        ("Calculate the sum of 3 and 4", "math"),
+        ("find x if 2x + 3 = 15", "math"),
+        ("Find the derivative of x^3", "math"),
+        ("the limit of sin(x)/x as x approaches 0", "math"),
+        ("Convert 50 degrees Fahrenheit to Celsius.", "units"),
+        ("What is 300 K in Celsius?", "units"),
+        ("how many meters are in a mile", "units"),
+        ("What is the capital of France?", "general"),
+        ("what is entropy", "general"),
+        ("What is the difference between mass and weight?", "general"),
+    ],
+)
+def test_classify_reads_mathematics_written_in_words(text, capability):
+    assert classify(text) == capability
+
+
+def test_a_result_referred_to_in_words_reaches_the_next_tool_as_a_slot():
+    assert shape("Solve 2x + 3 = 15 for x, then multiply the result by 3.") == [
+        ("math", "Solve 2x + 3 = 15 for x", ()),
+        ("math", "multiply {t1} by 3.", ("t1",)),
+    ]
+    # in the next sentence, and with the operand left out
+    assert shape("Solve 3x = 12 for x. Then multiply by 5.")[1] == ("math", "multiply {t1} by 5", ("t1",))
+    assert shape("Solve x = 2. Using that, multiply by 3.")[1] == ("math", "multiply {t1} by 3", ("t1",))
+    assert shape("Convert 5 miles to km, then convert that to feet.")[1] == (
+        "units",
+        "convert {t1} to feet.",
+        ("t1",),
+    )
+
+
+def test_a_second_clause_after_also_or_and_is_its_own_sub_task():
+    assert shape("What is 12% of 350? Also convert 4 miles to kilometers.") == [
+        ("math", "What is 12% of 350?", ()),
+        ("units", "convert 4 miles to kilometers.", ()),
+    ]
+    assert [c for c, _, _ in shape("Convert 10 kg to pounds, and also what is 15% of 80? And explain what a pound is.")] == [
+        "units", "math", "general"
+    ]  # fmt: skip
+
+
+def test_a_calculation_joined_to_an_explanation_is_split_and_the_explanation_sees_the_value():
+    assert shape("Convert 3 km to miles and explain why the mile is longer.") == [
+        ("units", "Convert 3 km to miles", ()),
+        ("general", "explain why the mile is longer. (Earlier result: {t1})", ("t1",)),
+    ]
+
+
+def test_general_clauses_stay_whole_as_written():
+    assert shape("Explain how rainbows form and why they are curved.") == [
+        ("general", "Explain how rainbows form and why they are curved.", ())
+    ]
+    assert shape("In one sentence, what is entropy?") == [
+        ("general", "In one sentence, what is entropy?", ())
+    ]

@@ -1,0 +1,282 @@
+"""Mathematics written in words, read into the math tool's notation; and what each exact tool can
+take, so the planner sends a sub-task to a tool exactly when the tool can answer it.
+
+"what is 12% of 350" -> "evaluate (12/100)*(350)", "multiply 6 by 3" -> "evaluate (6)*(3)",
+"the square root of 144 plus 2" -> "evaluate sqrt(144)+2", "the derivative of x^2 sin(x)" ->
+"differentiate x^2 sin(x)", "find x if 2x + 3 = 15" -> "solve 2x + 3 = 15 for x".
+
+Only rewriting of text happens here: nothing is evaluated, and no SymPy is imported, so the
+planner (in NWTN) can use it. Whatever is left that is not mathematics is refused later by the
+math tool's parser (a word is no variable), never guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# An operand in words: a number, a name or call, or a bracketed group (one level).
+_ATOM = rf"(?:{NUMBER}|[A-Za-z_]\w*(?:\([^()]*\))?|\([^()]*\))"
+_OPERAND = rf"(?:{_ATOM}(?:\s*(?:\^|\*\*)\s*{_ATOM})?)"
+
+_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])")
+_ASK = re.compile(
+    r"^(?:please\s+|now\s+)?(?:(?:can|could)\s+you\s+)?(?:what\s+is|what's|whats|how\s+much\s+is|"
+    r"compute|calculate|find|work\s+out|determine|give(?:\s+me)?|evaluate|tell\s+me)\s+(?:the\s+value\s+of\s+)?",
+    re.I,
+)
+_CALCULUS = (
+    (re.compile(r"^(?:the\s+)?second\s+derivative\s+of\s+", re.I), "second derivative of "),
+    (re.compile(r"^(?:the\s+)?(?:first\s+)?derivative\s+of\s+", re.I), "differentiate "),
+    (re.compile(r"^(?:the\s+)?(?:definite\s+|indefinite\s+)?integral\s+of\s+", re.I), "integrate "),
+    (re.compile(r"^(?:the\s+)?limit\s+of\s+", re.I), "limit "),
+    (re.compile(r"^(?:the\s+)?(?:roots?|zeros?|zeroes)\s+of\s+(?P<f>.+)$", re.I), r"solve \g<f> = 0"),
+)
+_UNKNOWN_IF = re.compile(
+    r"^(?:the\s+value\s+of\s+)?(?P<var>[a-z])\s+(?:if|when|given|such\s+that|where)\s+(?P<eq>.+=.+)$", re.I
+)
+_SOLVE_FOR_COLON = re.compile(
+    r"^solve\s+for\s+(?P<var>[a-z])\s*[:,]?\s+(?:if\s+|when\s+)?(?P<eq>.+=.+)$", re.I
+)
+
+# (pattern, replacement) rewrites inside an expression, applied in order until nothing changes.
+_O = _OPERAND
+_REWRITES = tuple(
+    (re.compile(p, re.I), r)
+    for p, r in (
+        # percentages
+        (rf"\bwhat\s+percent(?:age)?\s+of\s+({_O})\s+is\s+({_O})", r"100*(\2)/(\1)"),
+        (rf"\bwhat\s+percent(?:age)?\s+is\s+({_O})\s+of\s+({_O})", r"100*(\1)/(\2)"),
+        (rf"({_O})\s+as\s+a\s+percent(?:age)?\s+of\s+({_O})", r"100*(\1)/(\2)"),
+        (
+            rf"\b(?:increase|raise)\s+({_O})\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            r"(\1)*(1+(\2)/100)",
+        ),
+        (
+            rf"\b(?:decrease|reduce|lower)\s+({_O})\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            r"(\1)*(1-(\2)/100)",
+        ),
+        (
+            rf"({_O})\s+(?:increased|raised)\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            r"(\1)*(1+(\2)/100)",
+        ),
+        (
+            rf"({_O})\s+(?:decreased|reduced|lowered)\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            r"(\1)*(1-(\2)/100)",
+        ),
+        (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+more\s+than\s+({_O})", r"(\2)*(1+(\1)/100)"),
+        (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+less\s+than\s+({_O})", r"(\2)*(1-(\1)/100)"),
+        (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+of\s+", r"(\1/100)*"),
+        (rf"({NUMBER})\s*(?:%|percent\b|per\s+cent\b)", r"(\1/100)"),
+        # functions and powers in words
+        (rf"\b(?:the\s+)?square\s+root\s+of\s+({_O})", r"sqrt(\1)"),
+        (rf"\b(?:the\s+)?cube\s+root\s+of\s+({_O})", r"cbrt(\1)"),
+        (rf"\b(?:the\s+)?natural\s+(?:log|logarithm)\s+of\s+({_O})", r"ln(\1)"),
+        (
+            rf"\b(?:the\s+)?(?:log|logarithm)\s+(?:base\s+|to\s+the\s+base\s+)({_O})\s+of\s+({_O})",
+            r"log(\2, \1)",
+        ),
+        (rf"\b(?:the\s+)?(?:base[-\s]10\s+|common\s+)(?:log|logarithm)\s+of\s+({_O})", r"log(\1, 10)"),
+        (rf"\b(?:the\s+)?(?:log|logarithm)\s+of\s+({_O})", r"log(\1)"),
+        (rf"\b(?:the\s+)?(sine|cosine|tangent|sin|cos|tan)\s+of\s+({_O})", r"\2__FN__\1"),
+        (rf"\b(?:the\s+)?absolute\s+value\s+of\s+({_O})", r"Abs(\1)"),
+        (rf"\b(?:the\s+)?factorial\s+of\s+({_O})", r"factorial(\1)"),
+        (rf"({_O})\s+factorial\b", r"factorial(\1)"),
+        (rf"\b(?:the\s+)?(?:reciprocal|inverse)\s+of\s+({_O})", r"1/(\1)"),
+        (rf"\b(?:the\s+)?square\s+of\s+({_O})", r"(\1)^2"),
+        (rf"\b(?:the\s+)?cube\s+of\s+({_O})", r"(\1)^3"),
+        (rf"({_O})\s+squared\b", r"(\1)^2"),
+        (rf"({_O})\s+cubed\b", r"(\1)^3"),
+        (rf"({_O})\s+(?:raised\s+)?to\s+the\s+power\s+of\s+({_O})", r"(\1)^(\2)"),
+        (rf"({_O})\s+raised\s+to\s+({_O})", r"(\1)^(\2)"),
+        (rf"({_O})\s+to\s+the\s+({NUMBER})(?:st|nd|rd|th)\s+power\b", r"(\1)^(\2)"),
+        (rf"\bhalf\s+of\s+({_O})", r"(\1)/2"),
+        (rf"\b(?:twice|double)\s+({_O})", r"2*(\1)"),
+        (rf"\btriple\s+({_O})", r"3*(\1)"),
+        # whole-instruction forms: "multiply A by B", "the sum of A and B"
+        (r"^multiply\s+(.+?)\s+(?:by|and|with)\s+(.+)$", r"(\1)*(\2)"),
+        (r"^divide\s+(.+?)\s+by\s+(.+)$", r"(\1)/(\2)"),
+        (r"^divide\s+(.+?)\s+into\s+(.+)$", r"(\2)/(\1)"),
+        (r"^add\s+(.+?)\s+(?:to|and)\s+(.+)$", r"(\1)+(\2)"),
+        (r"^subtract\s+(.+?)\s+from\s+(.+)$", r"(\2)-(\1)"),
+        (r"^square\s+(.+)$", r"(\1)^2"),
+        (r"^cube\s+(.+)$", r"(\1)^3"),
+        (r"^(?:the\s+)?sum\s+of\s+(.+?)\s+and\s+(.+)$", r"(\1)+(\2)"),
+        (r"^(?:the\s+)?product\s+of\s+(.+?)\s+and\s+(.+)$", r"(\1)*(\2)"),
+        (r"^(?:the\s+)?difference\s+(?:between|of)\s+(.+?)\s+and\s+(.+)$", r"(\1)-(\2)"),
+        (r"^(?:the\s+)?quotient\s+of\s+(.+?)\s+(?:and|by|over)\s+(.+)$", r"(\1)/(\2)"),
+        (r"^(?:the\s+)?ratio\s+of\s+(.+?)\s+to\s+(.+)$", r"(\1)/(\2)"),
+        # infix operators in words
+        (r"\s+plus\s+", "+"),
+        (r"\s+minus\s+", "-"),
+        (r"\s+(?:times|multiplied\s+by)\s+", "*"),
+        (r"\s+divided\s+by\s+", "/"),
+        (rf"(?<=\d)\s+x\s+(?={NUMBER})", "*"),
+    )
+)
+_FN_NAMES = {"sine": "sin", "cosine": "cos", "tangent": "tan", "sin": "sin", "cos": "cos", "tan": "tan"}
+_AVERAGE = re.compile(r"^(?:the\s+)?(?:average|mean|arithmetic\s+mean)\s+of\s+(?P<items>.+)$", re.I)
+
+
+def _rewrite(expression: str) -> str:
+    text = expression
+    for _ in range(20):  # each pass may expose an operand for the next; bounded
+        before = text
+        for pattern, replacement in _REWRITES:
+            text = pattern.sub(replacement, text)
+        text = re.sub(r"\(([^()]*)\)__FN__(\w+)", lambda m: f"{_FN_NAMES[m[2].lower()]}({m[1]})", text)
+        text = re.sub(r"(\S+)__FN__(\w+)", lambda m: f"{_FN_NAMES[m[2].lower()]}({m[1]})", text)
+        if text == before:
+            break
+    return text
+
+
+def _average(items: str) -> str | None:
+    parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", items) if p.strip()]
+    if len(parts) < 2:
+        return None
+    return f"({' + '.join(f'({p})' for p in parts)})/{len(parts)}"
+
+
+_VERB = re.compile(
+    r"^(?:differentiate|derivative\s+of|d/d[a-z]\b|integrate|integral\s+of|solve|simplify|expand|"
+    r"factor|evaluate|second\s+derivative\s+of|limit)\b",
+    re.I,
+)
+
+
+def math_instruction(instruction: str) -> str:
+    """The instruction in the math tool's own words: an operation verb and expressions.
+    Text that is already so, or that is no mathematics, comes back unchanged but for spacing."""
+    text = " ".join(instruction.split()).strip().rstrip("?!. ")
+    text = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), text)
+    asked = _ASK.match(text)
+    rest = text[asked.end() :] if asked else text
+    solve_for = _SOLVE_FOR_COLON.match(text) or _UNKNOWN_IF.match(rest)
+    if solve_for:
+        return f"solve {_rewrite(solve_for['eq'])} for {solve_for['var']}"
+    if _VERB.match(rest):  # "calculate the derivative ..." was stripped to "derivative ..."
+        return _rewrite_operands(rest)
+    for pattern, replacement in _CALCULUS:
+        if pattern.match(rest):
+            return _rewrite_operands(pattern.sub(replacement, rest, count=1))
+    average = _AVERAGE.match(rest)
+    if average and _average(average["items"]):
+        return f"evaluate {_rewrite(_average(average['items']))}"
+    rewritten = _rewrite(rest)
+    if asked or rewritten != rest:
+        return f"evaluate {rewritten}"
+    return text
+
+
+def _rewrite_operands(text: str) -> str:
+    """Words inside an operation's expression ("integrate the square root of x from 0 to 4")."""
+    verb = _VERB.match(text)
+    if not verb:
+        return text
+    return text[: verb.end()] + " " + _rewrite(text[verb.end() :].strip())
+
+
+# --- what the math tool takes: the planner's test ----------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_KNOWN_NAMES = frozenset(
+    [
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "asin",
+        "acos",
+        "atan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "exp",
+        "log",
+        "ln",
+        "sqrt",
+        "cbrt",
+        "Abs",
+        "abs",
+        "factorial",
+        "pi",
+        "E",
+        "e",
+        "I",
+        "oo",
+        "with",
+        "respect",
+        "to",
+        "wrt",
+        "from",
+        "to",
+        "for",
+        "at",
+        "where",
+        "and",
+        "d",
+        "dx",
+        "dy",
+        "dt",
+        "as",
+        "approaches",
+        "tends",
+        "goes",
+    ]
+)
+_GREEK = frozenset(
+    [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "epsilon",
+        "zeta",
+        "eta",
+        "theta",
+        "iota",
+        "kappa",
+        "mu",
+        "nu",
+        "xi",
+        "omicron",
+        "rho",
+        "sigma",
+        "tau",
+        "upsilon",
+        "phi",
+        "chi",
+        "psi",
+        "omega",
+    ]
+)
+
+
+def is_variable(name: str) -> bool:
+    """A name the math tool takes as a variable: a letter with digits or a subscript (x, x1,
+    v_0), or a Greek letter's name. An English word is not a variable."""
+    return bool(re.fullmatch(r"[A-Za-z](?:\d{1,3}|_[A-Za-z0-9]{1,4})?", name)) or name.lower() in _GREEK
+
+
+def looks_like_math(instruction: str) -> bool:
+    """True when the math tool would read `instruction` as an operation on expressions: an
+    operation verb (possibly in words) and nothing left that is a word rather than mathematics."""
+    text = math_instruction(instruction)
+    verb = re.match(
+        r"^(?:differentiate|derivative\s+of|d/d[a-z]|integrate|integral\s+of|solve|simplify|expand|"
+        r"factor|evaluate|second\s+derivative\s+of|limit)\b",
+        text,
+        re.I,
+    )
+    if not verb:
+        return False
+    body = text[verb.end() :]
+    if not re.search(r"[\d=^*/+\-()]|\b[a-z]\b", body):
+        return False
+    for name in _NAME.findall(body):
+        if name not in _KNOWN_NAMES and name.lower() not in _KNOWN_NAMES and not is_variable(name):
+            return False
+    return True
