@@ -138,6 +138,11 @@ class AllCandidatesFailed(PRSMError):
     status_code = 502
 
 
+class QueryRefused(InvalidInput):
+    """Every sub-task of a query was refused by its tools as input they cannot read ("evaluate
+    the mass of the earth"): the caller's mistake, a 422 naming the prompt, not a 502."""
+
+
 class ModelCallFailed(PRSMError):
     """One model call failed (remote endpoint error, a broken card); the next candidate runs."""
 

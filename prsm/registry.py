@@ -90,6 +90,19 @@ DEFAULT_CARDS = (
         price_per_call=10**14,
         endpoint="tool:units",
     ),
+    ModelCard(
+        id="physics-formulas",
+        kind=ModelKind.TOOL,
+        description=(
+            "Standard formulas of physics and chemistry evaluated exactly with SI constants: "
+            "energy, force, momentum, gas laws, circuits, photons, waves, moles, molarity, pH."
+        ),
+        tags=(Capability.FORMULA, "physics", "chemistry"),
+        owner="prsm-foundation",
+        licence="Apache-2.0",
+        price_per_call=10**14,
+        endpoint="tool:formulas",
+    ),
 )
 
 

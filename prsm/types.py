@@ -26,11 +26,18 @@ PLAN_SCHEMA_NAME = "prsm_task_plan"
 
 
 class Capability(StrEnum):
-    """What a sub-task needs: exact symbolic math, unit conversion, or a general language model."""
+    """What a sub-task needs: exact symbolic math, unit conversion, a physics or chemistry formula,
+    or a general language model."""
 
     MATH = "math"
     UNITS = "units"
+    FORMULA = "formula"  # a standard formula of physics or chemistry, evaluated
     GENERAL = "general"
+
+
+# Sub-tasks whose answer is a computed number: only a card that claims the capability takes them,
+# never a general language model as a fallback (it would make a number up).
+EXACT_CAPABILITIES = frozenset({Capability.MATH, Capability.UNITS, Capability.FORMULA})
 
 
 class ModelKind(StrEnum):

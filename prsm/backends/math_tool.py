@@ -77,7 +77,8 @@ def tokens(text: str) -> list[tuple[str, str]]:
     return explicit
 
 
-def parse(expression: str) -> sympy.Expr:
+def parse(expression: str, names: frozenset[str] = frozenset()) -> sympy.Expr:
+    """`expression` as SymPy; `names`: more names taken as symbols (a formula table's)."""
     text = expression.strip()
     if not text:
         raise BadInstruction("empty expression", "instruction")
@@ -90,17 +91,17 @@ def parse(expression: str) -> sympy.Expr:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise BadInstruction(f"cannot parse {text!r}: {exc.msg}", "instruction") from None
-    return _build(tree.body)
+    return _build(tree.body, names)
 
 
-def _build(node: ast.AST) -> sympy.Expr:
-    built = _build_node(node)
+def _build(node: ast.AST, names: frozenset[str] = frozenset()) -> sympy.Expr:
+    built = _build_node(node, names)
     if built.is_Rational and max(abs(built.p), built.q).bit_length() > MAX_RESULT_BITS:
         raise BadInstruction(f"a number over {MAX_RESULT_DIGITS} digits", "instruction")
     return built
 
 
-def _build_node(node: ast.AST) -> sympy.Expr:
+def _build_node(node: ast.AST, names: frozenset[str]) -> sympy.Expr:
     if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
         if len(str(node.value)) > MAX_INTEGER_DIGITS:
             raise BadInstruction(f"a number over {MAX_INTEGER_DIGITS} digits", "instruction")
@@ -108,6 +109,8 @@ def _build_node(node: ast.AST) -> sympy.Expr:
     if isinstance(node, ast.Constant) and isinstance(node.value, float):
         return sympy.Float(node.value)
     if isinstance(node, ast.Name):
+        if node.id in names:
+            return sympy.Symbol(node.id)
         if node.id in CONSTANTS:
             return CONSTANTS[node.id]
         if node.id in FUNCTIONS:
@@ -119,10 +122,10 @@ def _build_node(node: ast.AST) -> sympy.Expr:
             )
         return sympy.Symbol(node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        operand = _build(node.operand)
+        operand = _build(node.operand, names)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp):
-        left, right = _build(node.left), _build(node.right)
+        left, right = _build(node.left, names), _build(node.right, names)
         if isinstance(node.op, ast.Add | ast.Mult):
             return _OPERATORS[type(node.op)](left, right)
         if isinstance(node.op, ast.Sub):
@@ -135,7 +138,7 @@ def _build_node(node: ast.AST) -> sympy.Expr:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
         if node.keywords or not node.args or len(node.args) > 2:
             raise BadInstruction(f"{node.func.id}(...) takes one or two plain arguments", "instruction")
-        args = [_build(a) for a in node.args]
+        args = [_build(a, names) for a in node.args]
         if node.func.id == "factorial" and args[0].is_number and abs(args[0]) > MAX_EXPONENT:
             raise BadInstruction(f"factorial of more than {MAX_EXPONENT}", "instruction")
         return FUNCTIONS[node.func.id](*args)

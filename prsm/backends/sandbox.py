@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 # direct call, and no mark against the tool's health.
 from prsm.errors import BadInstruction, as_prsm_error, error_from_dict
 
-PRELOAD = ["prsm.backends.math_tool", "prsm.backends.units_tool"]
+PRELOAD = ["prsm.backends.math_tool", "prsm.backends.units_tool", "prsm.backends.formula_tool"]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from prsm.types import ModelCall, ModelOutput
 TOOLS: dict[str, str] = {
     "tool:math": "prsm.backends.math_tool:solve_math",
     "tool:units": "prsm.backends.units_tool:convert_units",
+    "tool:formulas": "prsm.backends.formula_tool:answer_formula",
 }
 
 

@@ -84,7 +84,8 @@ CallFn = Callable[[str, ModelKind, ModelCall], Awaitable[ModelOutput]]  # (model
 DoneFn = Callable[[TaskOutcome], Awaitable[None]]
 
 
-_ONE_SOLUTION = re.compile(r"^\s*[A-Za-z]\w*\s*=\s*(?P<value>[^,=;]+?)\s*$")
+# "x = 6", or a formula's "K = 9 joule (kinetic energy: ...)": the value, with its unit.
+_ONE_SOLUTION = re.compile(r"^\s*[A-Za-z]\w*\s*=\s*(?P<value>[^,=;()]+?)\s*(?:\(.*\))?\s*$", re.DOTALL)
 
 
 def value_of(result: str) -> str:

@@ -16,7 +16,14 @@ import time
 import uuid
 
 from prsm.db.committer import Write
-from prsm.errors import AllCandidatesFailed, InvalidInput, ModelCallFailed, PromptBlocked, UnknownModel
+from prsm.errors import (
+    AllCandidatesFailed,
+    InvalidInput,
+    ModelCallFailed,
+    PromptBlocked,
+    QueryRefused,
+    UnknownModel,
+)
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
@@ -217,6 +224,11 @@ class Orchestrator:
         record.finish(compiled.status, compiled.answer, errors, latency_ms, parts)
         await self.sessions.finish(record, [compile_step], op, last)
         if compiled.status == SessionStatus.FAILED:
+            failed = [o for o in outcomes.values() if o.status == TaskStatus.FAILED]
+            if failed and all(o.attempts and all(a.refused for a in o.attempts) for o in failed):
+                raise QueryRefused(
+                    f"the tools could not read this prompt (session {session_id}): {errors}", "prompt"
+                )
             raise AllCandidatesFailed(f"no sub-task could be answered (session {session_id}): {errors}")
         return record.view(cards)
 

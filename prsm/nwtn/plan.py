@@ -15,6 +15,7 @@ import re
 
 from pydantic import BaseModel, Field, ValidationError
 
+from prsm.backends.formulas import looks_like_formula
 from prsm.backends.wording import looks_like_math
 from prsm.errors import PlanRejected
 from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
@@ -99,6 +100,8 @@ def classify(instruction: str) -> Capability:
         return Capability.MATH
     if _UNITS.match(text):
         return Capability.UNITS
+    if looks_like_formula(text):
+        return Capability.FORMULA
     return Capability.GENERAL
 
 
@@ -294,8 +297,9 @@ def llm_planner_messages(prompt: str) -> list[dict]:
     schema = json.dumps(PlanSpec.model_json_schema(), separators=(",", ":"))
     system = (
         "You split a question into sub-tasks. Answer with one JSON object and nothing else, "
-        f"matching this JSON schema: {schema}. capability is math (symbolic math), units (unit "
-        "conversion, physical constants) or general. A sub-task may use an earlier result by "
+        f"matching this JSON schema: {schema}. capability is math (symbolic math and arithmetic), "
+        "units (unit conversion, physical constants), formula (a standard physics or chemistry "
+        "formula applied to given quantities) or general. A sub-task may use an earlier result by "
         "writing {t1} in its instruction and listing t1 in depends_on."
     )
     return [

@@ -37,7 +37,7 @@ import numpy as np
 from prsm.ftns.amounts import FTNS
 from prsm.ftns.pricing import call_cost
 from prsm.registry import Registry
-from prsm.types import Candidate, Capability, ModelCard, ModelKind, SubTask
+from prsm.types import EXACT_CAPABILITIES, Candidate, Capability, ModelCard, ModelKind, SubTask
 
 WEIGHTS = {"tag": 0.50, "similarity": 0.30, "price": 0.12, "latency": 0.08}
 SIMILARITY_FLOOR = 0.35
@@ -108,7 +108,14 @@ def score_candidates(
         tag = 1.0 if task.capability in card.tags else 0.0
         similarity = float(np.dot(task_vector, card_vectors[card.id]))
         general = Capability.GENERAL in card.tags and card.kind != ModelKind.TOOL
-        if not (tag or general or (card.kind != ModelKind.TOOL and similarity >= SIMILARITY_FLOOR)):
+        open_to_models = task.capability not in EXACT_CAPABILITIES  # a number is computed, not written
+        if not (
+            tag
+            or (
+                open_to_models
+                and (general or (card.kind != ModelKind.TOOL and similarity >= SIMILARITY_FLOOR))
+            )
+        ):
             continue
         cost = estimated_cost(card)
         price = 1.0 / (1.0 + cost / PRICE_SCALE)

@@ -58,7 +58,7 @@ def test_session_endpoint_returns_the_same_trace(client, demo_trace):
 
 def test_models_are_listed_registered_and_duplicates_refused(client):
     models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
-    assert list(models) == ["pint-units", "smollm2-135m-instruct", "sympy-cas"]
+    assert list(models) == ["physics-formulas", "pint-units", "smollm2-135m-instruct", "sympy-cas"]
     weights = models["smollm2-135m-instruct"]["weights"]  # imported into the store at start
     assert weights.startswith("ipfs://")
     assert client.get(f"/v1/artifacts/{weights.removeprefix('ipfs://')}").json()["kind"] == "model"

@@ -77,14 +77,51 @@ def test_the_account_pays_and_the_users_tag_is_only_recorded(nwtn, services):
     assert services.sessions.trace(trace["session_id"])["account"] == "alice"
 
 
-def test_a_disabled_card_gets_no_traffic_and_is_not_quoted(nwtn, registry):
-    from prsm.errors import UnknownModel
+def test_a_disabled_card_gets_no_traffic_and_a_number_is_never_handed_to_a_language_model(
+    nwtn, registry, services
+):
+    from prsm.errors import AllCandidatesFailed, UnknownModel
 
     registry.set_disabled("pint-units", True)
     nwtn._cards_at = float("-inf")  # the orchestrator re-reads cards once a second
-    trace = asyncio.run(nwtn.query("Convert 3 km to m", "alice"))
-    assert trace["tasks"][0]["model"] != "pint-units"
+    before = services.ledger.balance("alice")
+    # The only units tool is off: the conversion fails cleanly rather than go to the general
+    # model, which would make a number up; nothing is charged.
+    with pytest.raises(AllCandidatesFailed, match="no registered model offers capability"):
+        asyncio.run(nwtn.query("Convert 3 km to m", "alice"))
+    assert services.ledger.balance("alice") == before
+    trace = asyncio.run(nwtn.query("Convert 3 km to m. What is 2 + 2?", "alice"))
+    assert [t["model"] for t in trace["tasks"]] == [None, "sympy-cas"]
+    assert trace["status"] == "partial"
     with pytest.raises(UnknownModel):
         asyncio.run(
             nwtn.complete("pint-units", [{"role": "user", "content": "1 km to m"}], None, None, "alice")
         )
+
+
+def test_a_prompt_the_tools_refuse_is_the_callers_mistake_and_costs_nothing(nwtn, services):
+    from prsm.errors import QueryRefused
+
+    before = services.ledger.balance("alice")
+    with pytest.raises(QueryRefused) as refused:
+        asyncio.run(nwtn.query("Evaluate 9^9^9^9.", "alice"))
+    assert refused.value.status_code == 422 and refused.value.field == "prompt"
+    assert services.ledger.balance("alice") == before
+
+
+def test_a_question_in_words_is_answered_by_the_tools_with_values_passed_on(nwtn):
+    trace = asyncio.run(
+        nwtn.query(
+            "Solve 2x + 3 = 15 for x, then multiply the result by 3. Also convert 4 miles to kilometers. "
+            "What is the kinetic energy of a 2 kg mass moving at 3 m/s?",
+            "alice",
+        )
+    )
+    tasks = trace["tasks"]
+    assert [(t["model"], t["verified"]) for t in tasks] == [
+        ("sympy-cas", True), ("sympy-cas", True), ("pint-units", True), ("physics-formulas", True)
+    ]  # fmt: skip
+    assert tasks[1]["instruction"] == "multiply 6 by 3." and tasks[1]["result"] == "18"
+    assert tasks[2]["result"] == "6.437376 kilometer"
+    assert tasks[3]["result"].startswith("K = 9 joule (kinetic energy: K = m*v^2/2")
+    assert "unverified" not in trace["answer"]

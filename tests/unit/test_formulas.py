@@ -1,0 +1,108 @@
+"""The formula tool: the table holds what the issue asks, each formula solves for each of its
+variables, and worked questions give the values computed by hand from the formula and the SI
+constants (CODATA 2018 exact h, c, k, N_A, e; G = 6.6743e-11; g = 9.80665 m/s^2)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from prsm.backends.formula_tool import _solved, answer_formula
+from prsm.backends.formulas import formulas, looks_like_formula
+from prsm.backends.units_tool import registry
+from prsm.errors import ModelCallFailed
+
+H, C, NA, R = 6.62607015e-34, 299792458.0, 6.02214076e23, 8.314462618
+EV = 1.602176634e-19
+
+
+def test_the_table_has_forty_formulas_across_the_sciences():
+    table = formulas()
+    assert len(table) >= 40
+    assert len({f.id for f in table}) == len(table)
+    text = " ".join(f"{f.id} {f.name}" for f in table).lower()
+    for area in ("kinetic", "ohm", "ideal gas", "photon", "de broglie", "ph", "moles", "wave", "carnot"):
+        assert area in text, area
+
+
+@pytest.mark.parametrize("formula", formulas(), ids=lambda f: f.id)
+def test_every_formula_solves_for_each_of_its_variables(formula):
+    for name, variable in formula.variables.items():
+        registry().Unit(variable.unit) if variable.unit != "dimensionless" else None
+        assert _solved(formula.id, name), f"{formula.id} cannot be solved for {name}"
+    for constant in formula.constants.values():
+        registry().Quantity(1, constant)  # a constant Pint knows
+    assert formula.source and formula.words
+
+
+WORKED = [  # (question, unknown, value, unit as printed), values by hand
+    ("What is the kinetic energy of a 2 kg mass moving at 3 m/s?", "K", 9.0, "joule"),
+    ("What is the kinetic energy of a 1000 kg car moving at 72 km/h in kJ?", "K", 200.0, "kilojoule"),
+    ("What is the energy of a photon with a wavelength of 500 nm?", "E", H * C / 500e-9, "joule"),
+    ("What is the energy of a photon with a wavelength of 500 nm in eV?", "E", H * C / 500e-9 / EV, "electron_volt"),
+    ("What wavelength of light has photons with an energy of 2 eV?", "l_w", H * C / (2 * EV) * 1e9, "nanometer"),
+    ("What is the frequency of light with a wavelength of 600 nm?", "f", C / 600e-9, "hertz"),
+    ("What is the pressure of 2 mol of an ideal gas at 300 K in a volume of 0.05 m^3?", "p", 2 * R * 300 / 0.05, "pascal"),
+    ("What is the temperature of 1 mol of an ideal gas at 101325 Pa in 0.0224 m^3?", "T", 101325 * 0.0224 / R, "kelvin"),
+    ("What is the momentum of a 1500 kg car moving at 20 m/s?", "p", 30000.0, "kilogram * meter / second"),
+    ("What force is needed to accelerate a 10 kg mass at 2 m/s^2?", "F", 20.0, "newton"),
+    ("What is the weight of a 70 kg person?", "W", 70 * 9.80665, "newton"),
+    ("What is the work done by a force of 10 N over 5 m?", "W", 50.0, "joule"),
+    ("How much heat is needed to raise the temperature of 2 kg of water by 10 °C?", "Q", 2 * 4184 * 10.0, "joule"),
+    ("How much heat is needed to warm 0.5 kg of water from 20 °C to 80 °C?", "Q", 0.5 * 4184 * 60.0, "joule"),
+    ("What is the period of a pendulum 1 m long?", "T", 2 * math.pi * math.sqrt(1 / 9.80665), "second"),
+    ("How long does it take an object to fall from a height of 20 m?", "t", math.sqrt(40 / 9.80665), "second"),
+    ("What is the gravitational force between two 1000 kg masses 10 m apart?", "F", 6.6743e-11 * 1e6 / 100, "newton"),
+    ("What is the force between two charges of 1 μC each 0.1 m apart?", "F", 8.9875517862e9 * 1e-12 / 0.01, "newton"),
+    ("What is the escape velocity from a body of mass 5.97e24 kg and radius 6.371e6 m?", "v",
+     math.sqrt(2 * 6.6743e-11 * 5.97e24 / 6.371e6), "meter / second"),
+    ("What is the current through a 10 ohm resistor with a voltage of 5 V?", "I", 0.5, "ampere"),
+    ("What is the power of a device with current 2 A at a voltage of 12 V?", "P", 24.0, "watt"),
+    ("How much energy does a 60 W bulb use in 2 hours in kWh?", "E", 0.12, "kilowatt_hour"),
+    ("What is the rest energy of 1 g of mass?", "E", 1e-3 * C**2, "joule"),
+    ("What is the de Broglie wavelength of an electron moving at 1e6 m/s?", "l_w",
+     H / (9.1093837139e-31 * 1e6) * 1e9, "nanometer"),
+    ("What is the energy of the n = 2 level of hydrogen?", "E", -13.605693122990 / 4, "electron_volt"),
+    ("What is the Carnot efficiency of an engine between a hot reservoir at 500 K and a cold reservoir at 300 K?",
+     "eta", 0.4, None),
+    ("What is the peak wavelength of a black body at 5800 K?", "l_m", 2.897771955e-3 / 5800 * 1e9, "nanometer"),
+    ("What is the density of a 2 kg object with a volume of 0.001 m^3?", "rho", 2000.0, "kilogram / meter ** 3"),
+    ("What is the speed of a wave with frequency 440 Hz and wavelength 0.78 m?", "v", 343.2, "meter / second"),
+    ("If 100 g of a substance has a half-life of 5 years, how much is left after 10 years?", "N", 25.0, "gram"),
+    ("What is the pH of a 0.01 M HCl solution?", "pH", 2.0, None),
+    ("What is the pH of a 0.001 M NaOH solution?", "pH", 11.0, None),
+    ("How many moles are in 36 g of water?", "n", 36 / (2 * 1.008 + 15.999), "mole"),
+    ("How many moles are in 10 g of NaCl?", "n", 10 / (22.990 + 35.45), "mole"),
+    ("How many molecules are in 2 mol of water?", "N", 2 * NA, None),
+    ("What is the molarity of 0.5 mol of NaCl dissolved in 2 L of solution?", "C", 0.25, "mole / liter"),
+    ("What is the molar mass of H2SO4?", "M", 2 * 1.008 + 32.06 + 4 * 15.999, "gram / mole"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("question,unknown,value,unit", WORKED, ids=[w[0][:60] for w in WORKED])
+def test_a_worked_question_gives_the_value_by_hand(question, unknown, value, unit):
+    assert looks_like_formula(question)
+    answer = answer_formula(question)
+    head = answer.split(" (", 1)[0]
+    name, _, rest = head.partition(" = ")
+    magnitude, _, printed_unit = rest.partition(" ")
+    assert name == unknown, answer
+    assert float(magnitude) == pytest.approx(value, rel=1e-6), answer
+    assert printed_unit == (unit or ""), answer
+    assert "source: " in answer or unknown == "M"  # the formula and its source are shown
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the kinetic energy of a car?",  # no numbers: nothing to compute with
+        "What is the kinetic energy of a 2 kg mass?",  # two variables left open
+        "What is the kinetic energy of a 2 kg mass moving at 3 m/s in meters?",  # energy is no length
+        "What is the pressure of 2 mol of an ideal gas at 300 K?",
+        "What is the capital of France?",
+    ],
+)
+def test_a_question_the_formulas_do_not_settle_is_refused_with_the_reason(question):
+    with pytest.raises(ModelCallFailed):
+        answer_formula(question)
