@@ -219,7 +219,8 @@ def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | N
         and target.dimensionality != _dimension(unknown.unit)
     ):
         return f"{formula.name} gives {unknown.name} in {unknown.unit}, not in {target}"
-    asked = any(re.search(rf"\b{re.escape(w)}", lowered) for w in unknown.words)
+    head = lowered[: given[0].start] if given else lowered  # "what is the energy stored in ..."
+    asked = any(re.search(rf"\b{re.escape(w)}\b", head) for w in unknown.words)
     score = 3 * formula.called_for(text) + 2 * len(values) - 4 * leftover + (2 if asked else 0)
     if leftover:
         return f"{formula.name}: {leftover} of the question's quantities fit no variable"

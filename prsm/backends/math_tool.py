@@ -18,6 +18,7 @@ import re
 
 import sympy
 
+from prsm.backends.units_tool import quantity_arithmetic
 from prsm.backends.wording import is_variable, math_instruction
 from prsm.errors import BadInstruction
 
@@ -199,10 +200,14 @@ def solve_math(instruction: str) -> str:
         op, rest = "differentiate", f"{rest} with respect to {match['dvar']}"
 
     if op in ("differentiate", "derivative of", "second derivative of"):
+        rest, at = _split(rest, r"\s+(?:evaluated\s+|and\s+evaluate\s+(?:it\s+)?)?at\s+([a-z]\w*\s*=.+)$")
         rest, wrt = _split(rest, r"\s+(?:with\s+respect\s+to|wrt)\s+([a-z]\w*)\s*$")
         expr = parse(rest)
         order = 2 if op.startswith("second") else 1
-        return str(sympy.diff(expr, _variable(expr, wrt and wrt[1]), order))
+        derivative = sympy.diff(expr, _variable(expr, wrt and wrt[1]), order)
+        if at:  # "the derivative of x^2 evaluated at x = 3"
+            return _format_number(sympy.simplify(derivative.subs(_assignments(at[1]))))
+        return str(derivative)
 
     if op == "limit":
         rest, to = _split(rest, r"\s+as\s+([a-z]\w*)\s*(?:->|→|approaches|tends\s+to|goes\s+to)\s*(.+)$")
@@ -237,13 +242,25 @@ def solve_math(instruction: str) -> str:
 
     # evaluate / compute / calculate / what is
     rest, at = _split(rest, r"\s+(?:at|where|with|for)\s+(.+)$")
-    expr = parse(rest)
+    try:
+        expr = parse(rest)
+    except BadInstruction:
+        if at is None and _HAS_UNIT.search(rest):  # "(10/100)*6.213711922 mile": a quantity's arithmetic
+            return quantity_arithmetic(rest)
+        raise
     if at:
-        subs = {}
-        for assignment in re.split(r",|\band\b", at[1]):
-            name, eq, value = assignment.partition("=")
-            if not eq or not name.strip():
-                raise BadInstruction(f"cannot read assignment {assignment.strip()!r}")
-            subs[sympy.Symbol(name.strip())] = parse(value)
-        expr = expr.subs(subs)
+        expr = expr.subs(_assignments(at[1]))
     return _format_number(sympy.simplify(expr))
+
+
+_HAS_UNIT = re.compile(r"\d\s*(?!(?:at|and|for|with|where)\b)[A-Za-z_]{2,}")
+
+
+def _assignments(text: str) -> dict:
+    subs = {}
+    for assignment in re.split(r",|\band\b", text):
+        name, eq, value = assignment.partition("=")
+        if not eq or not name.strip():
+            raise BadInstruction(f"cannot read assignment {assignment.strip()!r}", "instruction")
+        subs[sympy.Symbol(name.strip())] = parse(value)
+    return subs

@@ -172,3 +172,16 @@ def convert_units(instruction: str) -> str:
                 magnitude = 0.0
             return f"{magnitude:.10g} {converted.units}"
     raise BadInstruction("say what to convert into what: 'convert 3 km to miles'", "instruction")
+
+
+@BadInstruction.refusing("Pint")
+def quantity_arithmetic(expression: str) -> str:
+    """Arithmetic on a quantity with its unit, as an earlier result hands it on: "(10/100)*6.2
+    mile" is 0.62 mile. Pint reads the expression with its own tokenizer (nothing is eval'd),
+    after the same size checks as a conversion."""
+    text = _scales(expression.strip())
+    _check_sizes(text)
+    value = registry().parse_expression(text)
+    if not isinstance(value, pint.Quantity):
+        raise BadInstruction(f"not a quantity: {expression!r}", "instruction")
+    return f"{value.magnitude:.10g} {value.units}"

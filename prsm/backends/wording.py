@@ -22,7 +22,7 @@ _OPERAND = rf"(?:{_ATOM}(?:\s*(?:\^|\*\*)\s*{_ATOM})?)"
 _THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])")
 _ASK = re.compile(
     r"^(?:please\s+|now\s+)?(?:(?:can|could)\s+you\s+)?(?:what\s+is|what's|whats|how\s+much\s+is|"
-    r"compute|calculate|find|work\s+out|determine|give(?:\s+me)?|evaluate|tell\s+me)\s+(?:the\s+value\s+of\s+)?",
+    r"compute|calculate|find|work\s+out|determine|give(?:\s+me)?|evaluate|tell\s+me|take)\s+(?:the\s+value\s+of\s+)?",
     re.I,
 )
 _CALCULUS = (
@@ -34,6 +34,11 @@ _CALCULUS = (
 )
 _UNKNOWN_IF = re.compile(
     r"^(?:the\s+value\s+of\s+)?(?P<var>[a-z])\s+(?:if|when|given|such\s+that|where)\s+(?P<eq>.+=.+)$", re.I
+)
+_IF_THEN_WHAT = re.compile(
+    r"^(?:if|given(?:\s+that)?|suppose)\s+(?P<eq>[^,]+=[^,]+?)\s*,?\s*(?:then\s+)?"
+    r"(?:what\s+is|what's|find|solve\s+for|compute)\s+(?:the\s+value\s+of\s+)?(?P<var>[a-z])$",
+    re.I,
 )
 _SOLVE_FOR_COLON = re.compile(
     r"^solve\s+for\s+(?P<var>[a-z])\s*[:,]?\s+(?:if\s+|when\s+)?(?P<eq>.+=.+)$", re.I
@@ -67,6 +72,7 @@ _REWRITES = tuple(
         (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+more\s+than\s+({_O})", r"(\2)*(1+(\1)/100)"),
         (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+less\s+than\s+({_O})", r"(\2)*(1-(\1)/100)"),
         (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+of\s+", r"(\1/100)*"),
+        (rf"\b({NUMBER}\s*/\s*{NUMBER})\s+of\s+", r"(\1)*"),
         (rf"({NUMBER})\s*(?:%|percent\b|per\s+cent\b)", r"(\1/100)"),
         # functions and powers in words
         (rf"\b(?:the\s+)?square\s+root\s+of\s+({_O})", r"sqrt(\1)"),
@@ -152,7 +158,7 @@ def math_instruction(instruction: str) -> str:
     text = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), text)
     asked = _ASK.match(text)
     rest = text[asked.end() :] if asked else text
-    solve_for = _SOLVE_FOR_COLON.match(text) or _UNKNOWN_IF.match(rest)
+    solve_for = _SOLVE_FOR_COLON.match(text) or _UNKNOWN_IF.match(rest) or _IF_THEN_WHAT.match(text)
     if solve_for:
         return f"solve {_rewrite(solve_for['eq'])} for {solve_for['var']}"
     if _VERB.match(rest):  # "calculate the derivative ..." was stripped to "derivative ..."
@@ -225,6 +231,7 @@ _KNOWN_NAMES = frozenset(
         "approaches",
         "tends",
         "goes",
+        "evaluated",
     ]
 )
 _GREEK = frozenset(

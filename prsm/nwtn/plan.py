@@ -15,7 +15,7 @@ import re
 
 from pydantic import BaseModel, Field, ValidationError
 
-from prsm.backends.formulas import looks_like_formula
+from prsm.backends.formulas import compound, looks_like_formula
 from prsm.backends.wording import looks_like_math
 from prsm.errors import PlanRejected
 from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
@@ -86,6 +86,12 @@ _CLAUSE_VERBS = (
     r"give|state|say|list|name|discuss|summari[sz]e|why|how|what|which|who|where|when|is|are|does|"
     r"do|estimate|work\s+out"
 )
+# A clause that asks or orders something on its own starts so; "If ...", "A spring ..." do not.
+_ASKS = re.compile(
+    rf"^(?:please\s+)?(?:{_CLAUSE_VERBS}|d/d[a-z]|differentiate|integrate|increase|decrease|"
+    rf"take|square|double|halve|using|with\s+that|then|in\s+one\s+sentence)\b",
+    re.I,
+)
 _AND_VERB = re.compile(rf"((?:,\s*(?:and\s+)?|\s+and\s+))(?=(?:{_CLAUSE_VERBS})\b)", re.IGNORECASE)
 _LEADING_CONNECTIVE = re.compile(
     r"^(?:and\s+also|and|also|plus|additionally|next|finally|lastly|moreover|furthermore)\s*,?\s+", re.I
@@ -98,9 +104,12 @@ def classify(instruction: str) -> Capability:
     text = _LEADING_CONNECTIVE.sub("", instruction.strip()).rstrip("?!. ")
     if looks_like_math(text):
         return Capability.MATH
-    if _UNITS.match(text):
-        return Capability.UNITS
-    if looks_like_formula(text):
+    formula = looks_like_formula(text)
+    if _UNITS.match(text) and not (
+        formula and (compound(text) or re.search(r"\d\s*\S+\s+of\s+[A-Za-z]", text))
+    ):
+        return Capability.UNITS  # ... but "how many moles are in 18 g of water" needs a molar mass
+    if formula:
         return Capability.FORMULA
     return Capability.GENERAL
 
@@ -135,6 +144,7 @@ def _clauses(part: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for i, then_clause in enumerate(_THEN.split(part)):
         for j, also_clause in enumerate(_ALSO.split(then_clause)):
+            also_clause = _LEADING_CONNECTIVE.sub("", also_clause.strip())
             lead = re.match(
                 r"^(?:using|with)\s+(?:that|this|the\s+result|the\s+answer)\s*,?\s*", also_clause, re.I
             )
@@ -146,9 +156,9 @@ def _clauses(part: str) -> list[tuple[str, str]]:
             # one question for one model ("explain how X and why Y", "In one sentence, what ...").
             joined: list[tuple[str, str]] = []  # (separator before, text)
             for separator, text in zip(separators, texts, strict=True):
-                if (
-                    joined
-                    and _capability(_clean(joined[-1][1])) == _capability(_clean(text)) == Capability.GENERAL
+                if joined and (
+                    _capability(_clean(joined[-1][1])) == _capability(_clean(text)) == Capability.GENERAL
+                    or not _ASKS.match(_clean(joined[-1][1]))  # "If 80 g ... 4 years, how much ..."
                 ):
                     joined[-1] = (joined[-1][0], joined[-1][1] + separator + text)
                 else:
@@ -170,7 +180,13 @@ _MISSING_OPERAND = (  # "then multiply by 3": the earlier result is the operand 
     (re.compile(r"^subtract\s+(?!.*\bfrom\b)(.+)$", re.I), r"subtract \1 from {t0}"),
     (re.compile(r"^(square|cube|double|triple|halve)\s*$", re.I), r"\1 {t0}"),
     (re.compile(r"^(?:take\s+)?(?:the\s+)?square\s+root\s*$", re.I), "the square root of {t0}"),
-    (re.compile(r"^(?:evaluate|differentiate|integrate|simplify|expand|factor)\b(?!.*\{t0\})", re.I), ""),
+    (
+        re.compile(
+            r"^(evaluate|differentiate|integrate|simplify|expand|factor)\s+(?=(?:at|with|where|from|for|wrt)\b)",
+            re.I,
+        ),
+        r"\1 {t0} ",
+    ),
 )
 
 
@@ -204,9 +220,28 @@ def _capability(clause: str) -> Capability:
     return capability
 
 
+def _with_givens(parts: list[str]) -> list[str]:
+    """A sentence that only states quantities ("A spring of 200 N/m is stretched by 0.1 m.") is
+    the setting of the question after it: the two are one part."""
+    joined: list[str] = []
+    for part in parts:
+        last = _clean(joined[-1]) if joined else ""
+        if (
+            last
+            and not last.endswith("?")
+            and not _ASKS.match(last)
+            and re.search(r"\d", last)
+            and classify(last) == Capability.GENERAL
+        ):
+            joined[-1] = f"{joined[-1]} {part}"
+        else:
+            joined.append(part)
+    return joined
+
+
 def plan_deterministic(prompt: str) -> TaskPlan:
     tasks: list[SubTask] = []
-    for part in split_parts(prompt):
+    for part in _with_givens(split_parts(prompt)):
         part_keys: list[str] = []  # this part's sub-tasks so far
         for joint, clause in _clauses(part):
             key = f"t{len(tasks) + 1}"
@@ -219,7 +254,7 @@ def plan_deterministic(prompt: str) -> TaskPlan:
             if linked is not None:  # "multiply the result by 3": the tool gets the value
                 capability = classify(linked.replace("{t0}", "(t0)"))
                 clause, depends = linked.replace("{t0}", f"{{{previous}}}"), (previous,)
-            elif previous and (joint == "then" or starts_back):
+            elif previous and (joint == "then" or starts_back) and capability == Capability.GENERAL:
                 depends = (previous,)
                 clause = _link(clause, capability, previous)
             elif (
@@ -228,8 +263,9 @@ def plan_deterministic(prompt: str) -> TaskPlan:
                 and (
                     _EXPLICIT_REFERENCE.search(clause)
                     or (
-                        part_keys
-                        and any(tasks[int(k[1:]) - 1].capability != Capability.GENERAL for k in part_keys)
+                        joint == "and"
+                        and part_keys
+                        and tasks[int(part_keys[-1][1:]) - 1].capability != Capability.GENERAL
                     )
                 )
             ):

@@ -170,3 +170,31 @@ def test_general_clauses_stay_whole_as_written():
     assert shape("In one sentence, what is entropy?") == [
         ("general", "In one sentence, what is entropy?", ())
     ]
+
+
+def test_a_sentence_of_givens_joins_the_question_after_it():
+    assert shape("A spring with a spring constant of 200 N/m is stretched by 0.1 m. What is the force?") == [
+        (
+            "formula",
+            "A spring with a spring constant of 200 N/m is stretched by 0.1 m. What is the force?",
+            (),
+        )
+    ]
+    # a conditional clause is no ask of its own
+    assert [c for c, _, _ in shape("If 80 g of a substance has a half-life of 4 years, how much is left after 12 years?")] == [
+        "formula"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text,capability",
+    [
+        ("How many moles of CO2 are in 88 g?", "formula"),  # chemistry, not a conversion
+        ("How many moles are in 18 g of water?", "formula"),
+        ("What is the resistance of a circuit with 12 V and 2 A?", "formula"),
+        ("What is the kinetic energy of a car?", "general"),  # no numbers: nothing to compute
+        ("How many grams are in 3.5 pounds?", "units"),
+    ],
+)
+def test_classify_sends_formula_questions_to_the_formula_tool(text, capability):
+    assert classify(text) == capability

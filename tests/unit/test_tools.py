@@ -141,3 +141,19 @@ def test_a_tool_call_runs_in_the_sandbox_and_a_slow_one_is_stopped_while_others_
     answered = time.monotonic()
     assert ask(tool_backend("tool:units", sandbox), "convert 2 km to m") == "2000 meter"
     assert time.monotonic() - answered < 1
+
+
+@pytest.mark.parametrize(
+    "instruction,answer",
+    [
+        ("If x + 5 = 12, what is x?", "x = 7"),
+        ("What is the value of y when 3y - 4 = 11?", "y = 5"),
+        ("What is the derivative of x^2 evaluated at x = 3?", "6"),
+        ("What's 3/4 of 200?", "150"),
+        ("take the square root of 256", "16"),
+        ("what is 10% of 6.213711922 mile", "0.6213711922 mile"),  # an earlier result keeps its unit
+        ("multiply 9 joule by 3", "27 joule"),
+    ],
+)
+def test_math_tool_reads_what_people_write(instruction, answer):
+    assert solve_math(instruction) == answer
