@@ -85,6 +85,9 @@ def _unit_of(words: list[str]) -> pint.Unit | None:
     one name ("light year", "degrees Celsius", "square meters"); never a product of English
     words ("kg mass" is not kilogram times milliarcsecond)."""
     text = _scales(" ".join(words).rstrip("."))
+    text = {"AU": "astronomical_unit", "au": "astronomical_unit", "ly": "light_year"}.get(
+        text, text
+    )  # Pint: AU is absorbance
     if len(words) > 1 and " " in text:
         first = text.split()[0].lower()
         if first not in ("square", "cubic", "sq"):
@@ -221,7 +224,7 @@ def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | N
         return f"{formula.name} gives {unknown.name} in {unknown.unit}, not in {target}"
     head = lowered[: given[0].start] if given else lowered  # "what is the energy stored in ..."
     asked = any(re.search(rf"\b{re.escape(w)}\b", head) for w in unknown.words)
-    score = 3 * formula.called_for(text) + 2 * len(values) - 4 * leftover + (2 if asked else 0)
+    score = 3 * formula.called_for(text) + 2 * len(values) - 4 * leftover + (4 if asked else 0)
     if leftover:
         return f"{formula.name}: {leftover} of the question's quantities fit no variable"
     return Plan(formula, values, unknown, score)
@@ -256,14 +259,18 @@ def _solve(plan: Plan) -> pint.Quantity:
     return ureg.Quantity((positive or real)[0], base).to(plan.unknown.unit)
 
 
+_TARGET_INSIDE = re.compile(r"\b(?:in|into)\s+(?P<unit>[^\s,;?]+)\s+(?:of|for|from|needed|when)\b", re.I)
+
+
 def _target(text: str) -> pint.Unit | None:
-    match = _TARGET.search(text)
-    if not match:
-        return None
-    try:
-        return _unit(_scales(match["unit"]))
-    except BadInstruction:
-        return None
+    """The unit the question wants its answer in: "... in eV?", "the energy in kJ of ..."."""
+    for match in (_TARGET.search(text), _TARGET_INSIDE.search(text)):
+        if match and not re.match(r"^[-+]?\d", match["unit"]):
+            try:
+                return _unit(_scales(match["unit"]))
+            except BadInstruction:
+                continue
+    return None
 
 
 def _show(q: pint.Quantity) -> str:
@@ -284,7 +291,8 @@ def answer_formula(instruction: str) -> str:
     ):
         return f"M = {molar_mass(chemical):.10g} gram / mole (molar mass of {chemical} from IUPAC standard atomic weights)"
     target = _target(text)
-    scan = text[: _TARGET.search(text).start()] if target is not None else text
+    end = _TARGET.search(text)
+    scan = text[: end.start()] if target is not None and end and _target(text[end.start() :]) else text
     given = quantities(scan)
     candidates = [f for f in formulas() if f.called_for(lowered)]
     if not candidates:

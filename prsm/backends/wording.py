@@ -74,6 +74,7 @@ _REWRITES = tuple(
         (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+of\s+", r"(\1/100)*"),
         (rf"\b({NUMBER}\s*/\s*{NUMBER})\s+of\s+", r"(\1)*"),
         (rf"({NUMBER})\s*(?:%|percent\b|per\s+cent\b)", r"(\1/100)"),
+        (r"^(.+?)\s+(?:as\s+a|in)\s+percent(?:age)?$", r"100*(\1)"),
         # functions and powers in words
         (rf"\b(?:the\s+)?square\s+root\s+of\s+({_O})", r"sqrt(\1)"),
         (rf"\b(?:the\s+)?cube\s+root\s+of\s+({_O})", r"cbrt(\1)"),
@@ -158,6 +159,8 @@ def math_instruction(instruction: str) -> str:
     text = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), text)
     asked = _ASK.match(text)
     rest = text[asked.end() :] if asked else text
+    if asked and re.match(r"^what\s+.+\s+(?:is|equals)$", rest, re.I):  # "tell me what 3^5 is"
+        rest = re.sub(r"^what\s+|\s+(?:is|equals)$", "", rest, flags=re.I)
     solve_for = _SOLVE_FOR_COLON.match(text) or _UNKNOWN_IF.match(rest) or _IF_THEN_WHAT.match(text)
     if solve_for:
         return f"solve {_rewrite(solve_for['eq'])} for {solve_for['var']}"

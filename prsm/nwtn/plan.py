@@ -175,6 +175,7 @@ def _clean(clause: str) -> str:
 
 
 _MISSING_OPERAND = (  # "then multiply by 3": the earlier result is the operand left out
+    (re.compile(r"^(?:to|into)\s+(?=\S)", re.I), "convert {t0} to "),  # "... to kelvin, then to degF"
     (re.compile(r"^(multiply|divide)\s+by\s+", re.I), r"\1 {t0} by "),
     (re.compile(r"^add\s+(?!.*\b(?:to|and)\b)", re.I), "add {t0} and "),
     (re.compile(r"^subtract\s+(?!.*\bfrom\b)(.+)$", re.I), r"subtract \1 from {t0}"),
