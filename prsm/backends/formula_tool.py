@@ -14,6 +14,7 @@ the formula takes, or matches no formula is refused with the reason.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,8 +54,13 @@ class Given:
 def _number(text: str) -> float:
     mantissa, _, exponent = re.sub(r"\s+", "", text).replace("×", "x").partition("x10")
     if exponent:
-        return float(mantissa) * 10 ** int(exponent.lstrip("^").lstrip("*"))
-    return float(text.replace("**", "^").replace(" ", ""))
+        power = int(exponent.lstrip("^").lstrip("*"))
+        value = float(mantissa) * 10.0**power if abs(power) <= 300 else math.inf
+    else:
+        value = float(text.replace("**", "^").replace(" ", ""))
+    if not math.isfinite(value) or abs(value) > 1e300:
+        raise BadInstruction(f"a number past 1e300: {text!r}", "instruction")
+    return value
 
 
 def quantities(text: str) -> list[Given]:
@@ -248,11 +254,16 @@ def _solve(plan: Plan) -> pint.Quantity:
     f = plan.formula
     subs = {sympy.Symbol(name): _si(q) for name, q in plan.values.items()}
     subs |= {sympy.Symbol(name): _si(ureg.Quantity(1, const)) for name, const in f.constants.items()}
-    values = [complex(s.evalf(20, subs=subs)) for s in _solved(f.id, plan.unknown.name)]
-    real = [v.real for v in values if abs(v.imag) <= 1e-12 * max(1.0, abs(v.real))]
+    values = []
+    for solution in _solved(f.id, plan.unknown.name):
+        try:
+            values.append(complex(solution.evalf(20, subs=subs)))
+        except (TypeError, ZeroDivisionError, OverflowError):  # zoo, nan: no value at these inputs
+            continue
+    real = [v.real for v in values if abs(v.imag) <= 1e-12 * max(1.0, abs(v.real)) and math.isfinite(v.real)]
     if not real:
         raise BadInstruction(
-            f"{f.name}: no real value of {plan.unknown.name} fits these numbers", "instruction"
+            f"{f.name}: no real, finite value of {plan.unknown.name} fits these numbers", "instruction"
         )
     positive = [v for v in real if v > 0]
     base = ureg.Quantity(1, plan.unknown.unit).to_base_units().units

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -100,8 +101,14 @@ _NUMBERED = re.compile(r"(?:^|(?<=[\s:]))\(?(\d{1,2})[.)]\s+")
 _SENTENCE_END = re.compile(r"(?<=[?!])\s+|(?<=[a-z)\]}\d][.;])\s+(?=[A-Z(])")
 
 
+_CONVERSION = re.compile(r"^(?:please\s+)?(?:convert|express|change)\b(?!.*\bof\b)", re.I)
+
+
+@lru_cache(maxsize=4096)  # a plan classifies each clause several times while it splits and links
 def classify(instruction: str) -> Capability:
     text = _LEADING_CONNECTIVE.sub("", instruction.strip()).rstrip("?!. ")
+    if _CONVERSION.match(text) and _UNITS.match(text):  # the common case, without the math reading
+        return Capability.UNITS
     if looks_like_math(text):
         return Capability.MATH
     formula = looks_like_formula(text)
@@ -142,7 +149,14 @@ def _numbered_items(text: str) -> list[str]:
 def _clauses(part: str) -> list[tuple[str, str]]:
     """(how it joins the clause before: "then" | "also" | "and" | "", clause text)."""
     found: list[tuple[str, str]] = []
-    for i, then_clause in enumerate(_THEN.split(part)):
+    pieces = re.split(f"({_THEN.pattern})", part, flags=re.I)  # text, "then", text, ...
+    thens = [pieces[0]]
+    for separator, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        if _ASKS.match(_clean(thens[-1])):
+            thens.append(text)
+        else:  # "If it rains, then the ground is wet": a condition, not a step
+            thens[-1] += separator + text
+    for i, then_clause in enumerate(thens):
         for j, also_clause in enumerate(_ALSO.split(then_clause)):
             also_clause = _LEADING_CONNECTIVE.sub("", also_clause.strip())
             lead = re.match(

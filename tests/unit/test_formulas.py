@@ -101,6 +101,10 @@ def test_a_worked_question_gives_the_value_by_hand(question, unknown, value, uni
         "What is the kinetic energy of a 2 kg mass moving at 3 m/s in meters?",  # energy is no length
         "What is the pressure of 2 mol of an ideal gas at 300 K?",
         "What is the capital of France?",
+        "What is the kinetic energy of a 1e999 kg mass moving at 3 m/s?",  # past a float
+        "What is the kinetic energy of a 2 × 10^400 kg mass moving at 3 m/s?",
+        "What is the pH of a 0 M HCl solution?",  # -inf is no answer
+        "What is the de Broglie wavelength of an electron moving at 0 m/s?",  # a division by zero
     ],
 )
 def test_a_question_the_formulas_do_not_settle_is_refused_with_the_reason(question):

@@ -198,3 +198,10 @@ def test_a_sentence_of_givens_joins_the_question_after_it():
 )
 def test_classify_sends_formula_questions_to_the_formula_tool(text, capability):
     assert classify(text) == capability
+
+
+def test_a_condition_with_then_is_one_clause_not_two_steps():
+    assert shape("If it rains, then the ground gets wet. Why?")[0] == (
+        "general", "If it rains, then the ground gets wet.", ()
+    )  # fmt: skip
+    assert shape("If x + 5 = 12, then what is x?") == [("math", "If x + 5 = 12, then what is x?", ())]
