@@ -189,80 +189,18 @@ def _rewrite_operands(text: str) -> str:
 # --- what the math tool takes: the planner's test ----------------------------------------------
 
 _NAME = re.compile(r"[A-Za-z_]\w*")
-_KNOWN_NAMES = frozenset(
-    [
-        "sin",
-        "cos",
-        "tan",
-        "cot",
-        "sec",
-        "csc",
-        "asin",
-        "acos",
-        "atan",
-        "sinh",
-        "cosh",
-        "tanh",
-        "exp",
-        "log",
-        "ln",
-        "sqrt",
-        "cbrt",
-        "Abs",
-        "abs",
-        "factorial",
-        "pi",
-        "E",
-        "e",
-        "I",
-        "oo",
-        "with",
-        "respect",
-        "to",
-        "wrt",
-        "from",
-        "to",
-        "for",
-        "at",
-        "where",
-        "and",
-        "d",
-        "dx",
-        "dy",
-        "dt",
-        "as",
-        "approaches",
-        "tends",
-        "goes",
-        "evaluated",
-    ]
-)
-_GREEK = frozenset(
-    [
-        "alpha",
-        "beta",
-        "gamma",
-        "delta",
-        "epsilon",
-        "zeta",
-        "eta",
-        "theta",
-        "iota",
-        "kappa",
-        "mu",
-        "nu",
-        "xi",
-        "omicron",
-        "rho",
-        "sigma",
-        "tau",
-        "upsilon",
-        "phi",
-        "chi",
-        "psi",
-        "omega",
-    ]
-)
+# Names the math tool reads besides variables: its functions and constants, and the words of its
+# operations ("with respect to x", "from 0 to 1", "at x = 2", "as x approaches 0").
+_KNOWN_NAMES = frozenset((
+    "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh", "exp",
+    "log", "ln", "sqrt", "cbrt", "Abs", "abs", "factorial", "pi", "E", "e", "I", "oo",
+    "with", "respect", "to", "wrt", "from", "for", "at", "where", "and", "d", "dx", "dy", "dt",
+    "as", "approaches", "tends", "goes", "evaluated",
+))  # fmt: skip
+_GREEK = frozenset((
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "mu",
+    "nu", "xi", "omicron", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
+))  # fmt: skip
 
 
 def is_variable(name: str) -> bool:
@@ -275,12 +213,7 @@ def looks_like_math(instruction: str) -> bool:
     """True when the math tool would read `instruction` as an operation on expressions: an
     operation verb (possibly in words) and nothing left that is a word rather than mathematics."""
     text = math_instruction(instruction)
-    verb = re.match(
-        r"^(?:differentiate|derivative\s+of|d/d[a-z]|integrate|integral\s+of|solve|simplify|expand|"
-        r"factor|evaluate|second\s+derivative\s+of|limit)\b",
-        text,
-        re.I,
-    )
+    verb = _VERB.match(text)
     if not verb:
         return False
     body = text[verb.end() :]
