@@ -23,6 +23,7 @@ from prsm.backends.wording import is_variable, math_instruction
 from prsm.errors import BadInstruction
 
 MAX_EXPRESSION_CHARS = 300
+MAX_INSTRUCTION_CHARS = 600  # an expression in words is longer than one in symbols, not more
 MAX_INTEGER_DIGITS = 100  # a literal
 MAX_EXPONENT = 1000  # a numeric exponent, and a factorial's argument
 MAX_RESULT_DIGITS = 10_000  # a number raised to a number, and any exact number built
@@ -187,6 +188,8 @@ def _format_number(value: sympy.Expr) -> str:
 
 @BadInstruction.refusing("SymPy")
 def solve_math(instruction: str) -> str:
+    if len(instruction) > MAX_INSTRUCTION_CHARS:  # before reading words: that costs CPU per character
+        raise BadInstruction(f"an instruction over {MAX_INSTRUCTION_CHARS} characters", "instruction")
     text = math_instruction(instruction)
     match = _OPERATION.match(text)
     if not match:

@@ -104,9 +104,19 @@ _SENTENCE_END = re.compile(r"(?<=[?!])\s+|(?<=[a-z)\]}\d][.;])\s+(?=[A-Z(])")
 _CONVERSION = re.compile(r"^(?:please\s+)?(?:convert|express|change)\b(?!.*\bof\b)", re.I)
 
 
+# No tool reads a longer instruction (the formula tool's limit; math and units take less): a
+# longer clause is a general model's, and reading it as mathematics would only cost CPU here.
+MAX_TOOL_CLAUSE_CHARS = 600
+# A part that splits into more clauses than this is not split further: the plan would be
+# rejected for its size anyway, and splitting costs CPU in NWTN for every clause.
+MAX_CLAUSES = 60
+
+
 @lru_cache(maxsize=4096)  # a plan classifies each clause several times while it splits and links
 def classify(instruction: str) -> Capability:
     text = _LEADING_CONNECTIVE.sub("", instruction.strip()).rstrip("?!. ")
+    if len(text) > MAX_TOOL_CLAUSE_CHARS:
+        return Capability.GENERAL
     if _CONVERSION.match(text) and _UNITS.match(text):  # the common case, without the math reading
         return Capability.UNITS
     if looks_like_math(text):
@@ -150,6 +160,8 @@ def _clauses(part: str) -> list[tuple[str, str]]:
     """(how it joins the clause before: "then" | "also" | "and" | "", clause text)."""
     found: list[tuple[str, str]] = []
     pieces = re.split(f"({_THEN.pattern})", part, flags=re.I)  # text, "then", text, ...
+    if len(pieces) > 2 * MAX_CLAUSES:
+        pieces = [part]
     thens = [pieces[0]]
     for separator, text in zip(pieces[1::2], pieces[2::2], strict=True):
         if _ASKS.match(_clean(thens[-1])):
@@ -164,6 +176,8 @@ def _clauses(part: str) -> list[tuple[str, str]]:
             )
             prefix = lead[0] if lead else ""
             pieces = _AND_VERB.split(also_clause[len(prefix) :])  # text, separator, text, ...
+            if len(pieces) > 2 * MAX_CLAUSES:
+                pieces = [also_clause[len(prefix) :]]
             pieces[0] = prefix + pieces[0]
             texts, separators = pieces[0::2], ["", *pieces[1::2]]
             # An "and" split between two general clauses is undone, with the words as they were:

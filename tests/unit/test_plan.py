@@ -205,3 +205,16 @@ def test_a_condition_with_then_is_one_clause_not_two_steps():
         "general", "If it rains, then the ground gets wet.", ()
     )  # fmt: skip
     assert shape("If x + 5 = 12, then what is x?") == [("math", "If x + 5 = 12, then what is x?", ())]
+
+
+def test_a_long_prompt_is_planned_in_bounded_time():
+    import time
+
+    for prompt in (
+        "what is " + "5% of " * 1300,  # words the math reading would rewrite again and again
+        " ".join(["convert 3 km to miles and explain"] * 200),  # hundreds of clauses in one part
+        ", then ".join(["multiply 2 by 3"] * 400),
+    ):
+        started = time.perf_counter()
+        plan_deterministic(prompt[:8000])
+        assert time.perf_counter() - started < 0.5

@@ -157,3 +157,10 @@ def test_a_tool_call_runs_in_the_sandbox_and_a_slow_one_is_stopped_while_others_
 )
 def test_math_tool_reads_what_people_write(instruction, answer):
     assert solve_math(instruction) == answer
+
+
+def test_math_tool_refuses_a_long_instruction_before_reading_it():
+    started = time.monotonic()
+    with pytest.raises(ModelCallFailed, match="over 600 characters"):
+        solve_math("what is " + "5% of " * 1300)
+    assert time.monotonic() - started < 0.1
