@@ -13,13 +13,14 @@ earth" is an error, not the product m*a*s*s*... of letters.
 from __future__ import annotations
 
 import ast
+import decimal
 import math
 import re
 
 import sympy
 
 from prsm.backends.units_tool import quantity_arithmetic
-from prsm.backends.wording import is_variable, math_instruction
+from prsm.backends.wording import is_variable, math_instruction, split_rounding
 from prsm.errors import BadInstruction
 
 MAX_EXPRESSION_CHARS = 300
@@ -190,6 +191,35 @@ def _format_number(value: sympy.Expr) -> str:
 def solve_math(instruction: str) -> str:
     if len(instruction) > MAX_INSTRUCTION_CHARS:  # before reading words: that costs CPU per character
         raise BadInstruction(f"an instruction over {MAX_INSTRUCTION_CHARS} characters", "instruction")
+    instruction, rounding = split_rounding(instruction)
+    answer = _solve(instruction)
+    return answer if rounding is None else _rounded(answer, *rounding)
+
+
+def _rounded(answer: str, digits: int, significant: bool) -> str:
+    """A numeric answer rounded half away from zero, as by hand (each of several solutions:
+    "x = -1.41, x = 1.41"); anything else is refused."""
+    solutions = re.fullmatch(r"(?:[a-z]\w* = [^,=]+)(?:, [a-z]\w* = [^,=]+)*", answer)
+    if solutions and "=" in answer:
+        parts = [part.partition(" = ") for part in answer.split(", ")]
+        return ", ".join(f"{name} = {_rounded(value, digits, significant)}" for name, _, value in parts)
+    try:
+        value = decimal.Decimal(str(sympy.N(parse(answer), 30)))
+    except (BadInstruction, decimal.InvalidOperation, TypeError, ValueError):
+        raise BadInstruction(f"only a number can be rounded, not {answer!r}", "instruction") from None
+    if not value.is_finite():
+        raise BadInstruction(f"only a finite number can be rounded, not {answer!r}", "instruction")
+    if significant:
+        if digits < 1:
+            raise BadInstruction("round to at least one significant figure", "instruction")
+        places = digits - 1 - (value.adjusted() if value else 0)
+    else:
+        places = digits
+    result = value.quantize(decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP)
+    return format(result, "f") if -30 < places <= 30 else str(result)
+
+
+def _solve(instruction: str) -> str:
     text = math_instruction(instruction)
     match = _OPERATION.match(text)
     if not match:

@@ -152,9 +152,47 @@ _VERB = re.compile(
 )
 
 
+_WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+_ROUND_TO = (
+    r"to\s+(?:the\s+nearest\s+(?P<nearest>whole\s+number|integer|tenth|hundredth|thousandth)"
+    r"|(?P<n>\d{1,2}|one|two|three|four|five|six|seven|eight)\s+"
+    r"(?P<kind>decimal\s+places?|decimals?|places?|significant\s+(?:figures|digits)|sig\.?\s*figs?))"
+)
+_ROUNDING = re.compile(
+    r",?\s*(?:and\s+)?(?:then\s+)?(?:(?:rounded|round(?:\s+it|\s+the\s+result)?)(?:\s+(?:off\s+)?"
+    + _ROUND_TO
+    + r")?|(?:correct\s+|accurate\s+|expressed\s+)?"
+    + _ROUND_TO.replace("?P<", "?P<x_")
+    + r")\s*[?.!]*$",
+    re.I,
+)
+_NEAREST = {"whole number": 0, "integer": 0, "tenth": 1, "hundredth": 2, "thousandth": 3}
+
+
+def split_rounding(instruction: str) -> tuple[str, tuple[int, bool] | None]:
+    """The instruction without a rounding request at its end, and the request: (digits,
+    significant?). "..., rounded" is to the nearest whole number; "to 3 significant figures"."""
+    match = _ROUNDING.search(instruction)
+    if not match:
+        return instruction, None
+    rest = instruction[: match.start()]
+    nearest, n, kind = (
+        match["nearest"] or match["x_nearest"],
+        match["n"] or match["x_n"],
+        match["kind"] or match["x_kind"],
+    )
+    if nearest:
+        return rest, (_NEAREST[" ".join(nearest.lower().split())], False)
+    if n:
+        return rest, (_WORD_NUMBERS.get(n.lower()) or int(n), bool(re.match(r"sig", kind, re.I)))
+    return rest, (0, False)
+
+
 def math_instruction(instruction: str) -> str:
     """The instruction in the math tool's own words: an operation verb and expressions.
-    Text that is already so, or that is no mathematics, comes back unchanged but for spacing."""
+    Text that is already so, or that is no mathematics, comes back unchanged but for spacing.
+    A rounding request at the end is left out (the math tool applies it to the result)."""
+    instruction, _ = split_rounding(instruction)
     text = " ".join(instruction.split()).strip().rstrip("?!. ")
     text = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), text)
     asked = _ASK.match(text)
@@ -217,7 +255,7 @@ def looks_like_math(instruction: str) -> bool:
     if not verb:
         return False
     body = text[verb.end() :]
-    if not re.search(r"[\d=^*/+\-()]|\b[a-z]\b", body):
+    if not re.search(r"[\d=^*/+\-()]|\b[a-z]\b|\b(?:pi|E|oo)\b", body):
         return False
     for name in _NAME.findall(body):
         if name not in _KNOWN_NAMES and name.lower() not in _KNOWN_NAMES and not is_variable(name):

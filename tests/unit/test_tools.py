@@ -164,3 +164,25 @@ def test_math_tool_refuses_a_long_instruction_before_reading_it():
     with pytest.raises(ModelCallFailed, match="over 600 characters"):
         solve_math("what is " + "5% of " * 1300)
     assert time.monotonic() - started < 0.1
+
+
+@pytest.mark.parametrize(
+    "instruction,answer",
+    [
+        ("What is the square root of 50, rounded?", "7"),  # to the nearest whole number
+        ("What is the square root of 2, rounded to 3 decimal places?", "1.414"),
+        ("What is 2.5 rounded to the nearest whole number", "3"),  # half away from zero, as by hand
+        ("what is 22/7 correct to two decimal places", "3.14"),
+        ("What is 1/3 to 3 significant figures", "0.333"),
+        ("what is 123456 rounded to 2 significant figures", "120000"),
+        ("What is pi to 4 decimal places?", "3.1416"),
+        ("solve x^2 = 2 for x, rounded to 2 decimals", "x = -1.41, x = 1.41"),
+    ],
+)
+def test_math_tool_rounds_when_asked(instruction, answer):
+    assert solve_math(instruction) == answer
+
+
+def test_math_tool_refuses_to_round_what_is_no_number():
+    with pytest.raises(ModelCallFailed, match="only a number can be rounded"):
+        solve_math("differentiate x^2, rounded")
