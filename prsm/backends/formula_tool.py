@@ -24,7 +24,7 @@ import sympy
 
 from prsm.backends.formulas import Formula, Variable, compound, formulas, molar_mass
 from prsm.backends.math_tool import parse
-from prsm.backends.units_tool import _scales, _unit, registry
+from prsm.backends.units_tool import _scales, _unit, as_delta, registry
 from prsm.backends.wording import NUMBER
 from prsm.errors import BadInstruction
 
@@ -147,17 +147,6 @@ def _distance(text: str, given: Given, variable: Variable) -> float:
     return best
 
 
-def _as_delta(quantity: pint.Quantity) -> pint.Quantity:
-    ureg = registry()
-    offsets = {
-        "degree_Celsius": "delta_degC",
-        "degree_Fahrenheit": "delta_degF",
-        "degree_Reaumur": "delta_degRe",
-    }
-    name = offsets.get(str(quantity.units))
-    return ureg.Quantity(quantity.magnitude, name) if name else quantity
-
-
 def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | None) -> Plan | str:
     """Which quantity is which variable; the unknown; or why the formula does not fit."""
     lowered = text.lower()
@@ -178,7 +167,7 @@ def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | N
             leftover += 1
             continue
         chosen = min(fitting, key=lambda v: _distance(text, g, v))  # ties: the table's order
-        values[chosen.name] = _as_delta(g.quantity) if chosen.delta else g.quantity
+        values[chosen.name] = as_delta(g.quantity) if chosen.delta else g.quantity
         del open_vars[chosen.name]
     for g in given:  # "two 1000 kg masses", "charges of 2 uC each": one quantity, two variables
         before, after = text[max(0, g.start - 30) : g.start], text[g.end : g.end + 12]
@@ -187,7 +176,7 @@ def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | N
         ):
             twin = next((v for v in open_vars.values() if _fits(v, g.quantity)), None)
             if twin is not None:
-                values[twin.name] = _as_delta(g.quantity) if twin.delta else g.quantity
+                values[twin.name] = as_delta(g.quantity) if twin.delta else g.quantity
                 del open_vars[twin.name]
     chemical = compound(text)
     for v in list(open_vars.values()):

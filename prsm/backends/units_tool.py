@@ -46,7 +46,6 @@ _DELTA_PHRASE = re.compile(
     re.I,
 )
 _BARE_SCALE = re.compile(r"^(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(?P<scale>[CFKR])$")
-_DELTA_OF = {"degF": "delta_degF", "degC": "delta_degC", "degRe": "delta_degRe"}
 
 
 def _scales(text: str) -> str:
@@ -125,22 +124,21 @@ def _temperature_unit(text: str) -> str | None:
     return bare or (text.strip() if text.strip() in ("degF", "degC", "degRe", "degR", "kelvin") else None)
 
 
-def _as_delta(quantity: pint.Quantity, unit: pint.Unit) -> tuple[pint.Quantity, pint.Unit]:
-    """A temperature difference: both sides in delta units (Kelvin and Rankine already are)."""
-    ureg = registry()
-    name = _unit_name(quantity.units)
-    if name in _DELTA_OF:
-        quantity = ureg.Quantity(quantity.magnitude, _DELTA_OF[name])
-    target = _unit_name(unit)
-    if target in _DELTA_OF:
-        unit = ureg.Unit(_DELTA_OF[target])
-    return quantity, unit
+def as_delta(quantity: pint.Quantity) -> pint.Quantity:
+    """A temperature as a difference: an offset scale's delta unit (Kelvin and Rankine already
+    are differences); any other quantity as it is."""
+    name = _DELTA_BY_UNIT.get(str(quantity.units))
+    return registry().Quantity(quantity.magnitude, name) if name else quantity
 
 
-def _unit_name(unit: pint.Unit) -> str | None:
-    return {
-        "degree_Fahrenheit": "degF", "degree_Celsius": "degC", "degree_Reaumur": "degRe",
-    }.get(str(unit))  # fmt: skip
+def _delta_unit(unit: pint.Unit) -> pint.Unit:
+    name = _DELTA_BY_UNIT.get(str(unit))
+    return registry().Unit(name) if name else unit
+
+
+_DELTA_BY_UNIT = {
+    "degree_Fahrenheit": "delta_degF", "degree_Celsius": "delta_degC", "degree_Reaumur": "delta_degRe",
+}  # fmt: skip
 
 
 @BadInstruction.refusing("Pint")
@@ -161,8 +159,8 @@ def convert_units(instruction: str) -> str:
             temperature = quantity.dimensionality == registry().kelvin.dimensionality
             bare = _temperature_unit(target) if temperature else None
             unit = registry().Unit(bare) if bare else _unit(target)
-            if temperature and delta:
-                quantity, unit = _as_delta(quantity, unit)
+            if temperature and delta:  # both sides are differences
+                quantity, unit = as_delta(quantity), _delta_unit(unit)
             try:
                 converted = quantity.to(unit)
             except pint.DimensionalityError as exc:
