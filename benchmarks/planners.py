@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from answers import f1  # noqa: E402
 from science_questions import QUESTIONS, Question  # noqa: E402
 
-from prsm.errors import PlanRejected  # noqa: E402
+from prsm.errors import PRSMError  # noqa: E402
 from prsm.nwtn.plan import (  # noqa: E402
     llm_planner_messages,
     plan_deterministic,
@@ -62,7 +63,10 @@ def llm_backend(args):
         from prsm.backends.remote import RemoteChatBackend
         from prsm.egress import EgressPolicy
 
-        egress = EgressPolicy.from_entries([args.endpoint.split("/v1")[0]])
+        url = urlsplit(args.endpoint)  # the allowlist takes host:port, not a URL
+        egress = EgressPolicy.from_entries(
+            [f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}"]
+        )
         return RemoteChatBackend(args.endpoint, args.model, egress, os.environ.get("PLANNER_API_KEY"))
     from prsm.backends.causal_lm import CausalLMBackend
     from prsm.registry import DEFAULT_WEIGHTS
@@ -89,7 +93,7 @@ def main() -> None:
         try:
             output = asyncio.run(backend.run(call))
             llm_plan, error = plan_from_llm_output(output.text, MAX_TASKS, MAX_DEPTH), None
-        except PlanRejected as exc:  # NWTN would fall back to the deterministic plan
+        except PRSMError as exc:  # a rejected plan or a failed call: NWTN would use the deterministic plan
             llm_plan, error = None, str(exc)[:200]
         seconds = time.perf_counter() - t0
         d_node, d_edge = plan_scores(question, deterministic)
