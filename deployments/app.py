@@ -9,6 +9,7 @@ tests run without Ray. `build_app` is the application builder named in deploymen
 # is decorated, and FastAPI must see the real body types (not strings) in the replica.
 import asyncio
 import json
+import logging
 import time
 
 import ray
@@ -19,6 +20,7 @@ from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 from starlette.concurrency import iterate_in_threadpool
 
+from prsm import logs, metrics
 from prsm.api import auth, limits
 from prsm.api.auth import BEARER_SECURITY, acting_for, current_principal, record_usage, require
 from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, trace_usage
@@ -66,27 +68,51 @@ class ModelReplica:
     """Hosts models by id (`@serve.multiplexed`): the first request for an id loads it."""
 
     def __init__(self, settings: dict):
-        self.models = Services.from_settings(settings).models
+        services = Services.from_settings(settings)
+        logs.configure(serve.get_replica_context().deployment, services.settings.log_level)
+        self.models = services.models
 
     @serve.multiplexed(max_num_models_per_replica=4)
     async def backend(self, model_id: str) -> Backend:
         return await asyncio.to_thread(self.models.load, model_id)
 
     async def run(self, call: ModelCall) -> ModelOutput:
-        return await run_one(await self.backend(serve.get_multiplexed_model_id()), call)
+        model_id = serve.get_multiplexed_model_id()
+        return await run_one(await self.backend(model_id), call, model_id)
 
     async def run_many(self, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
-        return await run_many(await self.backend(serve.get_multiplexed_model_id()), calls)
+        model_id = serve.get_multiplexed_model_id()
+        return await run_many(await self.backend(model_id), calls, model_id)
 
 
 @serve.deployment
 class RouterDeployment:
     def __init__(self, settings: dict):
         services = Services.from_settings(settings)
+        logs.configure("Router", services.settings.log_level)
         self.router = Router(services.registry, Embedder(), policy=services.market)
 
-    async def rank_many(self, requests: list[tuple[SubTask, frozenset[str]]]) -> list[list[Candidate]]:
-        return await asyncio.to_thread(self.router.rank_many, requests)
+    async def rank_many(self, requests: list[tuple[SubTask, frozenset[str], str]]) -> list[list[Candidate]]:
+        """Each request: (sub-task, models with an open breaker, the query's request id)."""
+        started = time.perf_counter()
+        ranked = await asyncio.to_thread(self.router.rank_many, [(t, o) for t, o, _ in requests])
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        for (task, _, request_id), candidates in zip(requests, ranked, strict=True):
+            logs.event("ranked", request_id=request_id or None, capability=task.capability, ms=ms,
+                       model_id=candidates[0].model_id if candidates else None, candidates=len(candidates))  # fmt: skip
+        return ranked
+
+
+def log_query(principal: Principal, started: float, status: str, trace: dict | None) -> None:
+    """A query's log line at the ingress: its session, the key that asked (its id), the models."""
+    logs.event(
+        "query",
+        session_id=trace["session_id"] if trace else None,
+        key_id=principal.key_id,
+        status=status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+        model_id=",".join(sorted({t["model"] for t in trace["tasks"] if t.get("model")})) if trace else None,
+    )
 
 
 api = create_api()
@@ -103,6 +129,7 @@ class NWTN:
 
     def __init__(self, settings: dict, router, lm_replica, tool_replica):
         self.services = services = Services.from_settings(settings)
+        logs.configure("NWTN", services.settings.log_level)
         self.keys = services.keys
         limits.configure(services.settings.max_body_bytes, services.settings.body_timeout_s)
         auth.configure(services.keys, RayLimiter() if ray.is_initialized() else None, services.audit)
@@ -123,13 +150,22 @@ class NWTN:
         hold stays open much past `PRSM_ABANDONED_AFTER_S` without anyone running a command.
         Every replica sweeps; the releases are idempotent."""
         settings = self.services.settings
+        self.nwtn.breaker.report()  # a breaker whose cooldown ended closes in the metrics too
         if (
             self._sweep is None or self._sweep.done()
         ) and time.monotonic() - self._swept_at >= settings.sweep_every_s:
             self._swept_at = time.monotonic()
-            self._sweep = asyncio.ensure_future(
-                asyncio.to_thread(self.services.billing.release_abandoned, settings.abandoned_after_s)
-            )
+            self._sweep = asyncio.ensure_future(asyncio.to_thread(self._housekeeping))
+
+    def _housekeeping(self) -> None:
+        """The sweep of abandoned holds, and the settlement lag for the metrics."""
+        from prsm.chain.epochs import unsettled_age_s
+
+        released = self.services.billing.release_abandoned(self.services.settings.abandoned_after_s)
+        metrics.HOLDS_SWEPT.inc(len(released))
+        if released:
+            logs.event("abandoned holds released", logging.WARNING, sessions=len(released))
+        metrics.SETTLEMENT_LAG.set(unsettled_age_s(self.services.db.engine))
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -144,8 +180,14 @@ class NWTN:
     async def query(self, request: Request) -> Response:
         """Answer a (multi-part) question: the answer, the session id and the whole trace."""
         principal: Principal = request.state.principal  # the hot path: no dependency to solve
-        body = await parse_body(request, QueryRequest)
-        trace = await self.nwtn.query(body.prompt, principal.account, body.user)
+        started = time.perf_counter()
+        try:
+            body = await parse_body(request, QueryRequest)
+            trace = await self.nwtn.query(body.prompt, principal.account, body.user)
+        except BaseException as exc:
+            log_query(principal, started, type(exc).__name__, None)
+            raise
+        log_query(principal, started, trace["status"], trace)
         record_usage(request, *trace_usage(trace))
         return Response(content=json.dumps(trace), media_type="application/json")
 
@@ -355,7 +397,13 @@ class NWTN:
         messages = [m.model_dump() for m in body.messages]
         if body.model == "nwtn":
             prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-            trace = await self.nwtn.query(prompt, principal.account, body.user)
+            started = time.perf_counter()
+            try:
+                trace = await self.nwtn.query(prompt, principal.account, body.user)
+            except BaseException as exc:
+                log_query(principal, started, type(exc).__name__, None)
+                raise
+            log_query(principal, started, trace["status"], trace)
             record_usage(request, *trace_usage(trace))
             tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
             tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
@@ -377,10 +425,10 @@ def build_app(args: dict | None = None) -> Application:
         settings = services.settings
     config = settings.portable()
     light = {"num_cpus": 0.1}
-    # Internal hops log no access line per call: the session trace in the database already records
-    # every step with its latency, and each log line costs CPU on every request. The ingress keeps
-    # its HTTP access log.
-    quiet = {"enable_access_log": False}
+    # Serve's own log lines are JSON too (with its request id), beside PRSM's (prsm/logs.py).
+    # Internal hops log no Serve access line per call: PRSM's line per call carries the query's
+    # request id, and each line costs CPU on every request. The ingress keeps its access log.
+    quiet = {"enable_access_log": False, "encoding": "JSON"}
     lm = ModelReplica.options(
         name="LMReplica",
         max_ongoing_requests=settings.lm_max_ongoing,
@@ -406,4 +454,5 @@ def build_app(args: dict | None = None) -> Application:
         max_queued_requests=settings.nwtn_max_queued,
         backpressure_config=overload,
         ray_actor_options=light,
+        logging_config={"encoding": "JSON"},
     ).bind(config, router, lm, tools)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,12 @@ class Settings(BaseSettings):
         default=None, description="Join this Ray cluster instead of starting a local one."
     )
     ray_num_cpus: int | None = None
+    # Monitoring (docs/operations.md): the metrics export port of the Ray head `prsm up` starts,
+    # and the port of the Prometheus `prsm up --monitor` starts beside it.
+    metrics_port: int = Field(default=8080, ge=1, le=65535, description="Ray's Prometheus metrics port.")
+    prometheus_port: int = Field(
+        default=9090, ge=1, le=65535, description="Port of `prsm up --monitor`'s Prometheus."
+    )
 
     # Limits on input and on plans: the ingress refuses anything past them with a 4xx.
     max_prompt_chars: int = 8_000
@@ -146,6 +153,11 @@ class Settings(BaseSettings):
         description="Age after which a running session's hold is released (> query deadline).",
     )
     sweep_every_s: float = Field(default=60.0, gt=0, description="How often NWTN releases abandoned holds.")
+
+    # Operations (docs/operations.md): PRSM's JSON log lines (prsm/logs.py) and its metrics.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of PRSM's JSON log lines (INFO: one line per query and per hop)."
+    )
 
     # Serve sizing. Serve's default max_ongoing_requests=5 collapses under load on small
     # machines (docs/platform.md): the light deployments take many concurrent requests because

@@ -174,6 +174,8 @@ class ModelCall:
     max_new_tokens: int = 96
     # OpenAI's response_format: {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}}
     response_format: dict | None = None
+    # The query's request id, for the replica's log line (prsm/logs.py); not part of the call.
+    request_id: str = field(default="", compare=False)
 
     @property
     def last_user_text(self) -> str:

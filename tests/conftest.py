@@ -67,7 +67,9 @@ def orchestrator(services, router, models):
     from prsm.nwtn.orchestrator import Orchestrator
     from prsm.nwtn.remote import ModelClient, RouterClient
 
-    rank = RouterClient(lambda requests: asyncio.to_thread(router.rank_many, requests))
+    rank = RouterClient(
+        lambda requests: asyncio.to_thread(router.rank_many, [(t, o) for t, o, _ in requests])
+    )
     call = ModelClient(heavy=lambda m: partial(models.run, m), light=lambda m: partial(models.run_many, m))
     services.ledger.open_account("alice")
     services.ledger.mint("alice", 10**18, "faucet-alice")

@@ -18,6 +18,7 @@ import asyncio
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from prsm import logs, metrics
 from prsm.api.limits import send_error
 from prsm.api.ratelimit import LocalLimiter, RayLimiter
 from prsm.audit import AuditLog
@@ -68,6 +69,14 @@ def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+def request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """Serve's request id (its proxy puts one in every request's headers), cleaned for logs."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            return logs.clean_request_id(value.decode("latin-1"))
+    return ""
+
+
 class Authenticate:
     def __init__(self, app):
         self.app = app
@@ -75,10 +84,14 @@ class Authenticate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("path") in PUBLIC:
             return await self.app(scope, receive, send)
+        headers = scope.get("headers", [])
+        logs.REQUEST_ID.set(request_id(headers))
         try:
-            principal = await authenticate(_keys, bearer(scope.get("headers", [])))
+            principal = await authenticate(_keys, bearer(headers))
         except Unauthorized as exc:
+            metrics.REFUSALS.inc(status="401")
             return await send_error(send, 401, exc.to_dict(), exc.code, ((b"www-authenticate", b"Bearer"),))
+        send = _counting_refusals(send)
         state = scope.setdefault("state", {})
         state["principal"] = principal
         if _audit is not None and scope.get("method") in CHANGES:
@@ -118,6 +131,20 @@ class Authenticate:
             await send(message)
 
         return send_and_record
+
+
+REFUSED = frozenset({401, 402, 429})
+
+
+def _counting_refusals(send):
+    """`send`, counting a 401, 402 or 429 answer in the metrics as it starts."""
+
+    async def send_and_count(message):
+        if message["type"] == "http.response.start" and message["status"] in REFUSED:
+            metrics.REFUSALS.inc(status=str(message["status"]))
+        await send(message)
+
+    return send_and_count
 
 
 KEY = Security(BEARER)

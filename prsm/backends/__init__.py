@@ -8,9 +8,11 @@ in this process, for NWTN without a cluster (tests, notebooks). Both run calls t
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Protocol
 
+from prsm import logs
 from prsm.backends.sandbox import Sandbox
 from prsm.egress import EgressPolicy
 from prsm.errors import ModelCallFailed, PRSMError, as_prsm_error
@@ -24,18 +26,46 @@ class Backend(Protocol):
     async def run(self, call: ModelCall) -> ModelOutput: ...
 
 
-async def run_one(backend: Backend, call: ModelCall) -> ModelOutput:
-    """One call; any failure becomes a PRSM error, which crosses a process boundary as itself."""
+async def run_one(backend: Backend, call: ModelCall, model_id: str = "") -> ModelOutput:
+    """One call; any failure becomes a PRSM error, which crosses a process boundary as itself.
+    Each call is a log line with its query's request id (prsm/logs.py)."""
+    started = time.perf_counter()
     try:
-        return await backend.run(call)
+        output = await backend.run(call)
     except Exception as exc:
-        raise as_prsm_error(exc) from None
+        error = as_prsm_error(exc)
+        _log_call(call, model_id, started, type(error).__name__)
+        raise error from None
+    _log_call(call, model_id, started, "ok", output)
+    return output
 
 
-async def run_many(backend: Backend, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
+async def run_many(
+    backend: Backend, calls: list[ModelCall], model_id: str = ""
+) -> list[ModelOutput | PRSMError]:
     """A batch of calls to one model, run concurrently: each gets its output or its own error."""
-    outputs = await asyncio.gather(*(backend.run(c) for c in calls), return_exceptions=True)
-    return [as_prsm_error(o) if isinstance(o, BaseException) else o for o in outputs]
+
+    async def one(call: ModelCall) -> ModelOutput | PRSMError:
+        try:
+            return await run_one(backend, call, model_id)
+        except PRSMError as error:
+            return error
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+def _log_call(
+    call: ModelCall, model_id: str, started: float, status: str, output: ModelOutput | None = None
+) -> None:
+    logs.event(
+        "model call",
+        request_id=call.request_id or None,
+        model_id=model_id or None,
+        status=status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+        tokens_in=output.tokens_in if output else None,
+        tokens_out=output.tokens_out if output else None,
+    )
 
 
 class LocalModels:
@@ -108,7 +138,7 @@ class LocalModels:
         return self._backends[model_id]
 
     async def run(self, model_id: str, call: ModelCall) -> ModelOutput:
-        return await run_one(await self.backend(model_id), call)
+        return await run_one(await self.backend(model_id), call, model_id)
 
     async def run_many(self, model_id: str, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
-        return await run_many(await self.backend(model_id), calls)
+        return await run_many(await self.backend(model_id), calls, model_id)

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 
 # An overrun is the instruction's doing (the tools are PRSM's own): BadInstruction, a 422 for a
 # direct call, and no mark against the tool's health.
+from prsm import metrics
 from prsm.errors import BadInstruction, as_prsm_error, error_from_dict
 
 PRELOAD = ["prsm.backends.math_tool", "prsm.backends.units_tool", "prsm.backends.formula_tool"]
@@ -133,12 +134,15 @@ class Sandbox:
                 worker = self._replace(worker)
                 worker.conn.send((path, argument))
             if not worker.conn.poll(self.limits.wall_s):
+                metrics.TOOL_OVERRUNS.inc(limit="wall")
                 raise BadInstruction(f"the tool ran past its {self.limits.wall_s:g} s limit and was stopped")
             try:
                 status, value = worker.conn.recv()
             except EOFError:  # it died: the kernel stopped it past its CPU time, or it crashed
                 raise self._death(worker) from None
             retire = status == "retire"
+            if retire:
+                metrics.TOOL_OVERRUNS.inc(limit="memory")
         finally:
             self._idle.put(self._replace(worker) if retire else worker)
         if status != "ok":
@@ -149,6 +153,7 @@ class Sandbox:
         worker.process.join(timeout=1)
         code = worker.process.exitcode
         if code in (-signal.SIGXCPU, -signal.SIGKILL):  # past the soft, or the hard, CPU limit
+            metrics.TOOL_OVERRUNS.inc(limit="cpu")
             return BadInstruction(f"the tool ran past its {self.limits.cpu_s} s of CPU time and was stopped")
         return BadInstruction(f"the tool's worker died (exit code {code}) on this instruction")
 

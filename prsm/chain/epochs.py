@@ -27,6 +27,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, text
 from web3 import Web3
 
+from prsm import metrics
 from prsm.chain.client import SignedTx
 from prsm.chain.contracts import Contracts
 from prsm.chain.links import ADDRESSES
@@ -37,6 +38,7 @@ from prsm.db.models import (
     LedgerTransaction,
     SettlementEpoch,
     SettlementLine,
+    as_utc,
     utcnow,
 )
 from prsm.errors import ChainError
@@ -87,6 +89,16 @@ class Settler:
 
     def settle(self, on_step: Callable[[SettleStep], None] | None = None) -> EpochReport | None:
         """Finish the unfinished epoch, or open and settle a new one. None: nothing to pay."""
+        try:
+            report = self._settle(on_step)
+        except Exception:
+            metrics.SETTLEMENT_EPOCHS.inc(outcome="failed")
+            raise
+        metrics.SETTLEMENT_EPOCHS.inc(outcome="nothing to pay" if report is None else "confirmed")
+        metrics.SETTLEMENT_LAG.set(unsettled_age_s(self.ledger.engine))
+        return report
+
+    def _settle(self, on_step: Callable[[SettleStep], None] | None) -> EpochReport | None:
         step = on_step or (lambda name: None)
         addresses = self.contracts.addresses()
         epoch = self._unfinished()
@@ -273,3 +285,22 @@ class Settler:
         with self.ledger.reads.connect() as conn:
             row = conn.execute(select(EPOCHS).where(EPOCHS.c.id == epoch_id)).first()
         return SettlementEpoch(**row._asdict())
+
+
+def unsettled_age_s(engine) -> float:
+    """Settlement lag: seconds since the oldest earning of an account with a chain address that
+    no confirmed epoch has paid yet (an entry past its account's cursor, or in an epoch not yet
+    confirmed); 0 when everything earned is settled."""
+    with engine.connect() as conn:
+        past_cursor = conn.execute(
+            select(func.min(ENTRIES.c.created_at))
+            .join(TXNS, TXNS.c.id == ENTRIES.c.transaction_id)
+            .join(ADDRESSES, ADDRESSES.c.account_id == ENTRIES.c.account_id)
+            .where(ENTRIES.c.id > ADDRESSES.c.settled_through, ENTRIES.c.amount > 0)
+            .where(TXNS.c.kind.in_((OpKind.CAPTURE, OpKind.CREDIT)))
+        ).scalar()
+        unconfirmed = conn.execute(
+            select(func.min(EPOCHS.c.created_at)).where(EPOCHS.c.status != EpochStatus.CONFIRMED)
+        ).scalar()
+    oldest = [as_utc(t) for t in (past_cursor, unconfirmed) if t is not None]
+    return max(0.0, (utcnow() - min(oldest)).total_seconds()) if oldest else 0.0

@@ -30,7 +30,12 @@ APP_IMPORT_PATH = "deployments.app:build_app"
 def add(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start local Ray (if needed) and the Serve app; return when healthy")
     up.add_argument("--timeout", type=float, default=600)
-    up.set_defaults(fn=lambda args, services: start(services, args.timeout))
+    up.add_argument(
+        "--monitor",
+        action="store_true",
+        help="also start Prometheus with monitoring/'s config and alert rules",
+    )
+    up.set_defaults(fn=lambda args, services: start(services, args.timeout, args.monitor))
     down = sub.add_parser("down", help="stop the Serve app and the local Ray `prsm up` started")
     down.set_defaults(fn=lambda args, services: stop(services.settings))
     demo = sub.add_parser("demo", help="up, ask a multi-part question, print answer and trace, down")
@@ -44,7 +49,7 @@ def ray_running(env: dict[str, str]) -> bool:
     return result.returncode == 0
 
 
-def start(services: Services, timeout_s: float) -> None:
+def start(services: Services, timeout_s: float, monitor: bool = False) -> None:
     settings = services.settings
     env = apply_ray_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +64,7 @@ def start(services: Services, timeout_s: float) -> None:
             console.print(f"starting a local Ray head ({cpus} CPUs)")
             started = subprocess.run(
                 [ray_bin("ray"), "start", "--head", f"--num-cpus={cpus}", "--dashboard-host=127.0.0.1",
-                 "--disable-usage-stats"],
+                 f"--metrics-export-port={settings.metrics_port}", "--disable-usage-stats"],
                 env=env, capture_output=True, text=True, timeout=180,
             )  # fmt: skip
             if started.returncode != 0:
@@ -82,6 +87,12 @@ def start(services: Services, timeout_s: float) -> None:
         ray.shutdown()
     console.print(f"PRSM is up at {settings.base_url} ({time.perf_counter() - t0:.0f} s)")
     console.print(f"API keys (operator, development) in {settings.keys_file}")
+    if monitor:
+        import prsm.cli.monitor as prometheus
+
+        # Ray's discovery file names every node when the head has a dashboard; else this node.
+        targets = None if prometheus.RAY_DISCOVERY_FILE.is_file() else [f"127.0.0.1:{settings.metrics_port}"]
+        prometheus.start(settings, targets)
 
 
 def wait_healthy(base_url: str, timeout_s: float) -> None:
@@ -97,6 +108,10 @@ def wait_healthy(base_url: str, timeout_s: float) -> None:
 
 
 def stop(settings: Settings) -> None:
+    import prsm.cli.monitor as prometheus
+
+    if prometheus.stop(settings):
+        console.print("Prometheus is stopped")
     env = apply_ray_env()
     marker = settings.data_dir / RAY_MARKER
     if ray_running(env):

@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Executable
 
+from prsm import metrics
+
 # A write: (statement name, its parameters) pairs, and at most one (OPS, operation) pair whose
 # operation `post` applies first; if `post` refuses it, the write is left out whole.
 Write = list[tuple[str, Any]]
@@ -42,7 +44,9 @@ class GroupCommitter:
         statements: dict[str, Executable],
         post: Callable[[list, Connection], list[Exception | object]],
         max_batch: int = 512,
+        name: str = "sessions",
     ):
+        self.name = name  # the `writer` label of its metrics
         self._engine = engine
         self._statements = statements
         self._post = post
@@ -76,10 +80,13 @@ class GroupCommitter:
                 except queue.Empty:
                     break
             busy = len(batch) > 1
+            started = time.perf_counter()
             try:
                 results = self._commit([write for write, _, _ in batch])
             except Exception:
                 results = [self._alone(write) for write, _, _ in batch]
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started, writer=self.name)
+            metrics.COMMIT_BATCH.observe(len(batch), writer=self.name)
             for (_, loop, future), error in zip(batch, results, strict=True):
                 loop.call_soon_threadsafe(_settle, future, error)
 

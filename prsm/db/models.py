@@ -59,12 +59,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """Aware UTC whether the driver returns aware (PostgreSQL) or naive (SQLite) datetimes."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def iso_utc(value: datetime | None) -> str | None:
     """UTC ISO 8601 whether the driver returns aware (PostgreSQL) or naive (SQLite) datetimes."""
-    if value is None:
-        return None
-    aware = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.isoformat()
+    return None if value is None else as_utc(value).isoformat()
 
 
 NAMING = {

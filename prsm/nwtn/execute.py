@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from prsm import logs, metrics
 from prsm.errors import BadInstruction, PRSMError
 from prsm.types import (
     PLACEHOLDER,
@@ -68,11 +69,18 @@ class CircuitBreaker:
     def record(self, model_id: str, ok: bool) -> None:
         if ok:
             self._failures.pop(model_id, None)
-            self._opened_at.pop(model_id, None)
+            if self._opened_at.pop(model_id, None) is not None:
+                self.report()
             return
         self._failures[model_id] = self._failures.get(model_id, 0) + 1
         if self._failures[model_id] >= self.threshold:
             self._opened_at[model_id] = time.monotonic()
+            self.report()
+
+    def report(self) -> None:
+        """The open breakers into the metrics (on each change, and on NWTN's health check, which
+        sees a cooldown end)."""
+        metrics.OPEN_CIRCUITS.set(len(self.open_ids()))
 
     def open_ids(self) -> frozenset[str]:
         now = time.monotonic()
@@ -141,7 +149,11 @@ async def run_task(
         outcome.error = f"no registered model offers capability {task.capability!r}"
         return outcome
 
-    call_args = ModelCall(messages=messages_for(task, outcome.instruction), max_new_tokens=max_new_tokens)
+    call_args = ModelCall(
+        messages=messages_for(task, outcome.instruction),
+        max_new_tokens=max_new_tokens,
+        request_id=logs.REQUEST_ID.get(),
+    )
     for candidate in candidates[:MAX_ATTEMPTS]:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:

@@ -15,15 +15,18 @@ import json
 import time
 import uuid
 
+from prsm import metrics
 from prsm.db.committer import Write
 from prsm.errors import (
     AllCandidatesFailed,
     InvalidInput,
     ModelCallFailed,
     PromptBlocked,
+    PRSMError,
     QueryRefused,
     UnknownModel,
 )
+from prsm.ftns.amounts import FTNS
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
@@ -63,6 +66,22 @@ def check_prompt(prompt: str, max_chars: int) -> str:
     if "\x00" in prompt:
         raise InvalidInput("the prompt contains a NUL character", "prompt")
     return prompt.strip()
+
+
+def observe_task(outcome: TaskOutcome, cost: int) -> None:
+    """A finished sub-task in the metrics: each attempt's latency, fallbacks, tokens, earnings."""
+    capability = outcome.task.capability
+    for attempt in outcome.attempts:
+        result = "ok" if attempt.ok else "refused" if attempt.refused else "failed"
+        metrics.SUBTASK_SECONDS.observe(
+            attempt.latency_ms / 1000, model=attempt.model_id, capability=capability, outcome=result
+        )
+    if len(outcome.attempts) > 1:
+        metrics.FALLBACKS.inc(len(outcome.attempts) - 1, capability=capability)
+    if outcome.status == TaskStatus.DONE:
+        metrics.TOKENS_IN.inc(outcome.tokens_in, model=outcome.model_id)
+        metrics.TOKENS_OUT.inc(outcome.tokens_out, model=outcome.model_id)
+        metrics.FTNS_EARNED.inc(cost / FTNS, model=outcome.model_id)
 
 
 class Orchestrator:
@@ -105,6 +124,22 @@ class Orchestrator:
         """Answer `prompt`, paid by `account` (its API key's); `user` is the caller's own tag for
         its end user (OpenAI's `user`), recorded with the session (default: the account)."""
         started = time.perf_counter()
+        status = "cancelled"
+        try:
+            view = await self._query(prompt, account, user, started)
+            status = view["status"]
+            return view
+        except PRSMError as exc:  # the client's mistake (4xx), or no model could answer (5xx)
+            status = "refused" if exc.status_code < 500 else "failed"
+            raise
+        except Exception:  # a bug: the alert rules count these with the failures
+            status = "error"
+            raise
+        finally:
+            metrics.QUERIES.inc(status=status)
+            metrics.QUERY_SECONDS.observe(time.perf_counter() - started, status=status)
+
+    async def _query(self, prompt: str, account: str, user: str | None, started: float) -> dict:
         # Every model call of this query ends by then (prsm/nwtn/execute.py).
         deadline = time.monotonic() + self.settings.query_deadline_s
         user = user or account
@@ -183,6 +218,7 @@ class Orchestrator:
             if card is not None:
                 cost = call_cost(card, outcome.tokens_in, outcome.tokens_out)
                 costs.append((card, cost))
+            observe_task(outcome, cost)
             write = self.sessions.task_write(record, outcome, task_steps(outcome, seq), cost)
             if finished < len(plan.tasks):
                 await self.sessions.commit(write)
@@ -223,6 +259,7 @@ class Orchestrator:
             op = charge.capture(parts)
         record.finish(compiled.status, compiled.answer, errors, latency_ms, parts)
         await self.sessions.finish(record, [compile_step], op, last)
+        metrics.FTNS_CHARGED.inc(sum(parts.values()) / FTNS, kind="query")
         if compiled.status == SessionStatus.FAILED:
             failed = [o for o in outcomes.values() if o.status == TaskStatus.FAILED]
             if failed and all(o.attempts and all(a.refused for a in o.attempts) for o in failed):

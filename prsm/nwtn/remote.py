@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from prsm import logs
 from prsm.errors import PRSMError, as_prsm_error, unwrap
 from prsm.types import Candidate, ModelCall, ModelKind, ModelOutput, SubTask
 
@@ -89,7 +90,8 @@ class Coalescer(Generic[Item, Result]):
         self._pump()
 
 
-RankBatch = Callable[[list[tuple[SubTask, frozenset[str]]]], Awaitable[list[list[Candidate]]]]
+# (sub-task, open circuits, request id): the id is for the router's log line (prsm/logs.py).
+RankBatch = Callable[[list[tuple[SubTask, frozenset[str], str]]], Awaitable[list[list[Candidate]]]]
 # A model id gives the function that calls that model: once per call, or once per batch.
 CallOne = Callable[[ModelCall], Awaitable[ModelOutput]]
 CallBatch = Callable[[list[ModelCall]], Awaitable[list[ModelOutput | PRSMError]]]
@@ -103,7 +105,7 @@ class RouterClient:
 
     async def __call__(self, task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
         try:
-            return await self._ranks.call((task, open_circuits))
+            return await self._ranks.call((task, open_circuits, logs.REQUEST_ID.get()))
         except Exception as exc:  # the router's error arrives wrapped by Ray: raise it as itself
             raise as_prsm_error(unwrap(exc)) from None
 

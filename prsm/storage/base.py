@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from prsm import metrics
 from prsm.errors import CorruptBlock, InvalidInput, NotFound
 from prsm.storage.cid import (
     CID,
@@ -26,7 +27,21 @@ from prsm.storage.cid import (
 )
 
 
+class _Counted:
+    """A binary stream that counts the bytes read from it (for the store's metrics)."""
+
+    def __init__(self, stream):
+        self._stream, self.count = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.count += len(data)
+        return data
+
+
 class BlockStore:
+    backend = "none"  # the `backend` label of the store's metrics
+
     def __init__(self, threads: int | None = None):
         # Hashing and I/O release the GIL: blocks are hashed, written, fetched and verified on
         # several threads at once, and handed out in order.
@@ -68,11 +83,18 @@ class BlockStore:
     def put(self, data: bytes | os.PathLike | str | object) -> str:
         """Store bytes, a file path or a binary stream; return its CID (Kubo's, CIDv1)."""
         if isinstance(data, bytes | bytearray | memoryview):
-            return self._put_stream(data)
+            cid = self._put_stream(data)
+            metrics.STORE_BYTES_IN.inc(len(data), backend=self.backend)
+            return cid
         if isinstance(data, str | os.PathLike):
             with open(data, "rb") as f:
-                return self._put_stream(f)
-        return self._put_stream(data)
+                cid = self._put_stream(f)
+            metrics.STORE_BYTES_IN.inc(os.path.getsize(data), backend=self.backend)
+            return cid
+        counted = _Counted(data)
+        cid = self._put_stream(counted)
+        metrics.STORE_BYTES_IN.inc(counted.count, backend=self.backend)
+        return cid
 
     def put_dir(self, folder: os.PathLike | str) -> str:
         """Store a folder (its files and subfolders) as a UnixFS directory; return its CID, the

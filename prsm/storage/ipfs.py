@@ -16,6 +16,7 @@ import json
 
 import httpx
 
+from prsm import metrics
 from prsm.errors import CorruptBlock, IpfsError, NotFound, PRSMError
 from prsm.storage.base import BlockStore
 from prsm.storage.cid import CHUNK, CID, DAG_PB, _base58btc
@@ -24,6 +25,8 @@ FETCHES = {"block/get", "block/stat", "pin/add"}
 
 
 class IpfsStore(BlockStore):
+    backend = "ipfs"
+
     def __init__(self, url: str, timeout_s: float = 5.0, threads: int | None = None):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
@@ -75,7 +78,9 @@ class IpfsStore(BlockStore):
         if not parsed.verify(data):
             with contextlib.suppress(PRSMError):  # the refusal stands even if the node keeps it
                 self._call("block/rm", name, force="true")
+            metrics.STORE_QUARANTINED.inc(backend=self.backend)
             raise CorruptBlock(f"block {name} from the IPFS node does not match its CID: removed", "cid")
+        metrics.STORE_BYTES_OUT.inc(len(data), backend=self.backend)
         return data
 
     def has_block(self, cid: str) -> bool:

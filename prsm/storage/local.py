@@ -31,6 +31,7 @@ import threading
 import uuid
 from pathlib import Path
 
+from prsm import metrics
 from prsm.errors import CorruptBlock, NotFound
 from prsm.storage.base import BlockStore
 from prsm.storage.cid import CID, DAG_PB, build, chunked, hashed
@@ -54,6 +55,8 @@ CREATE TABLE IF NOT EXISTS pins (cid TEXT PRIMARY KEY) WITHOUT ROWID;
 
 
 class LocalStore(BlockStore):
+    backend = "local"
+
     def __init__(self, root: Path, threads: int | None = None, sync: bool = True):
         self.root = Path(root)
         self.sync = sync
@@ -140,7 +143,9 @@ class LocalStore(BlockStore):
             target = self.root / "quarantine" / f"{name}.{uuid.uuid4().hex[:8]}"
             target.write_bytes(data)
             self._db.execute("DELETE FROM blocks WHERE cid = ?", (name,))
+            metrics.STORE_QUARANTINED.inc(backend=self.backend)
             raise CorruptBlock(f"block {name} does not match its CID: a copy is in {target}", "cid")
+        metrics.STORE_BYTES_OUT.inc(len(data), backend=self.backend)
         return data
 
     def block_size(self, cid: str) -> int:
@@ -162,6 +167,7 @@ class LocalStore(BlockStore):
     def put_node(self, block: bytes) -> str:
         cid = CID.of(DAG_PB, block)
         self._write_pack(lambda emit: emit(cid, block))
+        metrics.STORE_BYTES_IN.inc(len(block), backend=self.backend)
         return str(cid)
 
     def _write_pack(self, produce, replace: bool = False):

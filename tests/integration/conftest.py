@@ -50,6 +50,7 @@ class App:
     base_url: str
     settings: object
     keys: dict[str, str]
+    metrics_port: int  # Ray's Prometheus endpoint (PRSM's and Serve's series)
 
     def client(self, key: str = "alice", **kwargs) -> httpx.Client:
         headers = {"authorization": f"Bearer {self.keys[key]}"} if key else {}
@@ -86,13 +87,14 @@ def prsm_app(tmp_path_factory):
             if funds:
                 services.ledger.mint(name, funds, f"test-faucet-{name}")
     os.environ["PRSM_HEADER_TIMEOUT_S"] = "3"  # read by Serve's proxy (prsm/api/proxy.py)
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR")
+    metrics_port = free_port()
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", _metrics_export_port=metrics_port)
     serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
     serve.run(build_app(settings.portable()), name="prsm", route_prefix="/")
     deadline = time.monotonic() + 120
     while httpx.get(f"{settings.base_url}/healthz").status_code != 200:
         assert time.monotonic() < deadline, "the app never became healthy"
         time.sleep(0.5)
-    yield App(settings.base_url, settings, keys)
+    yield App(settings.base_url, settings, keys, metrics_port)
     serve.shutdown()
     ray.shutdown()
