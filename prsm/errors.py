@@ -227,5 +227,11 @@ class TooLarge(PRSMError):
     status_code = 413
 
 
+class ClusterTooSmall(PRSMError):
+    """A job asks for more than the cluster has free (said at once, not retried forever)."""
+
+    status_code = 503
+
+
 class IpfsError(PRSMError):
     status_code = 502

@@ -50,12 +50,17 @@ def spec_from(argv: list[str]) -> DistillSpec:
 def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
-    from prsm.distill.job import prepare, publish, train_with_ray
+    from prsm.distill.job import placement, prepare, publish, train_with_ray
 
     hf_logging.disable_progress_bar()  # ours show the job's progress; theirs would interleave
     try:
         spec = spec_from(sys.argv[1:] if argv is None else argv)
         services = Services()
+        # Before the teacher's data are generated: a job the cluster cannot place stops now.
+        cpus = placement(spec, services.settings)
+        console.print(
+            f"training on {spec.workers} worker(s) of {cpus:g} CPU" + (" and 1 GPU" if spec.use_gpu else "")
+        )
         with _bars() as bars:
             generating = bars.add_task("teacher data", total=None, visible=False)
 
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"training {plan.run_name}" + (f"  loss {loss:.3f}" if loss is not None else "")
                 bars.update(training, completed=step, description=label)
 
-            result = train_with_ray(plan, progress=trained)
+            result = train_with_ray(plan, progress=trained, cpus=cpus)
             bars.update(training, completed=spec.steps)
         card = publish(plan, services, result, say=console.print)
     except PRSMError as exc:

@@ -10,6 +10,7 @@ evaluate, store the student by CID, register its card.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from prsm.distill import data
 from prsm.distill.spec import PRESETS, DistillSpec, count_parameters, student_config
-from prsm.errors import InvalidInput, NotFound, UnknownModel
+from prsm.errors import ClusterTooSmall, InvalidInput, NotFound, UnknownModel
 from prsm.services import Services
 from prsm.settings import Settings, apply_ray_env
 from prsm.storage.artifacts import Artifacts
@@ -64,6 +65,33 @@ class Plan:
             "checkpoint_every": spec.checkpoint_every,
             "threads": max(1, (os.cpu_count() or 1) // spec.workers),
         }
+
+
+def fit_workers(spec: DistillSpec, free_per_node: list[dict[str, float]], total_cpus: float) -> float:
+    """CPUs per training worker: the spec's, or the CPUs free now shared by its workers (one
+    decimal), checked against what each node has free (a worker runs on one node). A job the
+    cluster cannot place stops here, saying what it needs and what is free: Ray would otherwise
+    wait for resources that never come (the Serve app holds part of every small cluster)."""
+    free = sum(node.get("CPU", 0.0) for node in free_per_node)
+    cpus = spec.cpus_per_worker or math.floor(10 * free / spec.workers) / 10
+    gpus = 1 if spec.use_gpu else 0
+    slots = 0
+    for node in free_per_node:  # how many workers fit, node by node
+        fits = int(node.get("CPU", 0.0) / cpus + 1e-9) if cpus > 0 else 0
+        if gpus:
+            fits = min(fits, int(node.get("GPU", 0.0)))
+        slots += fits
+    if cpus <= 0 or slots < spec.workers:
+        gpu = f" and {spec.workers} GPU" if gpus else ""
+        free_gpus = sum(node.get("GPU", 0.0) for node in free_per_node)
+        raise ClusterTooSmall(
+            f"the job needs {spec.workers} worker(s) of {cpus:g} CPU{gpu}; the cluster has {free:g} of "
+            f"{total_cpus:g} CPU free" + (f" and {free_gpus:g} GPU" if gpus else "")
+            + " (the Serve app's replicas hold part of it). Ask for less (--cpus-per-worker, "
+            "--workers) or add a node.",
+            "cpus_per_worker" if spec.cpus_per_worker else "workers",
+        )  # fmt: skip
+    return cpus
 
 
 def _say(message: str) -> None:
@@ -161,29 +189,48 @@ class TrainResult:
     job_id: str | None
 
 
-def train_with_ray(plan: Plan, progress=None) -> TrainResult:
-    """TorchTrainer with `workers` workers (DDP over gloo on CPU, NCCL on GPUs). The run's name
-    comes from the spec: fit() on an existing run restores its last checkpoint."""
+def connect(settings: Settings) -> None:
+    """Join the cluster the job was submitted to (or RAY_ADDRESS, or `ray_address`), else start
+    a local Ray."""
     import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from prsm.distill.train import FINAL, train_loop_per_worker
 
     apply_ray_env()
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS", plan.settings.ray_address)
+        address = os.environ.get("RAY_ADDRESS", settings.ray_address)
         if address in (None, "local"):
             # A Ray we start for this job runs its workers at normal priority: by default Ray
             # nices them to 15, and on a small machine every wake-up of Ray's own processes
             # then stalls both threads of a training step (measured: benchmarks/distill.py).
             os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address=address, log_to_driver=True)
+
+
+def placement(spec: DistillSpec, settings: Settings) -> float:
+    """CPUs per worker that the cluster can place now (`fit_workers`); ClusterTooSmall if none.
+    Called before the teacher's data are generated, so a job that cannot run says so at once."""
+    import ray
+    from ray._private.state import available_resources_per_node
+
+    connect(settings)
+    free = list(available_resources_per_node().values())
+    return fit_workers(spec, free, ray.cluster_resources().get("CPU", 0))
+
+
+def train_with_ray(plan: Plan, progress=None, cpus: float | None = None) -> TrainResult:
+    """TorchTrainer with `workers` workers (DDP over gloo on CPU, NCCL on GPUs) of `cpus` CPUs
+    each (default: `placement`). The run's name comes from the spec: fit() on an existing run
+    restores its last checkpoint."""
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from prsm.distill.train import FINAL, train_loop_per_worker
+
     spec = plan.spec
+    cpus = cpus or placement(spec, plan.settings)
     actor = ray.remote(Progress).options(num_cpus=0).remote()
-    config = {**plan.train_config(), "progress_actor": actor}
+    config = {**plan.train_config(), "progress_actor": actor, "threads": max(1, int(cpus))}
     storage = Path(plan.settings.data_dir) / "distill"
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // spec.workers)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

@@ -70,6 +70,12 @@ class DistillSpec(BaseModel):
     held_out: float = Field(default=0.2, gt=0, lt=1, description="share of prompts kept for evaluation")
     workers: int = Field(default=1, ge=1, le=1024, description="Ray Train workers (DDP)")
     use_gpu: bool = Field(default=False, description="one GPU a worker")
+    cpus_per_worker: float | None = Field(
+        default=None,
+        gt=0,
+        le=1024,
+        description="CPUs each training worker asks of Ray (default: the CPUs free now, shared by the workers)",
+    )
     checkpoint_every: int = Field(default=100, ge=1, description="steps between checkpoints (and reports)")
     price_per_1k_tokens: int | None = Field(
         default=None,
@@ -117,6 +123,7 @@ class DistillSpec(BaseModel):
             exclude={
                 "workers",
                 "use_gpu",
+                "cpus_per_worker",
                 "checkpoint_every",
                 "name",
                 "owner",

@@ -289,9 +289,15 @@ class Orchestrator:
         budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
         call = ModelCall(tuple(messages), budget, response_format)
         cards = await self.cards({card.teacher} - {None})
-        return await self.billing.completion(
+        output, charge = await self.billing.completion(
             account, card, call, lambda: self.bounded_call(card, call), cards
         )
+        charged = int(charge["charged"]) / FTNS
+        metrics.TOKENS_IN.inc(output.tokens_in, model=card.id)
+        metrics.TOKENS_OUT.inc(output.tokens_out, model=card.id)
+        metrics.FTNS_CHARGED.inc(charged, kind="completion")
+        metrics.FTNS_EARNED.inc(charged, model=card.id)  # a completion's charge is its model's cost
+        return output, charge
 
     async def bounded_call(self, card: ModelCard, call: ModelCall) -> ModelOutput:
         """One model call within the query deadline (cancelled past it, on its replica too)."""
