@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -29,12 +28,11 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 from science_questions import QUESTIONS, Question  # noqa: E402
 
 from prsm.nwtn.execute import value_of  # noqa: E402
@@ -230,12 +228,7 @@ def main() -> None:
     result = {
         "benchmark": "answers",
         "quick": args.quick,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },  # fmt: skip
+        "machine": machine(),
         "questions": len(rows),
         "questions_with_numbers": len(numeric),
         "parts_with_numbers": len(parts),

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 RESULTS = REPO / "benchmarks" / "results" / "distill.json"
 TEACHER = "smollm2-135m-instruct"
@@ -107,12 +107,7 @@ def main() -> None:
     result = {
         "benchmark": "distill",
         "quick": args.quick,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },  # fmt: skip
+        "machine": machine(torch=torch.__version__),
         "teacher": TEACHER,
         "student_preset": spec.student,
         "student_parameters": plan.student_parameters,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services (the private PostgreSQL starter)
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 from prsm.db.engine import make_engine  # noqa: E402
 from prsm.ftns.ledger import Ledger, capture_op, hold_op  # noqa: E402
@@ -124,11 +123,7 @@ def main() -> None:
     result = {
         "benchmark": "ledger",
         "quick": args.quick,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "rows": rows,
         **{f"{r['database']}_pairs_vs_updates_ratio": r["pairs_vs_updates_ratio"] for r in rows},
         **{

@@ -18,20 +18,17 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psutil
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-
 from answers import f1  # noqa: E402
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 from science_questions import QUESTIONS, Question  # noqa: E402
 
 from prsm.errors import PRSMError  # noqa: E402
@@ -111,12 +108,7 @@ def main() -> None:
         "llm_planner": args.endpoint
         and f"{args.model} at {args.endpoint}"
         or "smollm2-135m-instruct (in process, schema-guided)",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },  # fmt: skip
+        "machine": machine(),
         "questions": n,
         "deterministic_node_f1": mean("deterministic", 0),
         "deterministic_edge_f1": mean("deterministic", 1),

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 from prsm.settings import apply_ray_env  # noqa: E402
 from prsm.types import KeyLimits  # noqa: E402
@@ -331,12 +331,7 @@ def main() -> None:
         "quick": args.quick,
         "key_limits": not args.no_limits,
         "seconds_per_level": seconds,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "memory_gib": round(psutil.virtual_memory().total / GiB, 1),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "rows": serve_result["rows"],
         "throughput_ratio_at_32_clients": at32["throughput_ratio"],
         "throughput_ratio_target": TARGET,

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.services (the anvil starter)
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 from prsm.chain.client import Chain  # noqa: E402
 from prsm.chain.contracts import Contracts  # noqa: E402
@@ -205,11 +204,7 @@ def main() -> None:
         "benchmark": "settlement",
         "quick": args.quick,
         "chain": "anvil 1.7.1 (npm @foundry-rs/anvil-linux-amd64), automine",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "gas": gas,
         "settlement_vs_per_query_gas_ratio": gas["settlement_vs_per_query_gas_ratio"],
         "throughput": rows,

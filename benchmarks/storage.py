@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
 
 from prsm.settings import Settings  # noqa: E402
 from prsm.storage.local import LocalStore  # noqa: E402
@@ -111,11 +111,7 @@ def main() -> None:
         "rounds": rounds,
         "backend": "local block store",
         "store_folder": str(where),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "sha256_mb_per_s": sha,
         "put_mb_per_s": put,
         "put_without_sync_mb_per_s": put_nosync,

@@ -46,6 +46,7 @@ _SOLVE_FOR_COLON = re.compile(
 
 # (pattern, replacement) rewrites inside an expression, applied in order until nothing changes.
 _O = _OPERAND
+_PCT = r"(?:%|percent\b|per\s+cent\b)"  # "15%", "15 percent", "15 per cent"
 _REWRITES = tuple(
     (re.compile(p, re.I), r)
     for p, r in (
@@ -54,26 +55,26 @@ _REWRITES = tuple(
         (rf"\bwhat\s+percent(?:age)?\s+is\s+({_O})\s+of\s+({_O})", r"100*(\1)/(\2)"),
         (rf"({_O})\s+as\s+a\s+percent(?:age)?\s+of\s+({_O})", r"100*(\1)/(\2)"),
         (
-            rf"\b(?:increase|raise)\s+({_O})\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            rf"\b(?:increase|raise)\s+({_O})\s+by\s+({_O})\s*{_PCT}",
             r"(\1)*(1+(\2)/100)",
         ),
         (
-            rf"\b(?:decrease|reduce|lower)\s+({_O})\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            rf"\b(?:decrease|reduce|lower)\s+({_O})\s+by\s+({_O})\s*{_PCT}",
             r"(\1)*(1-(\2)/100)",
         ),
         (
-            rf"({_O})\s+(?:increased|raised)\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            rf"({_O})\s+(?:increased|raised)\s+by\s+({_O})\s*{_PCT}",
             r"(\1)*(1+(\2)/100)",
         ),
         (
-            rf"({_O})\s+(?:decreased|reduced|lowered)\s+by\s+({_O})\s*(?:%|percent\b|per\s+cent\b)",
+            rf"({_O})\s+(?:decreased|reduced|lowered)\s+by\s+({_O})\s*{_PCT}",
             r"(\1)*(1-(\2)/100)",
         ),
-        (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+more\s+than\s+({_O})", r"(\2)*(1+(\1)/100)"),
-        (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+less\s+than\s+({_O})", r"(\2)*(1-(\1)/100)"),
-        (rf"({_O})\s*(?:%|percent\b|per\s+cent\b)\s+of\s+", r"(\1/100)*"),
+        (rf"({_O})\s*{_PCT}\s+more\s+than\s+({_O})", r"(\2)*(1+(\1)/100)"),
+        (rf"({_O})\s*{_PCT}\s+less\s+than\s+({_O})", r"(\2)*(1-(\1)/100)"),
+        (rf"({_O})\s*{_PCT}\s+of\s+", r"(\1/100)*"),
         (rf"\b({NUMBER}\s*/\s*{NUMBER})\s+of\s+", r"(\1)*"),
-        (rf"({NUMBER})\s*(?:%|percent\b|per\s+cent\b)", r"(\1/100)"),
+        (rf"({NUMBER})\s*{_PCT}", r"(\1/100)"),
         (r"^(.+?)\s+(?:as\s+a|in)\s+percent(?:age)?$", r"100*(\1)"),
         # functions and powers in words
         (rf"\b(?:the\s+)?square\s+root\s+of\s+({_O})", r"sqrt(\1)"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,22 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 class CLIError(Exception):
     """A message for the user; exit status 1."""
+
+
+def wait_until_ok(url: str, what: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers 200; CLIError naming `what` past `timeout_s`, or at once if
+    `process` (the server we started) exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise CLIError(f"{what} exited with code {process.returncode} (see its log)")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise CLIError(f"{what} did not answer {url} within {timeout_s:.0f} s")
 
 
 def ray_bin(name: str) -> str:

@@ -15,9 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
-
-from prsm.cli.common import CLIError, console
+from prsm.cli.common import CLIError, console, wait_until_ok
 from prsm.settings import Settings
 
 # The repository's monitoring/ folder; a wheel ships it as the package prsm.monitoring.
@@ -66,17 +64,7 @@ def command(config: Path, data: Path, port: int) -> list[str]:
 
 
 def wait_ready(base_url: str, process: subprocess.Popen | None = None, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise CLIError(f"Prometheus exited with code {process.returncode} (see its log)")
-        try:
-            if httpx.get(f"{base_url}/-/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise CLIError(f"Prometheus did not become ready at {base_url} within {timeout_s:.0f} s")
+    wait_until_ok(f"{base_url}/-/ready", "Prometheus", timeout_s, process)
 
 
 def start(settings: Settings, targets: list[str] | None = None) -> str:
@@ -106,14 +94,26 @@ def stop(settings: Settings) -> bool:
     pid = int(pid_file.read_text())
     pid_file.unlink()
     try:
+        # The pid may have been reused since (a reboot, a crash): signal only a Prometheus.
+        if b"prometheus" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return False
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     for _ in range(100):  # it flushes its database on SIGTERM
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             return True
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     return True
+
+
+def _gone(pid: int) -> bool:
+    try:  # our own child (started in this process): reap it
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # another process's (`prsm up` exited since): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False

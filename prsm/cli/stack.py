@@ -9,9 +9,7 @@ import subprocess
 import time
 import uuid
 
-import httpx
-
-from prsm.cli.common import CLIError, api, console, print_trace, ray_bin
+from prsm.cli.common import CLIError, api, console, print_trace, ray_bin, wait_until_ok
 from prsm.ftns.amounts import FTNS
 from prsm.keys import DEV_ACCOUNT, provision
 from prsm.services import Services
@@ -96,15 +94,7 @@ def start(services: Services, timeout_s: float, monitor: bool = False) -> None:
 
 
 def wait_healthy(base_url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise CLIError(f"the app did not answer {base_url}/healthz within {timeout_s:.0f} s")
+    wait_until_ok(f"{base_url}/healthz", "the app", timeout_s)
 
 
 def stop(settings: Settings) -> None:

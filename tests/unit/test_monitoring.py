@@ -185,3 +185,18 @@ def test_the_operations_guide_lists_every_metric():
     guide = (MONITORING.parent / "docs" / "operations.md").read_text()
     for m in metrics.CATALOGUE.values():
         assert f"`ray_{m.name}" in guide, f"docs/operations.md does not list {m.name}"
+
+
+def test_prsm_up_monitor_starts_prometheus_and_down_stops_only_it(tmp_path):
+    promtool()  # the same package brings prometheus
+    from prsm.settings import Settings
+    from tests.services import free_port
+
+    settings = Settings(data_dir=tmp_path, prometheus_port=free_port(), _env_file=None)
+    url = monitor.start(settings, ["127.0.0.1:1"])
+    assert url.endswith(f":{settings.prometheus_port}")
+    pid = int((tmp_path / "prometheus" / monitor.PID_FILE).read_text())
+    assert monitor.stop(settings) is True and not os.path.exists(f"/proc/{pid}/cmdline")
+    assert monitor.stop(settings) is False  # nothing left to stop
+    (tmp_path / "prometheus" / monitor.PID_FILE).write_text(f"{os.getpid()}\n")  # a reused pid
+    assert monitor.stop(settings) is False  # not a Prometheus: left alone (this test is alive)
