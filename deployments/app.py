@@ -9,7 +9,6 @@ tests run without Ray. `build_app` is the application builder named in deploymen
 # is decorated, and FastAPI must see the real body types (not strings) in the replica.
 import asyncio
 import json
-import logging
 import time
 
 import ray
@@ -47,6 +46,7 @@ from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.remote import ModelClient, RouterClient
 from prsm.nwtn.route import Router
+from prsm.ops import Schedules
 from prsm.sealing import context_of
 from prsm.services import Services
 from prsm.storage.artifacts import ArtifactKind
@@ -116,6 +116,7 @@ def log_query(principal: Principal, started: float, status: str, trace: dict | N
 
 
 api = create_api()
+TICK_S = 5.0  # how often an NWTN replica looks for due scheduled jobs (a read; no write unless due)
 PARENTS = Query(default=[], description="CIDs it was made from (repeat the parameter).")
 KIND = Query(..., description="What the bytes are.")
 WHO = Depends(current_principal)
@@ -141,31 +142,28 @@ class NWTN:
         self.nwtn = Orchestrator(
             services.settings, services.registry, services.sessions, services.billing, rank, call
         )
-        self._sweep: asyncio.Future | None = None
-        self._swept_at = float("-inf")
+        self.schedules = Schedules(services)
+        self._tick: asyncio.Future | None = None
+        self._ticked_at = self._measured_at = float("-inf")
 
     async def check_health(self) -> None:
-        """Serve calls this every few seconds, traffic or not: it also runs the sweep that
-        releases the holds of queries whose NWTN process died (a replica killed mid-query), so no
-        hold stays open much past `PRSM_ABANDONED_AFTER_S` without anyone running a command.
-        Every replica sweeps; the releases are idempotent."""
-        settings = self.services.settings
+        """Serve calls this every few seconds, traffic or not. It also runs the scheduled jobs
+        (prsm/ops.py: the sweep that releases the holds of queries whose NWTN process died, the
+        settlement epochs, the store's gc): each replica looks for due jobs, and a lease in the
+        database lets one replica run each due run."""
         self.nwtn.breaker.report()  # a breaker whose cooldown ended closes in the metrics too
-        if (
-            self._sweep is None or self._sweep.done()
-        ) and time.monotonic() - self._swept_at >= settings.sweep_every_s:
-            self._swept_at = time.monotonic()
-            self._sweep = asyncio.ensure_future(asyncio.to_thread(self._housekeeping))
+        if (self._tick is None or self._tick.done()) and time.monotonic() - self._ticked_at >= TICK_S:
+            self._ticked_at = time.monotonic()
+            self._tick = asyncio.ensure_future(asyncio.to_thread(self._housekeeping))
 
     def _housekeeping(self) -> None:
-        """The sweep of abandoned holds, and the settlement lag for the metrics."""
+        """The due scheduled jobs, and the settlement lag for the metrics."""
         from prsm.chain.epochs import unsettled_age_s
 
-        released = self.services.billing.release_abandoned(self.services.settings.abandoned_after_s)
-        metrics.HOLDS_SWEPT.inc(len(released))
-        if released:
-            logs.event("abandoned holds released", logging.WARNING, sessions=len(released))
-        metrics.SETTLEMENT_LAG.set(unsettled_age_s(self.services.db.engine))
+        self.schedules.tick()
+        if time.monotonic() - self._measured_at >= self.services.settings.sweep_every_s:
+            self._measured_at = time.monotonic()
+            metrics.SETTLEMENT_LAG.set(unsettled_age_s(self.services.db.engine))
 
     @api.get("/healthz")
     async def healthz(self) -> dict:

@@ -235,3 +235,15 @@ class ClusterTooSmall(PRSMError):
 
 class IpfsError(PRSMError):
     status_code = 502
+
+
+class JobRunning(PRSMError):
+    """A scheduled job asked to run while another process holds its lease (prsm/ops.py)."""
+
+    status_code = 409
+
+
+class BackupError(PRSMError):
+    """A backup or restore that cannot go on (prsm/backup.py); nothing is left half-written."""
+
+    status_code = 409

@@ -162,3 +162,11 @@ SETTLEMENT_LAG = gauge(
     "prsm_settlement_lag_seconds",
     "Age of the oldest ledger entry not yet settled on chain, when last measured.",
 )
+SCHEDULE_RUNS = counter(
+    "prsm_schedule_runs", "Runs of the scheduled jobs (sweep, settle, gc), by outcome.", "schedule", "outcome"
+)
+SCHEDULE_LAST_OK = gauge(
+    "prsm_schedule_last_success_timestamp_seconds",
+    "Unix time of a scheduled job's last run that did not fail, in the process that ran it.",
+    "schedule",
+)

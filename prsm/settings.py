@@ -153,6 +153,17 @@ class Settings(BaseSettings):
         description="Age after which a running session's hold is released (> query deadline).",
     )
     sweep_every_s: float = Field(default=60.0, gt=0, description="How often NWTN releases abandoned holds.")
+    # Scheduled operations (prsm/ops.py): run inside the cluster by one NWTN replica at a time;
+    # 0 turns one off. `prsm ops status` shows their last runs.
+    settle_every_s: float = Field(
+        default=3600.0, ge=0, description="How often a settlement epoch runs (0: only `prsm ftns settle`)."
+    )
+    gc_every_s: float = Field(
+        default=86400.0, ge=0, description="How often the local store is collected (0: off)."
+    )
+    gc_grace_s: float = Field(
+        default=3600.0, ge=0, description="Unpinned blocks younger than this survive a scheduled gc."
+    )
 
     # Operations (docs/operations.md): PRSM's JSON log lines (prsm/logs.py) and its metrics.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,20 @@ def pg_bin() -> Path:
             "PostgreSQL server binaries are missing: apt-get install postgresql (.ci/run does)"
         )
     return found[-1].parent
+
+
+def fresh_database(postgres_url: str) -> str:
+    """A new, empty database on the server; its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"prsm_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(
+        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @contextmanager

@@ -371,3 +371,27 @@ class Artifact(Base):
     licence: Mapped[str | None] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- scheduled operations (prsm/ops.py) ---------------------------------------------------------
+
+
+class ScheduleRow(Base):
+    """One scheduled job (sweep, settle, gc): when it is due, who holds its lease, its last run.
+    Times are Unix seconds: the lease is compared in one UPDATE on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    every_s: Mapped[float] = mapped_column(Float)
+    due_at: Mapped[float] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    last_ok_at: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str | None] = mapped_column(String(16))  # ok | failed | skipped
+    detail: Mapped[str | None] = mapped_column(String(500))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -28,6 +28,7 @@ import ctypes.util
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -275,18 +276,24 @@ class LocalStore(BlockStore):
     def pins(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT cid FROM pins ORDER BY cid")]
 
-    def gc(self) -> dict:
+    def gc(self, grace_s: float = 0.0) -> dict:
         """Drop every block no pin reaches, delete packs with no block left, rewrite packs whose
         live blocks are under half their size, and remove temporary files of dead processes.
-        Returns what was removed."""
+        With `grace_s`, blocks in packs written less than that long ago stay, pinned or not: an
+        upload is put first and pinned after, so a scheduled gc beside a running app (prsm/ops.py)
+        must not take the blocks of a put whose pin has not come yet. Returns what was removed."""
         keep: set[str] = set()
         for name in self.pins():
             keep.update(self._blocks_of(CID.parse(name)))
+        cutoff = time.time() - grace_s
+        young = {p.name for p in (self.root / "packs").iterdir() if grace_s and p.stat().st_mtime > cutoff}
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             dead = [
-                (cid, size) for cid, size in db.execute("SELECT cid, size FROM blocks") if cid not in keep
+                (cid, size)
+                for cid, pack, size in db.execute("SELECT cid, pack, size FROM blocks")
+                if cid not in keep and pack not in young
             ]
             db.executemany("DELETE FROM blocks WHERE cid = ?", [(cid,) for cid, _ in dead])
             live = dict(db.execute("SELECT pack, sum(size) FROM blocks GROUP BY pack").fetchall())

@@ -1,24 +1,10 @@
 """The ledger rules on a real PostgreSQL server (row locks instead of SQLite's write lock)."""
 
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, text
 
 from prsm.services import Services
 from tests import ledger_checks
-
-
-def fresh_database(postgres_url: str) -> str:
-    """A new, empty database on the session's server; its URL."""
-    name = f"prsm_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(
-        postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+from tests.services import fresh_database
 
 
 @pytest.fixture
@@ -62,3 +48,37 @@ def test_settlement_and_a_crashed_settler_on_postgres(pg_services, postgres_url,
         chain_checks.check_a_settler_killed_after_any_step_pays_exactly_once_when_run_again(
             services, chain, "sent"
         )
+
+
+def test_a_due_job_runs_once_across_replicas_postgres(pg_services):
+    from tests import ops_checks
+
+    ops_checks.check_a_due_job_runs_once_across_replicas(pg_services)
+
+
+@pytest.fixture
+def pg_fresh(postgres_url, tmp_path):
+    """A second node: its own empty PostgreSQL database and data folder, for restores."""
+    from prsm.settings import Settings
+    from tests.conftest import MODEL_DIR
+
+    settings = Settings(
+        data_dir=tmp_path / "restored",
+        model_dir=MODEL_DIR,
+        database_url=fresh_database(postgres_url),
+        _env_file=None,
+    )
+    with Services(settings) as services:
+        yield services
+
+
+def test_a_restored_node_has_the_same_state_postgres(pg_services, pg_fresh, tmp_path):
+    from tests import backup_checks
+
+    backup_checks.check_a_restored_node_has_the_same_state(pg_services, pg_fresh, tmp_path / "backup")
+
+
+def test_a_backup_taken_under_load_is_consistent_postgres(pg_services, pg_fresh, tmp_path):
+    from tests import backup_checks
+
+    backup_checks.check_a_backup_taken_under_load_is_consistent(pg_services, pg_fresh, tmp_path / "backup")

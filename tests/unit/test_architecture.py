@@ -23,7 +23,7 @@ LAYERS = [
     ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys"],
     ["prsm.nwtn"],
     ["prsm.api", "prsm.services"],
-    ["prsm.distill"],
+    ["prsm.distill", "prsm.ops", "prsm.backup"],
     ["prsm.cli"],
 ]
 

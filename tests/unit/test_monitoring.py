@@ -72,7 +72,7 @@ def test_the_alert_rules_pass_promtool():
         [promtool(), "check", "rules", str(MONITORING / "alerts.yml")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_the_prepared_prometheus_config_passes_promtool(tmp_path):
@@ -99,6 +99,7 @@ def test_alerts_and_dashboard_name_only_prsm_metrics_or_serve_series():
         "holds_swept",
         "settlement_lag",
         "store_quarantined",
+        "schedule_runs",
     ):
         assert f"ray_prsm_{name}" in alerts
 
@@ -109,6 +110,8 @@ def test_metric_names_and_labels_are_valid_and_bounded():
         assert re.fullmatch(r"prsm_[a-z0-9_]+", m.name), m.name
         assert m.description.strip(), m.name
         assert not set(m.labels) & UNBOUNDED, f"{m.name} has an unbounded label"
+        # Prometheus's own target labels: a metric's `job` would be renamed `exported_job`
+        assert not set(m.labels) & {"job", "instance"}, f"{m.name} has a label Prometheus renames"
         if m.kind == "histogram":
             assert list(m.boundaries) == sorted(set(m.boundaries)) and m.boundaries, m.name
 
