@@ -96,7 +96,9 @@ def test_prometheus_reads_prsms_series_after_real_queries(prsm_app, prometheus):
     assert wait_for(prometheus, "count(ray_prsm_settlement_lag_seconds)", 1) >= 1
     # The scheduled sweep (every 5 s in this app) ran in one NWTN replica, counted by outcome.
     assert wait_for(prometheus, 'sum(ray_prsm_schedule_runs_total{schedule="sweep",outcome="ok"})', 1) >= 1
-    assert wait_for(prometheus, 'max(ray_prsm_schedule_last_success_timestamp_seconds{schedule="sweep"})', 1) > 0
+    assert (
+        wait_for(prometheus, 'max(ray_prsm_schedule_last_success_timestamp_seconds{schedule="sweep"})', 1) > 0
+    )
     # The query-time quantiles the alert rule watches are computable from what was scraped (the
     # rule takes a rate over 5 minutes; a fresh series has a sample or two, so the totals here).
     p99 = promql(prometheus, "histogram_quantile(0.99, sum by (le) (ray_prsm_query_seconds_bucket))")
