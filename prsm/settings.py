@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         default=None, description="Converted model weights; default: data_dir/models."
     )
+    # Ray Train keeps a distillation run's checkpoints here; on a cluster of several hosts it must
+    # be storage every host mounts at this path (NFS), so a resumed run finds them wherever it runs.
+    distill_dir: Path | None = Field(
+        default=None,
+        description="Distillation checkpoints (shared storage on a cluster); default: data_dir/distill.",
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -183,7 +189,7 @@ class Settings(BaseSettings):
     lm_max_ongoing: int = 16
     tool_max_ongoing: int = 256
 
-    @field_validator("data_dir", "model_dir")
+    @field_validator("data_dir", "model_dir", "distill_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Ray workers start in other folders: every process must see the same absolute paths.
@@ -192,6 +198,10 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return (self.model_dir or self.data_dir / "models").resolve()
+
+    @property
+    def resolved_distill_dir(self) -> Path:
+        return (self.distill_dir or self.data_dir / "distill").resolve()
 
     @property
     def resolved_store_dir(self) -> Path:

@@ -43,9 +43,10 @@ def fresh_database(postgres_url: str) -> str:
 
 
 @contextmanager
-def private_postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback, owned by the postgres user (initdb refuses
-    root); fsync is off: the data is thrown away afterwards. Yields its SQLAlchemy URL."""
+def private_postgres(host: str = "127.0.0.1", allow: str | None = None) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on `host` (loopback by default), owned by the postgres
+    user (initdb refuses root); fsync is off: the data is thrown away afterwards. `allow`: a
+    network (CIDR) whose clients it trusts besides loopback. Yields its SQLAlchemy URL."""
     bin_dir = pg_bin()
     root = Path(tempfile.mkdtemp(prefix="prsm-pg-"))
     data, sock = root / "data", root / "sock"
@@ -57,11 +58,15 @@ def private_postgres() -> Iterator[str]:
     port = free_port()
     subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "--auth=trust", "-U", "prsm"],
                    check=True, capture_output=True)  # fmt: skip
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off"
+    if allow:
+        with open(data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {allow} trust\n")
+    listen = "127.0.0.1" if host == "127.0.0.1" else f"127.0.0.1,{host}"
+    options = f"-c listen_addresses={listen} -p {port} -k {sock} -c fsync=off"
     subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-o", options, "-w", "start",
                     "-l", root / "log"], check=True, capture_output=True)  # fmt: skip
     try:
-        yield f"postgresql://prsm@127.0.0.1:{port}/postgres"
+        yield f"postgresql://prsm@{host}:{port}/postgres"
     finally:
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
                        capture_output=True)  # fmt: skip
@@ -109,9 +114,10 @@ JSIPFS = Path(__file__).resolve().parents[1] / "ipfs/node_modules/.bin/jsipfs"
 
 
 @contextmanager
-def ipfs_node(online: bool = False) -> Iterator[str]:
+def ipfs_node(online: bool = False, host: str = "127.0.0.1") -> Iterator[str]:
     """A real IPFS node (js-ipfs from npm, Kubo-compatible RPC API) with its own repo on free
-    loopback ports; yields the RPC API's base URL (http://127.0.0.1:PORT/api/v0). Offline by
+    ports of `host` (loopback by default); yields the RPC API's base URL
+    (http://HOST:PORT/api/v0). Offline by
     default; `online` starts its libp2p swarm on loopback (no bootstrap peers, no mDNS), so
     nodes connected with `swarm/connect` exchange blocks over bitswap."""
     import time
@@ -125,12 +131,12 @@ def ipfs_node(online: bool = False) -> Iterator[str]:
     run = {"env": env, "check": True, "capture_output": True}
     subprocess.run([str(JSIPFS), "init", "--profile", "test"], **run)
     api, rpc = free_port(), free_port()
-    subprocess.run([str(JSIPFS), "config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{api}"], **run)
+    subprocess.run([str(JSIPFS), "config", "Addresses.API", f"/ip4/{host}/tcp/{api}"], **run)
     subprocess.run([str(JSIPFS), "config", "Addresses.RPC", f"/ip4/127.0.0.1/tcp/{rpc}"], **run)
     if online:  # the test profile already has no bootstrap peers and no mDNS
         swarm = f'["/ip4/127.0.0.1/tcp/{free_port()}"]'
         subprocess.run([str(JSIPFS), "config", "--json", "Addresses.Swarm", swarm], **run)
-    url = f"http://127.0.0.1:{api}/api/v0"
+    url = f"http://{host}:{api}/api/v0"
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
             [str(JSIPFS), "daemon", *([] if online else ["--offline"])],

@@ -1,6 +1,6 @@
 """The `prsm` command: run the embedded stack, ask questions, manage models, FTNS and storage.
 
-One module per command group (stack, query, models, keys, audit, ftns, store, db, ops, backup, distill), each adding its
+One module per command group (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster, distill), each adding its
 subcommands to one parser. Errors print one line to stderr and exit with status 1; usage
 errors exit with 2 (argparse).
 """
@@ -12,7 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
-from prsm.cli import audit, backup, db, distill, ftns, keys, models, ops, query, stack, store
+from prsm.cli import audit, backup, cluster, db, distill, ftns, keys, models, ops, query, stack, store
 from prsm.cli.common import CLIError, err
 from prsm.errors import PRSMError
 from prsm.services import Services
@@ -21,7 +21,7 @@ from prsm.services import Services
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prsm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup):
+    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster):
         group.add(sub)
     sub.add_parser(
         "distill", help="distil a teacher into a smaller student (prsm distill --help)", add_help=False

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from prsm.distill.job import placement, prepare, publish, train_with_ray
 
     hf_logging.disable_progress_bar()  # ours show the job's progress; theirs would interleave
+    services = None
     try:
         spec = spec_from(sys.argv[1:] if argv is None else argv)
         services = Services()
@@ -77,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             result = train_with_ray(plan, progress=trained, cpus=cpus)
             bars.update(training, completed=spec.steps)
         card = publish(plan, services, result, say=console.print)
-    except PRSMError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return int(exc.code or 0)
+    except PRSMError as exc:  # an argument's error names its flag in its message
+        err.print(f"[red]error:[/red] {exc.message if exc.message.startswith('--') else exc}")
         return 1
     finally:
-        services.close()
+        if services is not None:
+            services.close()
     show(card)
     return 0
 

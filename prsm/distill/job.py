@@ -230,7 +230,7 @@ def train_with_ray(plan: Plan, progress=None, cpus: float | None = None) -> Trai
     cpus = cpus or placement(spec, plan.settings)
     actor = ray.remote(Progress).options(num_cpus=0).remote()
     config = {**plan.train_config(), "progress_actor": actor, "threads": max(1, int(cpus))}
-    storage = Path(plan.settings.data_dir) / "distill"
+    storage = plan.settings.resolved_distill_dir
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

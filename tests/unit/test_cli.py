@@ -195,3 +195,13 @@ def test_keys_create_with_limits_and_the_audit_command(monkeypatch, tmp_path, ca
     assert "rpm" in capsys.readouterr().err
     assert main(["audit", "--json"]) == 0  # nothing recorded by the CLI itself: an empty trail
     assert capsys.readouterr().out == ""
+
+
+def test_prsm_distill_help_and_bad_arguments_exit_cleanly(capsys):
+    from prsm.cli import main
+
+    assert main(["distill", "--help"]) == 0
+    assert "--teacher" in capsys.readouterr().out
+    assert main(["distill", "--teacher", "smollm2-135m-instruct", "--steps", "-1"]) == 1
+    assert "error: --steps: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert main(["distill", "--steps", "3"]) == 2  # --teacher missing: argparse's usage error
