@@ -26,6 +26,7 @@ from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, 
 from prsm.api.ratelimit import RayLimiter
 from prsm.api.schemas import (
     ChatCompletionRequest,
+    FeedbackRequest,
     KeyRequest,
     KeyRotation,
     ModelCardChange,
@@ -206,6 +207,22 @@ class NWTN:
         if not principal.may_act_for(trace["account"]):
             raise SessionNotFound(f"no session {session_id!r}", "session_id")
         return trace
+
+    @api.post("/v1/sessions/{session_id}/feedback")
+    async def feedback(
+        self, session_id: str, body: FeedbackRequest, response: Response, principal: Principal = WHO
+    ) -> dict:
+        """Rate a finished session's answer, or one of its sub-tasks (`task`), 0 to 1: the
+        session's own account (or an operator). One rating per target; a new one replaces it,
+        the same one again changes nothing (200; 201 when it is new or changed)."""
+        trace_account = await asyncio.to_thread(self.services.sessions.account_of, session_id)
+        if not principal.may_act_for(trace_account):
+            raise SessionNotFound(f"no session {session_id!r}", "session_id")
+        rating, changed = await asyncio.to_thread(
+            self.services.sessions.rate, session_id, body.task, body.score, body.comment
+        )
+        response.status_code = 201 if changed else 200
+        return {"object": "feedback", **rating}
 
     @api.get("/v1/accounts/{account_id}")
     async def account(self, account_id: str, principal: Principal = WHO) -> dict:

@@ -247,3 +247,9 @@ class BackupError(PRSMError):
     """A backup or restore that cannot go on (prsm/backup.py); nothing is left half-written."""
 
     status_code = 409
+
+
+class SessionRunning(PRSMError):
+    """An operation on a session that needs it finished (a rating)."""
+
+    status_code = 409

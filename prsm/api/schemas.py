@@ -24,6 +24,27 @@ from prsm.types import (
 from prsm.weights import cid_of_reference
 
 
+class FeedbackRequest(BaseModel):
+    """A rating of a session's answer, or of one of its sub-tasks (`task`: its key in the trace)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: float = Field(
+        ge=0, le=1, allow_inf_nan=False, description="0: wrong or useless .. 1: right and useful."
+    )
+    comment: str | None = Field(default=None, max_length=2000, description="What was wrong or right.")
+    task: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="A sub-task's key; none: the whole answer.",
+    )
+
+    @field_validator("comment")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

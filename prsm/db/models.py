@@ -395,3 +395,22 @@ class ScheduleRow(Base):
     duration_s: Mapped[float | None] = mapped_column(Float)
     runs: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- quality: what users say about answers (prsm/nwtn/sessions.py) ---------------------------
+
+
+class Feedback(Base):
+    """A rating of a session's answer (`task_key` "") or of one of its sub-tasks, by the
+    session's own account: one per target, the latest rating kept."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("session_id", "task_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    task_key: Mapped[str] = mapped_column(String(32))  # "" : the whole answer
+    score: Mapped[float] = mapped_column(Float)  # 0 (wrong, useless) .. 1 (right, useful)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -12,11 +12,21 @@ nothing behind and charging costs no commit of its own.
 from __future__ import annotations
 
 from sqlalchemy import bindparam, case, select
+from sqlalchemy.exc import IntegrityError
 
 from prsm.db.committer import OPS, GroupCommitter, Write
 from prsm.db.engine import Database
-from prsm.db.models import ModelCardRow, PlanTask, QuerySession, ReasoningStep, SafetyFlag
-from prsm.errors import SessionNotFound
+from prsm.db.models import (
+    Feedback,
+    ModelCardRow,
+    PlanTask,
+    QuerySession,
+    ReasoningStep,
+    SafetyFlag,
+    iso_utc,
+    utcnow,
+)
+from prsm.errors import InvalidInput, SessionNotFound, SessionRunning
 from prsm.ftns.ledger import Ledger, Op
 from prsm.nwtn.execute import TaskOutcome
 from prsm.nwtn.trace import (
@@ -30,10 +40,12 @@ from prsm.nwtn.trace import (
     Step,
 )
 from prsm.registry import LATENCY_EWMA_WEIGHT, card_from_row
+from prsm.types import SessionStatus
 
 # Core tables: the write path skips the ORM's unit of work (it costs more than the SQL here).
 SESSIONS, TASKS = QuerySession.__table__, PlanTask.__table__
 STEPS, FLAGS, CARDS = ReasoningStep.__table__, SafetyFlag.__table__, ModelCardRow.__table__
+FEEDBACK = Feedback.__table__
 _latency = bindparam("b_latency")
 
 # Every statement the write path runs, in the order a batch runs them. Card counters and the
@@ -132,7 +144,69 @@ class SessionStore:
             steps=[_columns(st, STEP_FIELDS) for st in steps],
             flags=[_columns(f, FLAG_FIELDS) for f in flags],
         )
-        return record.view(cards)
+        return record.view(cards) | {"feedback": self.feedback(session_id)}
+
+    def account_of(self, session_id: str) -> str:
+        with self._db.engine.connect() as conn:
+            account = conn.execute(select(SESSIONS.c.account).where(SESSIONS.c.id == session_id)).scalar()
+        if account is None:
+            raise SessionNotFound(f"no session {session_id!r}", "session_id")
+        return account
+
+    def feedback(self, session_id: str) -> list[dict]:
+        """The session's ratings: of the answer (`task` null) and of single sub-tasks."""
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(
+                select(FEEDBACK).where(FEEDBACK.c.session_id == session_id).order_by(FEEDBACK.c.task_key)
+            ).all()
+        return [_feedback_view(r) for r in rows]
+
+    def rate(self, session_id: str, task: str | None, score: float, comment: str | None) -> tuple[dict, bool]:
+        """Record the session's account's rating of its answer (`task` None) or of one sub-task:
+        one rating per target, a new one replaces it, the same one again changes nothing.
+        Returns (the rating, whether anything changed). The caller checks who may rate."""
+        key = task or ""
+        with self._db.writer.begin() as conn:
+            session = conn.execute(select(SESSIONS.c.status).where(SESSIONS.c.id == session_id)).first()
+            if session is None:
+                raise SessionNotFound(f"no session {session_id!r}", "session_id")
+            if session.status == SessionStatus.RUNNING:
+                raise SessionRunning(
+                    f"session {session_id} is still running: rate it once it has finished", "session_id"
+                )
+            if (
+                key
+                and conn.execute(
+                    select(TASKS.c.key).where(TASKS.c.session_id == session_id, TASKS.c.key == key)
+                ).first()
+                is None
+            ):
+                raise InvalidInput(f"session {session_id} has no sub-task {key!r}", "task")
+            where = (FEEDBACK.c.session_id == session_id, FEEDBACK.c.task_key == key)
+            current = conn.execute(select(FEEDBACK).where(*where)).first()
+            if current is not None and (current.score, current.comment) == (score, comment):
+                return _feedback_view(current), False
+            now = utcnow()
+            if current is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(FEEDBACK.insert().values(session_id=session_id, task_key=key, score=score,
+                                                              comment=comment, created_at=now, updated_at=now))  # fmt: skip
+                except IntegrityError:  # the same target rated at the same moment elsewhere
+                    conn.execute(
+                        FEEDBACK.update().where(*where).values(score=score, comment=comment, updated_at=now)
+                    )
+            else:
+                conn.execute(
+                    FEEDBACK.update().where(*where).values(score=score, comment=comment, updated_at=now)
+                )
+            row = conn.execute(select(FEEDBACK).where(*where)).one()
+        return _feedback_view(row), True
+
+
+def _feedback_view(row) -> dict:
+    return {"session_id": row.session_id, "task": row.task_key or None, "score": row.score, "comment": row.comment,
+            "created_at": iso_utc(row.created_at), "updated_at": iso_utc(row.updated_at)}  # fmt: skip
 
 
 def _columns(row, fields: tuple[str, ...]) -> dict:

@@ -197,6 +197,7 @@ class SessionRecord:
                 {"category": f["category"], "severity": f["severity"], "detail": f["detail"]}
                 for f in self.flags
             ],
+            "feedback": [],  # the account's ratings, once given (POST /v1/sessions/{id}/feedback)
         }
 
 

@@ -93,6 +93,21 @@ def test_another_accounts_objects_answer_404_and_an_operator_sees_them(prsm_app)
         assert (theirs["type"], theirs["field"]) == (none["type"], none["field"])
 
 
+def test_only_a_sessions_own_account_rates_it(prsm_app):
+    with prsm_app.client("alice") as alice, prsm_app.client("bob") as bob:
+        trace = alice.post("/v1/query", json={"prompt": "Convert 4 km to m"}).json()
+        path = f"/v1/sessions/{trace['session_id']}/feedback"
+        assert bob.post(path, json={"score": 0}).status_code == 404  # as if it did not exist
+        rated = alice.post(path, json={"score": 0.75, "comment": "right", "task": trace["tasks"][0]["key"]})
+        assert rated.status_code == 201, rated.text
+        again = alice.post(path, json={"score": 0.75, "comment": "right", "task": trace["tasks"][0]["key"]})
+        assert again.status_code == 200 and again.json() == rated.json()
+        bad = alice.post(path, json={"score": 2})
+        assert bad.status_code == 422 and "score" in bad.text
+        shown = alice.get(f"/v1/sessions/{trace['session_id']}").json()["feedback"]
+        assert [(f["task"], f["score"]) for f in shown] == [(trace["tasks"][0]["key"], 0.75)]
+
+
 def test_cards_belong_to_the_registering_key_and_only_their_owner_changes_them(prsm_app, services):
     card = {"id": "bob-units", "kind": "tool", "description": "Unit conversion, bob's edition",
             "licence": "MIT", "endpoint": "tool:units", "tags": ["units"], "price_per_call": "5"}  # fmt: skip
