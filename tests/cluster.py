@@ -201,9 +201,8 @@ def _wait(what: str, ok, timeout_s: float, every: float = 2.0):
         time.sleep(every)
 
 
-def launch(
-    hosts: Hosts, folder: Path, database_url: str, ipfs_url: str, model_dir: Path, steps: int = 4
-) -> Launch:
+def launch(hosts: Hosts, folder: Path, database_url: str, ipfs_url: str, model_dir: Path, steps: int = 4,
+           extra_env: dict[str, str] | None = None) -> Launch:  # fmt: skip
     """`ray up` the repository's ray_cluster.yaml (through `prsm cluster config`) on the two hosts,
     `serve deploy` the app, answer queries, find a model replica on the worker, run a distillation
     job through `ray job submit` whose training worker is on the worker, `ray down`."""
@@ -230,6 +229,7 @@ def launch(
         "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",  # `python` in a job is the venv's
         "GLOO_SOCKET_IFNAME": "eth0",  # Train's collective backend: the host's interface
     }
+    settings.update(extra_env or {})
     env_file = folder / "prsm.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
     env_file.chmod(0o600)
