@@ -9,6 +9,7 @@ tests run without Ray. `build_app` is the application builder named in deploymen
 # is decorated, and FastAPI must see the real body types (not strings) in the replica.
 import asyncio
 import json
+import logging
 import time
 
 import ray
@@ -158,13 +159,18 @@ class NWTN:
             self._tick = asyncio.ensure_future(asyncio.to_thread(self._housekeeping))
 
     def _housekeeping(self) -> None:
-        """The due scheduled jobs, and the settlement lag for the metrics."""
+        """The due scheduled jobs, and the settlement lag for the metrics. A failure here (the
+        database unreachable) is logged and tried again at the next tick; a job's own failure is
+        recorded on its schedule (prsm/ops.py)."""
         from prsm.chain.epochs import unsettled_age_s
 
-        self.schedules.tick()
-        if time.monotonic() - self._measured_at >= self.services.settings.sweep_every_s:
-            self._measured_at = time.monotonic()
-            metrics.SETTLEMENT_LAG.set(unsettled_age_s(self.services.db.engine))
+        try:
+            self.schedules.tick()
+            if time.monotonic() - self._measured_at >= self.services.settings.sweep_every_s:
+                self._measured_at = time.monotonic()
+                metrics.SETTLEMENT_LAG.set(unsettled_age_s(self.services.db.engine))
+        except Exception as exc:  # noqa: BLE001 (a health check must not die of it)
+            logs.event("housekeeping failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:500])
 
     @api.get("/healthz")
     async def healthz(self) -> dict:

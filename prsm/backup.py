@@ -342,8 +342,8 @@ def restore(services: Services, folder: Path, on_step=None) -> Report:
         else:
             path = Path(make_url(url).database)
             partial = path.with_name(f".{path.name}.restoring")
+            written += [partial, path]
             shutil.copyfile(folder / "prsm.db", partial)
-            written.append(path)
             partial.rename(path)
         services.db.upgrade()  # a backup of an older version: migrated to this one
         with services.db.engine.connect() as conn:
