@@ -46,7 +46,7 @@ from prsm.errors import (
 )
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
-from prsm.nwtn.remote import ModelClient, RouterClient
+from prsm.nwtn.remote import Coalescer, ModelClient, RouterClient
 from prsm.nwtn.route import Router
 from prsm.ops import Schedules
 from prsm.sealing import context_of
@@ -92,17 +92,26 @@ class RouterDeployment:
     def __init__(self, settings: dict):
         services = Services.from_settings(settings)
         logs.configure("Router", services.settings.log_level)
-        self.router = Router(services.registry, Embedder(), policy=services.market)
+        self.router = Router(
+            services.registry, Embedder(), policy=services.market, route=services.settings.route_tradeoff
+        )
 
-    async def rank_many(self, requests: list[tuple[SubTask, frozenset[str], str]]) -> list[list[Candidate]]:
-        """Each request: (sub-task, models with an open breaker, the query's request id)."""
+    async def rank_many(
+        self, requests: list[tuple[SubTask, frozenset[str], float | None, str]]
+    ) -> list[list[Candidate]]:
+        """Each request: (sub-task, models with an open breaker, the query's quality/cost
+        trade-off or None, the query's request id)."""
         started = time.perf_counter()
-        ranked = await asyncio.to_thread(self.router.rank_many, [(t, o) for t, o, _ in requests])
+        ranked = await asyncio.to_thread(self.router.rank_many, [r[:3] for r in requests])
         ms = round((time.perf_counter() - started) * 1000, 2)
-        for (task, _, request_id), candidates in zip(requests, ranked, strict=True):
+        for (task, _, _, request_id), candidates in zip(requests, ranked, strict=True):
             logs.event("ranked", request_id=request_id or None, capability=task.capability, ms=ms,
                        model_id=candidates[0].model_id if candidates else None, candidates=len(candidates))  # fmt: skip
         return ranked
+
+    async def similarity(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Agreement of answers with a reference's (prsm/nwtn/grade.py), by their embeddings."""
+        return await asyncio.to_thread(self.router.similarity, pairs)
 
 
 def log_query(principal: Principal, started: float, status: str, trace: dict | None) -> None:
@@ -141,9 +150,11 @@ class NWTN:
             heavy=lambda model_id: lm_replica.options(multiplexed_model_id=model_id).run.remote,
             light=lambda model_id: tool_replica.options(multiplexed_model_id=model_id).run_many.remote,
         )
+        similar = Coalescer(router.similarity.remote)  # shadow grades' agreement (prsm/nwtn/grade.py)
         self.nwtn = Orchestrator(
-            services.settings, services.registry, services.sessions, services.billing, rank, call
-        )
+            services.settings, services.registry, services.sessions, services.billing, rank, call,
+            similarity=lambda a, b: similar.call((a, b)),
+        )  # fmt: skip
         self.schedules = Schedules(services)
         self._tick: asyncio.Future | None = None
         self._ticked_at = self._measured_at = float("-inf")
@@ -188,7 +199,7 @@ class NWTN:
         started = time.perf_counter()
         try:
             body = await parse_body(request, QueryRequest)
-            trace = await self.nwtn.query(body.prompt, principal.account, body.user)
+            trace = await self.nwtn.query(body.prompt, principal.account, body.user, body.route)
         except BaseException as exc:
             log_query(principal, started, type(exc).__name__, None)
             raise
@@ -327,12 +338,13 @@ class NWTN:
     @api.get("/v1/models")
     async def models(self, principal: Principal = WHO) -> dict:
         cards = await asyncio.to_thread(self.services.registry.list)
-        return {"object": "list", "data": [model_entry(c) for c in cards]}
+        measured = await asyncio.to_thread(self.services.registry.measured_quality)
+        return {"object": "list", "data": [model_entry(c, measured.get(c.id)) for c in cards]}
 
     @api.get("/v1/models/{model_id}")
     async def model(self, model_id: str, principal: Principal = WHO) -> dict:
         """One model's card (OpenAI's retrieve-model, with PRSM's fields)."""
-        return model_entry(await asyncio.to_thread(self.services.registry.get, model_id))
+        return await self._entry(await asyncio.to_thread(self.services.registry.get, model_id))
 
     @api.post("/v1/models", status_code=201)
     async def register(self, body: ModelCardIn, principal: Principal = WHO) -> dict:
@@ -370,7 +382,7 @@ class NWTN:
             sealed = None if moved else ...
         self._check_prices(changed.to_card(card.owner))
         card = await asyncio.to_thread(self.services.registry.update, changed.to_card(card.owner), sealed)
-        return model_entry(card)
+        return await self._entry(card)
 
     def _check_prices(self, card: ModelCard) -> None:
         """The operator's price bounds: one card cannot price a query out of reach."""
@@ -393,18 +405,24 @@ class NWTN:
     async def disable_model(self, model_id: str, principal: Principal = WHO) -> dict:
         """An operator takes a card out of routing and quotes (`/enable` puts it back)."""
         require(principal, KeyRole.OPERATOR, "disabling a model")
-        return model_entry(await asyncio.to_thread(self.services.registry.set_disabled, model_id, True))
+        return await self._entry(await asyncio.to_thread(self.services.registry.set_disabled, model_id, True))
 
     @api.post("/v1/models/{model_id}/enable")
     async def enable_model(self, model_id: str, principal: Principal = WHO) -> dict:
         require(principal, KeyRole.OPERATOR, "enabling a model")
-        return model_entry(await asyncio.to_thread(self.services.registry.set_disabled, model_id, False))
+        return await self._entry(
+            await asyncio.to_thread(self.services.registry.set_disabled, model_id, False)
+        )
 
     async def _own_card(self, principal: Principal, model_id: str) -> ModelCard:
         card = await asyncio.to_thread(self.services.registry.get, model_id)
         if not principal.may_act_for(card.owner):
             raise Forbidden(f"model {model_id!r} belongs to {card.owner!r}", "model")
         return card
+
+    async def _entry(self, card: ModelCard) -> dict:
+        measured = await asyncio.to_thread(self.services.registry.measured_quality, [card.id])
+        return model_entry(card, measured.get(card.id))
 
     def _reserved(self) -> set[str]:
         return {"nwtn"} | ({self.services.settings.planner_model} - {None})
@@ -420,7 +438,7 @@ class NWTN:
             prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
             started = time.perf_counter()
             try:
-                trace = await self.nwtn.query(prompt, principal.account, body.user)
+                trace = await self.nwtn.query(prompt, principal.account, body.user, body.route)
             except BaseException as exc:
                 log_query(principal, started, type(exc).__name__, None)
                 raise

@@ -43,6 +43,7 @@ class AuditLog:
         self._db = db
         self._pending: list[dict] = []
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._flusher: asyncio.Task | None = None
         self.dropped = 0
 
@@ -66,12 +67,14 @@ class AuditLog:
                 return
 
     def flush(self) -> int:
-        """Write what is pending; returns how many rows. Blocking."""
-        with self._lock:
-            rows, self._pending = self._pending, []
-        for start in range(0, len(rows), BATCH * 10):
-            with self._db.writer.begin() as conn:
-                conn.execute(AUDIT.insert(), rows[start : start + BATCH * 10])
+        """Write what is pending; returns how many rows. Blocking. A flush already writing
+        elsewhere finishes first, so every record made before this call is written when it returns."""
+        with self._writing:
+            with self._lock:
+                rows, self._pending = self._pending, []
+            for start in range(0, len(rows), BATCH * 10):
+                with self._db.writer.begin() as conn:
+                    conn.execute(AUDIT.insert(), rows[start : start + BATCH * 10])
         return len(rows)
 
     def read(

@@ -170,3 +170,9 @@ SCHEDULE_LAST_OK = gauge(
     "Unix time of a scheduled job's last run that did not fail, in the process that ran it.",
     "schedule",
 )
+GRADES = counter(
+    "prsm_grades",
+    "Grades of answers by grader (tool, reference) and outcome (graded, unfunded, busy, failed).",
+    "grader",
+    "outcome",
+)

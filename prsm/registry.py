@@ -12,6 +12,7 @@ from types import EllipsisType
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from prsm import quality
 from prsm.db.engine import Database
 from prsm.db.models import ModelCardRow
 from prsm.errors import InvalidInput, ModelAlreadyExists, UnknownModel
@@ -166,9 +167,13 @@ class Registry:
         if credential is not ...:
             declared["credential"] = credential
         with self._sessions.begin() as s:
-            done = s.execute(update(ModelCardRow).where(ModelCardRow.id == card.id).values(**declared))
-        if done.rowcount != 1:
-            raise UnknownModel(f"no model with id {card.id!r} is registered", "model")
+            before = s.get(ModelCardRow, card.id)
+            if before is None:
+                raise UnknownModel(f"no model with id {card.id!r} is registered", "model")
+            runs = (before.weights, before.endpoint, before.remote_model)
+            s.execute(update(ModelCardRow).where(ModelCardRow.id == card.id).values(**declared))
+            if runs != (card.weights, card.endpoint, card.remote_model):
+                quality.forget(s.connection(), card.id)  # another model now: measured afresh
         return self.get(card.id)
 
     def credential(self, model_id: str) -> bytes | None:
@@ -181,6 +186,7 @@ class Registry:
         shipped card comes back at the next start: disable it instead."""
         with self._sessions.begin() as s:
             done = s.execute(ModelCardRow.__table__.delete().where(ModelCardRow.id == model_id))
+            quality.forget(s.connection(), model_id)
         if done.rowcount != 1:
             raise UnknownModel(f"no model with id {model_id!r} is registered", "model")
 
@@ -202,6 +208,13 @@ class Registry:
                 # another process may register it between our read and write: that is fine
                 with contextlib.suppress(ModelAlreadyExists):
                     self.register(card)
+
+    def measured_quality(
+        self, model_ids: list[str] | None = None
+    ) -> dict[str, dict[tuple[str, str], quality.Estimate]]:
+        """Measured quality (prsm/quality.py): each model's estimates by (capability, cluster)."""
+        with self._sessions() as s:
+            return quality.estimates(s.connection(), model_ids)
 
     def set_weights(self, model_id: str, weights: str, expected: str | None) -> bool:
         """Point a card at other weights if it still has `expected` (an owner's edit made in

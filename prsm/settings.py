@@ -13,6 +13,25 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prsm.errors import InvalidInput
+
+# The router's quality/cost trade-offs by name (prsm/nwtn/route.py): the weight of quality.
+ROUTES = {"quality": 1.0, "balanced": 0.5, "cost": 0.0}
+
+
+def tradeoff(route: str | float, field: str = "route") -> float:
+    """The quality weight w of a route: "quality" 1, "balanced" 0.5, "cost" 0, or a number in
+    [0, 1] (given as a number or its text)."""
+    if isinstance(route, str) and route.strip().lower() in ROUTES:
+        return ROUTES[route.strip().lower()]
+    try:
+        value = float(route)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise InvalidInput(f"route is quality, balanced, cost or a number from 0 to 1, not {route!r}", field)
+    return value
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRSM_", env_file=".env", extra="ignore")
@@ -125,6 +144,25 @@ class Settings(BaseSettings):
     )
     proven_calls: int = Field(default=20, ge=0, description="Calls after which a card counts as proven.")
 
+    # Quality (prsm/quality.py, prsm/nwtn/grade.py) and the router's use of it.
+    route: str = Field(
+        default="balanced",
+        description="Quality/cost trade-off of routing: quality, balanced, cost, or a number 0..1 "
+        "(the weight of quality); a query may override it.",
+    )
+    grade_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of language-model sub-tasks graded in shadow against a reference model "
+        "(the operator's account pays the reference's call); 0 turns it off.",
+    )
+    grade_reference: str | None = Field(
+        default=None,
+        description="The reference model id (a stronger registered model, or a remote endpoint's "
+        "card); default: each student's teacher.",
+    )
+
     # Remote endpoints (prsm/egress.py): public https only, unless the operator allows a
     # destination here (a local vLLM, llama.cpp); each call bounded in time and size.
     egress_allow: list[str] = Field(
@@ -220,6 +258,19 @@ class Settings(BaseSettings):
                 "abandoned_after_s must be longer than query_deadline_s: a running query is not abandoned"
             )
         return self
+
+    @field_validator("route")
+    @classmethod
+    def _route(cls, value: str) -> str:
+        try:
+            tradeoff(value)
+        except Exception as exc:  # InvalidInput: a setting's error is a ValueError here
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def route_tradeoff(self) -> float:
+        return tradeoff(self.route)
 
     @field_validator("egress_allow")
     @classmethod

@@ -69,6 +69,7 @@ class StepRole(StrEnum):
     ROUTER = "router"
     MODEL = "model"
     COMPILER = "compiler"
+    GRADER = "grader"  # a shadow grade of a sub-task's answer, after the answer (prsm/nwtn/grade.py)
 
 
 class KeyRole(StrEnum):
@@ -253,6 +254,12 @@ class Candidate:
     health: float
     estimated_cost: int
     proven: bool = True  # has a track record (or a trusted owner): see prsm/nwtn/route.py
+    # Measured quality for the sub-task's capability (prsm/quality.py), and the term the score
+    # used: the estimate plus the exploration bonus.
+    quality: float = 0.5
+    quality_std: float = 0.2887
+    quality_n: int = 0
+    quality_term: float = 0.5
 
     def to_dict(self) -> dict:
         return {
@@ -266,4 +273,8 @@ class Candidate:
             "health": round(self.health, 4),
             "estimated_cost": self.estimated_cost,
             "proven": self.proven,
+            "quality": round(self.quality, 4),
+            "quality_std": round(self.quality_std, 4),
+            "quality_n": self.quality_n,
+            "quality_term": round(self.quality_term, 4),
         }

@@ -65,15 +65,17 @@ def orchestrator(services, router, models):
     from functools import partial
 
     from prsm.nwtn.orchestrator import Orchestrator
-    from prsm.nwtn.remote import ModelClient, RouterClient
+    from prsm.nwtn.remote import Coalescer, ModelClient, RouterClient
 
-    rank = RouterClient(
-        lambda requests: asyncio.to_thread(router.rank_many, [(t, o) for t, o, _ in requests])
-    )
+    rank = RouterClient(lambda requests: asyncio.to_thread(router.rank_many, [r[:3] for r in requests]))
     call = ModelClient(heavy=lambda m: partial(models.run, m), light=lambda m: partial(models.run_many, m))
     services.ledger.open_account("alice")
     services.ledger.mint("alice", 10**18, "faucet-alice")
-    return Orchestrator(services.settings, services.registry, services.sessions, services.billing, rank, call)
+    similar = Coalescer(lambda pairs: asyncio.to_thread(router.similarity, pairs))
+    return Orchestrator(
+        services.settings, services.registry, services.sessions, services.billing, rank, call,
+        similarity=lambda a, b: similar.call((a, b)),
+    )  # fmt: skip
 
 
 def save_tiny_llama(folder: Path, tokenizer, hidden: int = 32) -> Path:

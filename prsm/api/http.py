@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from prsm import quality
 from prsm.api import auth, limits
 from prsm.errors import PRSMError, unwrap
 from prsm.types import ModelCard
@@ -119,5 +120,8 @@ def trace_usage(trace: dict) -> tuple[int, int]:
     return tokens, int(trace["cost"]["charged"] or 0)
 
 
-def model_entry(card: ModelCard) -> dict:
-    return {"object": "model", "owned_by": card.owner, **card.public()}
+def model_entry(card: ModelCard, measured: dict | None = None) -> dict:
+    """A card as the API shows it, with its measured quality by capability (prsm/quality.py):
+    each capability's estimate, its uncertainty and the number of grades behind it."""
+    return {"object": "model", "owned_by": card.owner, **card.public(),
+            "measured_quality": quality.by_capability(measured or {})}  # fmt: skip

@@ -5,13 +5,23 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from prsm.backends.tools import TOOLS
 from prsm.egress import parse_endpoint
-from prsm.errors import InvalidInput
+from prsm.errors import InvalidInput, PRSMError
+from prsm.settings import tradeoff
 from prsm.types import (
     ACCOUNT_ID_PATTERN,
     MODEL_ID_PATTERN,
@@ -45,6 +55,23 @@ class FeedbackRequest(BaseModel):
         return value.strip() or None if value is not None else None
 
 
+def _route(value: object) -> object:
+    """A query's quality/cost trade-off (prsm/nwtn/route.py): checked whole, so an error names
+    `route` itself, never a member of a union."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise InvalidInput("not a name or a number")
+        tradeoff(value)
+    except PRSMError:
+        raise ValueError(f"route is quality, balanced, cost or a number from 0 to 1, not {value!r}") from None
+    return value
+
+
+Route = Annotated[str | float, BeforeValidator(_route)]
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +81,11 @@ class QueryRequest(BaseModel):
         pattern=ACCOUNT_ID_PATTERN,
         description="Your own tag for your end user (OpenAI's `user`): recorded with the session, "
         "never the payer. The API key's account pays.",
+    )
+    route: Route | None = Field(
+        default=None,
+        description="The quality/cost trade-off of routing this query's sub-tasks: quality, balanced, "
+        "cost, or the weight of quality from 0 to 1. Default: the operator's (PRSM_ROUTE).",
     )
 
     @field_validator("prompt")
@@ -277,6 +309,9 @@ class ChatCompletionRequest(BaseModel):
         default=None, description=f"json_schema named {PLAN_SCHEMA_NAME}: decoded under the plan schema"
     )
     user: str | None = Field(default=None, pattern=ACCOUNT_ID_PATTERN)
+    route: Route | None = Field(
+        default=None, description="model nwtn: the routing trade-off, as in POST /v1/query (extra_body)"
+    )
 
     @field_validator("stream")
     @classmethod

@@ -12,7 +12,7 @@ import sys
 
 from pydantic import ValidationError
 
-from prsm.cli import audit, backup, cluster, db, distill, ftns, keys, models, ops, query, stack, store
+from prsm.cli import audit, backup, cluster, db, distill, ftns, keys, models, ops, query, stack, stats, store
 from prsm.cli.common import CLIError, err
 from prsm.errors import PRSMError
 from prsm.services import Services
@@ -21,7 +21,7 @@ from prsm.services import Services
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prsm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster):
+    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster, stats):
         group.add(sub)
     sub.add_parser(
         "distill", help="distil a teacher into a smaller student (prsm distill --help)", add_help=False
@@ -40,9 +40,12 @@ def _know_yourselves(p: argparse.ArgumentParser) -> None:
 
 
 def normalise(argv: list[str]) -> list[str]:
-    """`prsm session ID` is short for `prsm session show ID` (the form the README has always shown)."""
+    """`prsm session ID` is short for `prsm session show ID` (the form the README has always shown);
+    `prsm stats [options]` for `prsm stats summary [options]`."""
     if argv[:1] == ["session"] and len(argv) > 1 and argv[1] not in (*query.SESSION_VERBS, "-h", "--help"):
         return ["session", "show", *argv[1:]]
+    if argv[:1] == ["stats"] and (len(argv) == 1 or argv[1] not in (*stats.VERBS, "-h", "--help")):
+        return ["stats", "summary", *argv[1:]]  # `prsm stats` is `prsm stats summary`
     return argv
 
 

@@ -32,13 +32,16 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def list_models(args: argparse.Namespace, services: Services) -> None:
     table = Table(title="Models")
-    for column in ("id", "kind", "tags", "owner", "price/1k tok", "price/call", "latency ms", "calls"):
+    columns = ("id", "kind", "tags", "owner", "price/1k tok", "price/call", "latency ms", "calls", "quality")
+    for column in columns:
         table.add_column(column)
     for m in api(services.settings, "GET", "/v1/models")["data"]:
         latency = f"{m['latency_ms']:.0f}" if m["latency_ms"] is not None else "-"
+        measured = ", ".join(f"{cap} {q['mean']:.2f}±{q['std']:.2f} (n={q['n']})"
+                             for cap, q in m.get("measured_quality", {}).items())  # fmt: skip
         table.add_row(
             m["id"], m["kind"], ", ".join(m["tags"]), m["owner"], format_ftns(m["price_per_1k_tokens"]),
-            format_ftns(m["price_per_call"]), latency, str(m["calls"]),
+            format_ftns(m["price_per_call"]), latency, str(m["calls"]), measured or "-",
         )  # fmt: skip
     console.print(table)
 

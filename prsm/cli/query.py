@@ -7,6 +7,7 @@ import json
 
 from prsm.cli.common import CLIError, api, console, print_trace
 from prsm.services import Services
+from prsm.settings import tradeoff
 from prsm.storage.artifacts import ArtifactKind, canonical_json
 from prsm.types import SessionStatus
 
@@ -18,6 +19,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     q.add_argument("prompt")
     q.add_argument("--user", default="anonymous")
     q.add_argument("--json", action="store_true", help="print the whole trace as JSON")
+    q.add_argument(
+        "--route", help="quality/cost trade-off: quality, balanced, cost or 0..1 (default: the operator's)"
+    )
     q.set_defaults(fn=query)
 
     s = sub.add_parser(
@@ -33,7 +37,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def query(args: argparse.Namespace, services: Services) -> None:
-    trace = api(services.settings, "POST", "/v1/query", json={"prompt": args.prompt, "user": args.user})
+    body = {"prompt": args.prompt, "user": args.user}
+    if args.route is not None:
+        body["route"] = tradeoff(args.route)  # a bad one: exit 1 naming it, before any request
+    trace = api(services.settings, "POST", "/v1/query", json=body)
     render(trace, args.json)
 
 

@@ -36,6 +36,9 @@ class GroupCommitter:
     A batch runs each statement once with the parameters of every write in it (executemany), in
     the order of `statements`, so inserts come before the updates that refer to them. A batch
     that fails is retried one write per transaction, so one bad write fails only its caller.
+    A statement named in `lock_order` that updates shared rows (a model's counters) runs its
+    parameters sorted by that key (a stable sort: one row's updates keep their order), so two
+    batches in two processes lock those rows in one order and cannot deadlock (PostgreSQL).
     """
 
     def __init__(
@@ -45,8 +48,10 @@ class GroupCommitter:
         post: Callable[[list, Connection], list[Exception | object]],
         max_batch: int = 512,
         name: str = "sessions",
+        lock_order: dict[str, Callable[[dict], tuple]] | None = None,
     ):
         self.name = name  # the `writer` label of its metrics
+        self._lock_order = lock_order or {}
         self._engine = engine
         self._statements = statements
         self._post = post
@@ -110,6 +115,8 @@ class GroupCommitter:
                             grouped[name].append(params)
             for name, statement in self._statements.items():
                 if grouped[name]:
+                    if name in self._lock_order:
+                        grouped[name].sort(key=self._lock_order[name])
                     conn.execute(statement, grouped[name])
         return errors
 

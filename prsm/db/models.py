@@ -414,3 +414,36 @@ class Feedback(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GradeRow(Base):
+    """One grade of one model's answer to one sub-task (prsm/quality.py): by a grader (an exact
+    tool's success, agreement with a reference model) or by the session's user. Append-only,
+    except a user's rating, which a new rating replaces."""
+
+    __tablename__ = "grades"
+    __table_args__ = (Index("ix_grades_session_task", "session_id", "task_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str | None] = mapped_column(String(36))
+    task_key: Mapped[str | None] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(String(128), index=True)
+    capability: Mapped[str] = mapped_column(String(64))
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")  # "" : none
+    grader: Mapped[str] = mapped_column(String(160))  # tool | reference:<model> | feedback
+    score: Mapped[float] = mapped_column(Float)  # 0 .. 1
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ModelQuality(Base):
+    """A model's running grade totals per capability and cluster of similar sub-tasks: the count
+    and the sum of its grades, added to in SQL (concurrent replicas never lose a grade)."""
+
+    __tablename__ = "model_quality"
+
+    model_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    capability: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cluster: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
+    n: Mapped[float] = mapped_column(Float, default=0.0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

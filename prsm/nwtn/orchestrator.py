@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
-from prsm import metrics
+from prsm import logs, metrics, quality
 from prsm.db.committer import Write
 from prsm.errors import (
     AllCandidatesFailed,
@@ -30,7 +32,8 @@ from prsm.ftns.amounts import FTNS
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
-from prsm.nwtn.execute import MAX_ATTEMPTS, CallFn, CircuitBreaker, RankFn, TaskOutcome, execute
+from prsm.nwtn.execute import MAX_ATTEMPTS, CallFn, CircuitBreaker, TaskOutcome, execute
+from prsm.nwtn.grade import Finished, ReferenceGrader, SimilarityFn, ToolGrader
 from prsm.nwtn.plan import (
     llm_planner_messages,
     plan_deterministic,
@@ -42,7 +45,7 @@ from prsm.nwtn.sessions import SessionStore
 from prsm.nwtn.trace import SessionRecord, Step, task_steps
 from prsm.registry import Registry
 from prsm.safety import blocking, screen
-from prsm.settings import Settings
+from prsm.settings import Settings, tradeoff
 from prsm.types import (
     Candidate,
     ModelCall,
@@ -56,6 +59,11 @@ from prsm.types import (
 )
 
 CARDS_REFRESH_S = 1.0
+# Shadow grades in flight on one NWTN replica at most: past this a sampled sub-task goes
+# ungraded (counted as "busy"), so grading never queues work without bound behind traffic.
+MAX_GRADING = 4
+# (sub-task, open circuits, quality/cost trade-off or None for the operator's)
+RankFn = Callable[[SubTask, frozenset[str], float | None], Awaitable[list[Candidate]]]
 
 
 def check_prompt(prompt: str, max_chars: int) -> str:
@@ -94,6 +102,7 @@ class Orchestrator:
         rank: RankFn,
         call: CallFn,
         breaker: CircuitBreaker | None = None,
+        similarity: SimilarityFn | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -104,6 +113,15 @@ class Orchestrator:
         self.breaker = breaker or CircuitBreaker()
         self._cards: dict[str, ModelCard] = {}
         self._cards_at = float("-inf")
+        self.tool_grader = ToolGrader()
+        # Shadow grading against a reference model needs the router's embeddings (`similarity`).
+        self.reference_grader = None
+        if similarity is not None:
+            self.reference_grader = ReferenceGrader(
+                settings.grade_share, settings.grade_reference, self.cards, self.bounded_call, similarity,
+                billing, settings.operator_account, settings.max_new_tokens,
+            )  # fmt: skip
+        self._grading: set[asyncio.Task] = set()
 
     async def plan(self, prompt: str) -> tuple[TaskPlan, list[tuple[str, str]]]:
         """The plan and planner notes; the LLM planner's output is used only if it validates."""
@@ -120,13 +138,17 @@ class Orchestrator:
                 notes.append(("llm planner rejected", str(exc)[:1000]))
         return validate(plan_deterministic(prompt), *limits), notes
 
-    async def query(self, prompt: str, account: str, user: str | None = None) -> dict:
+    async def query(
+        self, prompt: str, account: str, user: str | None = None, route: str | float | None = None
+    ) -> dict:
         """Answer `prompt`, paid by `account` (its API key's); `user` is the caller's own tag for
-        its end user (OpenAI's `user`), recorded with the session (default: the account)."""
+        its end user (OpenAI's `user`), recorded with the session (default: the account); `route`
+        the quality/cost trade-off for this query (prsm/nwtn/route.py; None: the operator's)."""
         started = time.perf_counter()
         status = "cancelled"
         try:
-            view = await self._query(prompt, account, user, started)
+            weight = None if route is None else tradeoff(route)
+            view = await self._query(prompt, account, user, weight, started)
             status = view["status"]
             return view
         except PRSMError as exc:  # the client's mistake (4xx), or no model could answer (5xx)
@@ -139,7 +161,9 @@ class Orchestrator:
             metrics.QUERIES.inc(status=status)
             metrics.QUERY_SECONDS.observe(time.perf_counter() - started, status=status)
 
-    async def _query(self, prompt: str, account: str, user: str | None, started: float) -> dict:
+    async def _query(
+        self, prompt: str, account: str, user: str | None, route: float | None, started: float
+    ) -> dict:
         # Every model call of this query ends by then (prsm/nwtn/execute.py).
         deadline = time.monotonic() + self.settings.query_deadline_s
         user = user or account
@@ -179,7 +203,7 @@ class Orchestrator:
         # Every sub-task is ranked now, at once (one batched router call): the quote covers the
         # models NWTN would try for each, and execution tries them in this order.
         rankings = dict(zip([t.key for t in plan.tasks], await asyncio.gather(
-            *(self.rank(t, frozenset()) for t in plan.tasks)), strict=True))  # fmt: skip
+            *(self.rank(t, frozenset(), route) for t in plan.tasks)), strict=True))  # fmt: skip
         cards = dict(await self.cards({c.model_id for r in rankings.values() for c in r[:MAX_ATTEMPTS]}))
         candidates = {
             key: [cards[c.model_id] for c in ranking[:MAX_ATTEMPTS] if c.model_id in cards]
@@ -203,6 +227,7 @@ class Orchestrator:
             await self.sessions.start(record, charge.hold)  # refused: nothing is written
 
         costs: list[tuple[ModelCard, int]] = []
+        graded: list[Finished] = []
         finished = 0
         last: Write = []  # the last sub-task's write rides with the outcome's: one commit fewer
 
@@ -219,7 +244,10 @@ class Orchestrator:
                 cost = call_cost(card, outcome.tokens_in, outcome.tokens_out)
                 costs.append((card, cost))
             observe_task(outcome, cost)
-            write = self.sessions.task_write(record, outcome, task_steps(outcome, seq), cost)
+            finished_task = Finished(session_id, outcome, card)
+            graded.append(finished_task)
+            grades = self.tool_grader.grades(finished_task)
+            write = self.sessions.task_write(record, outcome, task_steps(outcome, seq), cost, grades)
             if finished < len(plan.tasks):
                 await self.sessions.commit(write)
             else:
@@ -259,6 +287,7 @@ class Orchestrator:
             op = charge.capture(parts)
         record.finish(compiled.status, compiled.answer, errors, latency_ms, parts)
         await self.sessions.finish(record, [compile_step], op, last)
+        self.grade_in_shadow(record, graded, seq)
         metrics.FTNS_CHARGED.inc(sum(parts.values()) / FTNS, kind="query")
         if compiled.status == SessionStatus.FAILED:
             failed = [o for o in outcomes.values() if o.status == TaskStatus.FAILED]
@@ -268,6 +297,44 @@ class Orchestrator:
                 )
             raise AllCandidatesFailed(f"no sub-task could be answered (session {session_id}): {errors}")
         return record.view(cards)
+
+    def grade_in_shadow(self, record: SessionRecord, finished: list[Finished], seq: itertools.count) -> None:
+        """Grade the sampled sub-tasks against the reference model, after the answer is written
+        (prsm/nwtn/grade.py): each in a task of its own, at most MAX_GRADING at once."""
+        grader = self.reference_grader
+        if grader is None:
+            return
+        for item in finished:
+            if not grader.wants(item):
+                continue
+            if len(self._grading) >= MAX_GRADING:
+                metrics.GRADES.inc(grader=grader.name, outcome="busy")
+                continue
+            job = asyncio.create_task(self._grade(grader, record, item, seq))
+            self._grading.add(job)
+            job.add_done_callback(self._grading.discard)
+
+    async def grades_written(self) -> None:
+        """Wait for the shadow grades in flight (a benchmark's or a test's end, a drain)."""
+        while self._grading:
+            await asyncio.gather(*self._grading, return_exceptions=True)
+
+    async def _grade(self, grader: ReferenceGrader, record: SessionRecord, item: Finished, seq) -> None:
+        try:
+            verdict = await grader.grade(item)
+            step = Step(next(seq), StepRole.GRADER, f"{item.outcome.task.key} answered by {item.card.id}",
+                        json.dumps(verdict.note), verdict.latency_ms, item.outcome.task.key,
+                        (verdict.note or {}).get("reference"))  # fmt: skip
+            write: Write = [("step", row) for row in record.add_steps([step])]
+            await self.sessions.commit(write + quality.writes(verdict.grades))
+        except Exception as exc:  # noqa: BLE001 (a shadow grade never fails anything else)
+            metrics.GRADES.inc(grader=grader.name, outcome="failed")
+            logs.event(
+                "grading failed",
+                logging.WARNING,
+                session_id=record.id,
+                error=f"{type(exc).__name__}: {exc}"[:500],
+            )
 
     async def cards(self, needed: set[str]) -> dict[str, ModelCard]:
         """Registry cards for the quote and the answer's sources, re-read at most once a second

@@ -90,8 +90,11 @@ class Coalescer(Generic[Item, Result]):
         self._pump()
 
 
-# (sub-task, open circuits, request id): the id is for the router's log line (prsm/logs.py).
-RankBatch = Callable[[list[tuple[SubTask, frozenset[str], str]]], Awaitable[list[list[Candidate]]]]
+# (sub-task, open circuits, quality/cost trade-off or None, request id): the id is for the
+# router's log line (prsm/logs.py).
+RankBatch = Callable[
+    [list[tuple[SubTask, frozenset[str], float | None, str]]], Awaitable[list[list[Candidate]]]
+]
 # A model id gives the function that calls that model: once per call, or once per batch.
 CallOne = Callable[[ModelCall], Awaitable[ModelOutput]]
 CallBatch = Callable[[list[ModelCall]], Awaitable[list[ModelOutput | PRSMError]]]
@@ -103,9 +106,11 @@ class RouterClient:
     def __init__(self, rank_many: RankBatch):
         self._ranks = Coalescer(rank_many)
 
-    async def __call__(self, task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
+    async def __call__(
+        self, task: SubTask, open_circuits: frozenset[str], route: float | None = None
+    ) -> list[Candidate]:
         try:
-            return await self._ranks.call((task, open_circuits, logs.REQUEST_ID.get()))
+            return await self._ranks.call((task, open_circuits, route, logs.REQUEST_ID.get()))
         except Exception as exc:  # the router's error arrives wrapped by Ray: raise it as itself
             raise as_prsm_error(unwrap(exc)) from None
 

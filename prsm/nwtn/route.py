@@ -1,13 +1,22 @@
 """Routing: rank the marketplace's models for one sub-task, with the score parts shown.
 
-score = health x (0.50 tag + 0.30 capability similarity + 0.12 price + 0.08 latency)
+score = health x (0.40 tag + 0.20 capability similarity + 0.35 value + 0.05 latency)
+value = w x quality + (1 - w) x price,   w the quality/cost trade-off in [0, 1]
 
 - tag: 1 when the card lists the sub-task's capability as a tag (an owner's explicit claim).
 - capability similarity: cosine of the embeddings of the sub-task and the card's description.
+- quality: the model's measured quality for the sub-task's capability (prsm/quality.py: the
+  posterior mean of its grades, 0.5 with none) plus an exploration bonus of EXPLORATION x its
+  uncertainty, so a little-measured model is tried a bounded amount more (at most +0.14, for a
+  model with no grades) and a well-measured one is judged on its record.
 - price: 1 / (1 + estimated cost in units of 0.001 FTNS), so cheaper scores higher; the cost is
   the charge's own formula (prsm/ftns/pricing.py) at a typical sub-task's token counts.
+- w: the operator's `PRSM_ROUTE` ("quality" 1, "balanced" 0.5, "cost" 0, or a number), which a
+  query may override (`"route"`): RouteLLM's threshold, swept by benchmarks/loop.py.
 - latency: 1 / (1 + measured latency in seconds); 0.5 while a model is unmeasured.
-- health: Laplace-smoothed success rate; an open circuit breaker drops the model entirely.
+- health: the success rate with one success assumed, (calls - failures + 1) / (calls + 1): 1 for
+  a new card (its newness is the market policy's and the quality estimate's business, not a
+  penalty here), falling with each failure; an open circuit breaker drops the model entirely.
 
 A card is a candidate when it claims the capability, is a general model, or its description
 is similar enough; tool specialists never get sub-tasks outside their tags.
@@ -36,10 +45,14 @@ import numpy as np
 
 from prsm.ftns.amounts import FTNS
 from prsm.ftns.pricing import call_cost
+from prsm.quality import UNMEASURED, Estimate
 from prsm.registry import Registry
+from prsm.settings import ROUTES
 from prsm.types import EXACT_CAPABILITIES, Candidate, Capability, ModelCard, ModelKind, SubTask
 
-WEIGHTS = {"tag": 0.50, "similarity": 0.30, "price": 0.12, "latency": 0.08}
+WEIGHTS = {"tag": 0.40, "similarity": 0.20, "value": 0.35, "latency": 0.05}
+EXPLORATION = 0.5  # x the quality estimate's standard deviation (at most 0.29)
+Quality = dict[str, dict[tuple[str, str], Estimate]]  # model id -> (capability, cluster) -> estimate
 SIMILARITY_FLOOR = 0.35
 # A sub-task's prompt and answer before anything is measured: what the price score assumes.
 ESTIMATED_TOKENS_IN, ESTIMATED_TOKENS_OUT = 100, 100
@@ -82,7 +95,7 @@ def estimated_cost(card: ModelCard) -> int:
 
 
 def health(card: ModelCard) -> float:
-    return (card.calls - card.failures + 1) / (card.calls + 2)
+    return (card.calls - card.failures + 1) / (card.calls + 1)
 
 
 def score_candidates(
@@ -93,9 +106,12 @@ def score_candidates(
     open_circuits: frozenset[str] = frozenset(),
     policy: MarketPolicy = MarketPolicy(),
     explore: bool = False,
+    quality: Quality | None = None,
+    route: float = ROUTES["balanced"],
 ) -> list[Candidate]:
     """Candidates for `task`, best first; unproven cards only when `explore` (and no dearer than
-    the proven ones) or when no proven card is a candidate."""
+    the proven ones) or when no proven card is a candidate. `route` is the quality weight w."""
+    quality = quality or {}
     ranked = []
     for card in cards:
         if (
@@ -120,17 +136,33 @@ def score_candidates(
         cost = estimated_cost(card)
         price = 1.0 / (1.0 + cost / PRICE_SCALE)
         latency = 0.5 if card.latency_ms is None else 1.0 / (1.0 + card.latency_ms / 1000.0)
+        measured = quality.get(card.id, {}).get((task.capability, ""), UNMEASURED)
+        optimistic = min(1.0, measured.mean + EXPLORATION * measured.std)
+        value = route * optimistic + (1.0 - route) * price
         fitness = (
             WEIGHTS["tag"] * tag
             + WEIGHTS["similarity"] * max(similarity, 0.0)
-            + WEIGHTS["price"] * price
+            + WEIGHTS["value"] * value
             + WEIGHTS["latency"] * latency
         )
         h = health(card)
         ranked.append(
             Candidate(
-                card.id, card.kind, h * fitness, tag, similarity, price, latency, h, cost, policy.proven(card)
-            )
+                card.id,
+                card.kind,
+                h * fitness,
+                tag,
+                similarity,
+                price,
+                latency,
+                h,
+                cost,
+                policy.proven(card),
+                measured.mean,
+                measured.std,
+                int(round(measured.n)),
+                optimistic,
+            )  # fmt: skip
         )
     proven = [c for c in ranked if c.proven]
     if proven and not explore:
@@ -156,30 +188,54 @@ class Router:
         embedder: Embedder,
         refresh_s: float = 1.0,
         policy: MarketPolicy | None = None,
+        route: float = ROUTES["balanced"],
     ):
         self.registry = registry
         self.embedder = embedder
         self.refresh_s = refresh_s
         self.policy = policy or MarketPolicy()
+        self.route = route  # the operator's default trade-off (PRSM_ROUTE)
         self._random = random.Random()
         self._cards: list[ModelCard] = []
+        self._quality: Quality = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._loaded_at = float("-inf")
 
-    def rank(self, task: SubTask, open_circuits: frozenset[str] = frozenset()) -> list[Candidate]:
-        return self.rank_many([(task, open_circuits)])[0]
+    def rank(
+        self, task: SubTask, open_circuits: frozenset[str] = frozenset(), route: float | None = None
+    ) -> list[Candidate]:
+        return self.rank_many([(task, open_circuits, route)])[0]
 
-    def rank_many(self, requests: list[tuple[SubTask, frozenset[str]]]) -> list[list[Candidate]]:
-        """Rank a batch of sub-tasks; their texts share one embedding pass. Blocking (the
-        embedder and, once a second, the registry): callers on an event loop use a thread."""
-        vectors = self.embedder.embed_many([task.text for task, _ in requests])
+    def rank_many(
+        self, requests: list[tuple[SubTask, frozenset[str], float | None]]
+    ) -> list[list[Candidate]]:
+        """Rank a batch of (sub-task, open circuits, trade-off or None for the operator's); their
+        texts share one embedding pass. Blocking (the embedder and, once a second, the
+        registry): callers on an event loop use a thread."""
+        vectors = self.embedder.embed_many([task.text for task, _, _ in requests])
         cards = self.cards()
         share = self.policy.new_card_share
         return [
             score_candidates(
-                task, cards, vector, self._vectors, open_circuits, self.policy, self._random.random() < share
-            )
-            for (task, open_circuits), vector in zip(requests, vectors, strict=True)
+                task,
+                cards,
+                vector,
+                self._vectors,
+                open_circuits,
+                self.policy,
+                self._random.random() < share,
+                self._quality,
+                self.route if route is None else route,
+            )  # fmt: skip
+            for (task, open_circuits, route), vector in zip(requests, vectors, strict=True)
+        ]
+
+    def similarity(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Cosine similarity of each pair of texts' embeddings, clipped to [0, 1] (a grader's
+        measure of agreement: prsm/nwtn/grade.py). Blocking, like `rank_many`."""
+        vectors = self.embedder.embed_many([t for pair in pairs for t in pair])
+        return [
+            min(1.0, max(0.0, float(np.dot(vectors[2 * i], vectors[2 * i + 1])))) for i in range(len(pairs))
         ]
 
     def cards(self) -> list[ModelCard]:
@@ -199,4 +255,5 @@ class Router:
             else:
                 (vectors[card.id],) = self.embedder.embed_many([card.capability_text])
                 self.registry.store_embedding(card.id, key, vectors[card.id].astype(np.float32).tobytes())
+        self._quality = self.registry.measured_quality()
         self._cards, self._vectors, self._loaded_at = cards, vectors, time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, case, select
 from sqlalchemy.exc import IntegrityError
 
+from prsm import quality
 from prsm.db.committer import OPS, GroupCommitter, Write
 from prsm.db.engine import Database
 from prsm.db.models import (
@@ -40,7 +41,7 @@ from prsm.nwtn.trace import (
     Step,
 )
 from prsm.registry import LATENCY_EWMA_WEIGHT, card_from_row
-from prsm.types import SessionStatus
+from prsm.types import SessionStatus, TaskStatus
 
 # Core tables: the write path skips the ORM's unit of work (it costs more than the SQL here).
 SESSIONS, TASKS = QuerySession.__table__, PlanTask.__table__
@@ -77,10 +78,25 @@ STATEMENTS = {
 }
 
 
+def card_order(params: dict) -> tuple:
+    return (params["b_id"],)
+
+
 class SessionStore:
     def __init__(self, db: Database, ledger: Ledger):
         self._db = db
-        self._committer = GroupCommitter(db.writer, STATEMENTS, ledger.post_many)
+        # Grades (prsm/quality.py) ride in the same writes: a tool's with its sub-task's result.
+        statements = STATEMENTS | {
+            "grade": quality.GRADES.insert(),
+            "quality": quality.add_statement(db.engine.dialect.name),
+        }
+        # Rows many replicas update (a card's counters, its quality totals) are locked in one order.
+        order = {
+            "model_ok": card_order,
+            "model_failed": card_order,
+            "quality": quality.lock_order,
+        }
+        self._committer = GroupCommitter(db.writer, statements, ledger.post_many, lock_order=order)
 
     async def start(self, record: SessionRecord, hold: Op | None = None) -> None:
         """Write the session, its plan and first steps, with the query's hold if it has one."""
@@ -91,8 +107,11 @@ class SessionStore:
         write += [("step", dict(st)) for st in record.steps]
         await self._committer.submit(write)
 
-    def task_write(self, record: SessionRecord, outcome: TaskOutcome, steps: list[Step], cost: int) -> Write:
-        """What a finished sub-task writes: its result, its steps, the models' counters."""
+    def task_write(
+        self, record: SessionRecord, outcome: TaskOutcome, steps: list[Step], cost: int,
+        grades: list[quality.Grade] = (),
+    ) -> Write:  # fmt: skip
+        """What a finished sub-task writes: its result, its steps, the models' counters, its grades."""
         task = record.finish_task(outcome, cost)
         result = {"b_session_id": task["session_id"], "b_key": task["key"]}
         result |= {k: task[k] for k in TASK_RESULT_FIELDS}
@@ -105,7 +124,7 @@ class SessionStore:
             for a in outcome.attempts
             if not a.refused  # the input's fault: the model's record stays as it was
         ]
-        return write
+        return write + quality.writes(list(grades))
 
     async def commit(self, write: Write) -> None:
         await self._committer.submit(write)
@@ -174,14 +193,15 @@ class SessionStore:
                 raise SessionRunning(
                     f"session {session_id} is still running: rate it once it has finished", "session_id"
                 )
-            if (
-                key
-                and conn.execute(
-                    select(TASKS.c.key).where(TASKS.c.session_id == session_id, TASKS.c.key == key)
+            rated = None
+            if key:
+                rated = conn.execute(
+                    select(TASKS.c.assigned_model, TASKS.c.capability, TASKS.c.status).where(
+                        TASKS.c.session_id == session_id, TASKS.c.key == key
+                    )
                 ).first()
-                is None
-            ):
-                raise InvalidInput(f"session {session_id} has no sub-task {key!r}", "task")
+                if rated is None:
+                    raise InvalidInput(f"session {session_id} has no sub-task {key!r}", "task")
             where = (FEEDBACK.c.session_id == session_id, FEEDBACK.c.task_key == key)
             current = conn.execute(select(FEEDBACK).where(*where)).first()
             if current is not None and (current.score, current.comment) == (score, comment):
@@ -200,6 +220,12 @@ class SessionStore:
                 conn.execute(
                     FEEDBACK.update().where(*where).values(score=score, comment=comment, updated_at=now)
                 )
+            if rated is not None and rated.assigned_model and rated.status == TaskStatus.DONE:
+                # A rating of a sub-task is a grade of the model that answered it (prsm/quality.py).
+                grade = quality.Grade(
+                    rated.assigned_model, rated.capability, score, "feedback", session_id, key
+                )
+                quality.replace_rating(conn, grade)
             row = conn.execute(select(FEEDBACK).where(*where)).one()
         return _feedback_view(row), True
 

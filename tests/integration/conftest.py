@@ -77,7 +77,7 @@ def prsm_app(tmp_path_factory):
         data_dir=tmp_path_factory.mktemp("prsm-app"), model_dir=MODEL_DIR, port=port, _env_file=None,
         egress_allow=[f"127.0.0.1:{port}"], nwtn_replicas=2,
         query_deadline_s=60, abandoned_after_s=75, sweep_every_s=5,  # test_failures.py waits on these
-        storage_quota_bytes=2_000_000,
+        storage_quota_bytes=2_000_000, grade_share=1.0,  # every sub-task a reference covers is graded
     )  # fmt: skip
     keys = {}
     with Services.from_settings(settings, upgrade=True) as services:

@@ -82,3 +82,45 @@ def test_a_backup_taken_under_load_is_consistent_postgres(pg_services, pg_fresh,
     from tests import backup_checks
 
     backup_checks.check_a_backup_taken_under_load_is_consistent(pg_services, pg_fresh, tmp_path / "backup")
+
+
+def test_concurrent_grades_are_all_counted_postgres(pg_services):
+    from tests.quality_checks import check_concurrent_grades_are_all_counted
+
+    check_concurrent_grades_are_all_counted(pg_services)
+
+
+def test_stats_read_postgresql_in_place_with_exact_amounts(pg_services):
+    """DuckDB's PostgreSQL scanner over the same records as SQLite's (tests/unit/test_stats.py):
+    NUMERIC(78, 0) amounts arrive exact, past 2^64 too."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from prsm import stats
+    from prsm.db.models import QuerySession
+    from prsm.nwtn.route import Router
+    from prsm.registry import DEFAULT_MODEL_ID
+    from tests.conftest import orchestrator
+    from tests.fakes import EchoLM, HashingEmbedder
+
+    registry = pg_services.registry
+    registry.ensure_defaults()
+    pg_services.models.host(DEFAULT_MODEL_ID, EchoLM())
+    nwtn = orchestrator(pg_services, Router(registry, HashingEmbedder()), pg_services.models)
+    for prompt in ("In one sentence, what is entropy?", "Convert 5 km to miles"):
+        asyncio.run(nwtn.query(prompt, "alice"))
+    big = 3 * 10**24 + 7  # 3,000,000 FTNS and 7 base units: past a double's 2^53 and 2^64
+    pg_services.ledger.open_account("whale")
+    pg_services.ledger.mint("whale", big, "whale-mint")
+    with pg_services.db.orm() as s:
+        charged = sum(x.charged for x in s.scalars(select(QuerySession)).all())
+    con = stats.connect(pg_services.settings)
+    (day,) = stats.queries(con, stats.since(1))
+    assert day["queries"] == 2 and int(day["charged"]["base_units"]) == charged
+    rows = stats.subtasks(con, stats.since(1), ["model"])
+    assert {r["model"] for r in rows} == {DEFAULT_MODEL_ID, "pint-units"}
+    (balance,) = con.execute(
+        "SELECT CAST(balance AS HUGEINT) FROM ftns_accounts WHERE id = 'whale'"
+    ).fetchone()
+    assert int(balance) == big

@@ -85,6 +85,8 @@ def test_models_are_listed_registered_and_duplicates_refused(client):
             "prompt",
         ),
         (json.dumps({"prompt": "y" * 300_000}).encode(), 413, "body"),
+        (json.dumps({"prompt": "What is entropy?", "route": "fastest"}).encode(), 422, "route"),
+        (json.dumps({"prompt": "What is entropy?", "route": 1.5}).encode(), 422, "route"),
     ],
 )
 def test_bad_input_gets_a_4xx_naming_the_field_and_writes_nothing(client, prsm_app, body, status, field):
@@ -244,3 +246,44 @@ def test_artifacts_upload_streams_into_the_store_and_record_provenance(client, p
     assert orphan.status_code == 422 and orphan.json()["error"]["field"] == "parents"
     bad_kind = client.post("/v1/artifacts", params={"kind": "movie", "creator": "alice"}, content=b"x")
     assert bad_kind.status_code == 422 and bad_kind.json()["error"]["field"] == "kind"
+
+
+def test_a_students_answers_are_graded_in_shadow_against_its_teacher(prsm_app):
+    """Issue 14: the grader's reference call runs on the real model replica and its agreement on
+    the router's real embeddings; the grade reaches the card. The student here is the teacher's
+    own weights under another id, so at temperature 0 both answer alike: agreement 1."""
+    import time
+
+    from prsm.registry import DEFAULT_MODEL_ID
+
+    with Services(prsm_app.settings) as services:
+        services.ledger.open_account("local-operator", "operator")
+        services.ledger.mint("local-operator", 10**17, "test-fund-grading")  # the grader's payer
+    with prsm_app.client("operator") as op, prsm_app.client("erin") as erin:
+        teacher = op.get(f"/v1/models/{DEFAULT_MODEL_ID}").json()
+        card = {"id": "smol-copy", "kind": "transformers", "description": teacher["description"],
+                "tags": teacher["tags"], "owner": "local-operator", "licence": "Apache-2.0",
+                "price_per_1k_tokens": str(int(teacher["price_per_1k_tokens"]) // 10),
+                "weights": teacher["weights"], "teacher": DEFAULT_MODEL_ID}  # fmt: skip
+        assert op.post("/v1/models", json=card).status_code == 201
+        time.sleep(1.5)  # the router re-reads the registry once a second
+        try:
+            response = erin.post(
+                "/v1/query", json={"prompt": "In one sentence, what is a catalyst?", "route": "cost"}
+            )
+            assert response.status_code == 200, response.text
+            trace = response.json()
+            assert trace["tasks"][0]["model"] == "smol-copy"
+            assert {"quality", "quality_n", "quality_term"} <= trace["tasks"][0]["ranking"][0].keys()
+            deadline = time.monotonic() + 120
+            while not (steps := [s for s in erin.get(f"/v1/sessions/{trace['session_id']}").json()["steps"]
+                                 if s["role"] == "grader"]):  # fmt: skip
+                assert time.monotonic() < deadline, "no shadow grade was written"
+                time.sleep(1)
+            note = json.loads(steps[0]["output"])
+            assert note["reference"] == DEFAULT_MODEL_ID and note["paid_by"] == "local-operator"
+            assert note.get("score", -1) > 0.99, note
+            measured = op.get("/v1/models/smol-copy").json()["measured_quality"]
+            assert measured["general"]["n"] == 1 and measured["general"]["mean"] > 0.66
+        finally:
+            op.delete("/v1/models/smol-copy")  # later tests route to the shipped model again

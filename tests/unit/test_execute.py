@@ -15,9 +15,7 @@ from prsm.types import ModelCall, ModelCard, ModelOutput
 def wiring(registry, embedder, models):
     # new cards compete on their score on every sub-task here (the fallback tests register some)
     router = Router(registry, embedder, refresh_s=0, policy=MarketPolicy(new_card_share=1.0))
-    rank = RouterClient(
-        lambda requests: asyncio.to_thread(router.rank_many, [(t, o) for t, o, _ in requests])
-    )
+    rank = RouterClient(lambda requests: asyncio.to_thread(router.rank_many, [r[:3] for r in requests]))
     call = ModelClient(heavy=lambda m: partial(models.run, m), light=lambda m: partial(models.run_many, m))
     return rank, call
 

@@ -138,7 +138,7 @@ def test_a_distilled_models_answer_pays_its_teachers_owner_a_royalty(nwtn, servi
                         tags=("math",), price_per_call=10**13, endpoint="tool:math", teacher="sympy-cas")  # fmt: skip
     registry.register(student)
 
-    async def only_the_student(task, open_circuits):  # routing is not under test here: pricing is
+    async def only_the_student(task, open_circuits, route=None):  # routing is not under test here: pricing is
         return [Candidate("sympy-student", "tool", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 10**13)]
 
     nwtn.rank = only_the_student

@@ -41,7 +41,7 @@ def test_an_open_circuit_removes_the_model_from_the_ranking(router):
 
 def test_a_batch_of_sub_tasks_is_ranked_as_each_alone(router):
     tasks = [SubTask("t1", "integrate x", "math"), SubTask("t2", "convert 1 km to m", "units")]
-    batch = router.rank_many([(t, frozenset()) for t in tasks])
+    batch = router.rank_many([(t, frozenset(), None) for t in tasks])
     assert batch == [router.rank(t) for t in tasks]
 
 
@@ -115,7 +115,8 @@ def test_new_cards_get_about_their_share_of_sub_tasks(registry, embedder):
                                 owner="mallory", licence="MIT", tags=("math",), price_per_call=0, endpoint="tool:math"))  # fmt: skip
     router = Router(registry, embedder, policy=MarketPolicy(new_card_share=0.2))
     firsts = [
-        c[0].model_id for c in router.rank_many([(SubTask("t1", "integrate x", "math"), frozenset())] * 1000)
+        c[0].model_id
+        for c in router.rank_many([(SubTask("t1", "integrate x", "math"), frozenset(), None)] * 1000)
     ]
     assert 120 < firsts.count("fresh-cas") < 280  # 200 expected; binomial sd ~13
 
