@@ -20,13 +20,14 @@ from ray.serve import Application
 from ray.serve.config import BackpressureConfig
 from starlette.concurrency import iterate_in_threadpool
 
-from prsm import logs, metrics
+from prsm import consent, logs, metrics
 from prsm.api import auth, limits
 from prsm.api.auth import BEARER_SECURITY, acting_for, current_principal, record_usage, require
 from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, trace_usage
 from prsm.api.ratelimit import RayLimiter
 from prsm.api.schemas import (
     ChatCompletionRequest,
+    DataSharingRequest,
     FeedbackRequest,
     KeyRequest,
     KeyRotation,
@@ -247,6 +248,28 @@ class NWTN:
         if not principal.may_act_for(account_id):
             raise UnknownAccount(f"no account {account_id!r}", "account")
         return await asyncio.to_thread(self.services.ledger.account, account_id)
+
+    @api.get("/v1/accounts/{account_id}/data-sharing")
+    async def data_sharing(self, account_id: str, principal: Principal = WHO) -> dict:
+        """Whether the account's sessions may feed the learning loop's data sets (its own key)."""
+        if not principal.may_act_for(account_id):
+            raise UnknownAccount(f"no account {account_id!r}", "account")
+        await asyncio.to_thread(self.services.ledger.account, account_id)  # 404 for no such account
+        default = self.services.settings.data_sharing_default
+        allowed = await asyncio.to_thread(consent.allowed, self.services.db, account_id, default)
+        return {"object": "data_sharing", "account": account_id, "allowed": allowed}
+
+    @api.put("/v1/accounts/{account_id}/data-sharing")
+    async def choose_data_sharing(
+        self, account_id: str, body: DataSharingRequest, principal: Principal = WHO
+    ) -> dict:
+        """Allow or refuse the use of the account's sessions in the learning loop's data sets:
+        a refusal applies to every data set built after it (its own key, or an operator)."""
+        if not principal.may_act_for(account_id):
+            raise UnknownAccount(f"no account {account_id!r}", "account")
+        await asyncio.to_thread(self.services.ledger.account, account_id)  # 404 for no such account
+        await asyncio.to_thread(consent.choose, self.services.db, account_id, body.allowed)
+        return {"object": "data_sharing", "account": account_id, "allowed": body.allowed}
 
     @api.get("/v1/accounts/{account_id}/entries")
     async def entries(

@@ -163,7 +163,10 @@ SETTLEMENT_LAG = gauge(
     "Age of the oldest ledger entry not yet settled on chain, when last measured.",
 )
 SCHEDULE_RUNS = counter(
-    "prsm_schedule_runs", "Runs of the scheduled jobs (sweep, settle, gc), by outcome.", "schedule", "outcome"
+    "prsm_schedule_runs",
+    "Runs of the scheduled jobs (sweep, settle, gc, canary), by outcome.",
+    "schedule",
+    "outcome",
 )
 SCHEDULE_LAST_OK = gauge(
     "prsm_schedule_last_success_timestamp_seconds",

@@ -100,6 +100,20 @@ def gc(services: Services) -> str:
     )
 
 
+def canaries(services: Services) -> str:
+    from prsm import canary
+
+    made = canary.decide(services.db, services.registry, services.settings.canary_target)
+    for d in made:
+        logs.event(
+            "canary " + d["action"], student=d["student"], cluster=d["cluster"], n=d["n"], mean=d["mean"]
+        )
+    running = sum(1 for c in canary.status(services.db) if c["status"] == "canary")
+    return f"{len(made)} decisions; {running} canaries running" + "".join(
+        f"; {d['student']} on {d['cluster']}: {d['action']}" for d in made
+    )
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -108,6 +122,13 @@ JOBS: dict[str, Job] = {
             "settle", "credit deposits and settle an epoch on chain", lambda s: s.settle_every_s, settle, 1800
         ),
         Job("gc", "remove store blocks no pin reaches", lambda s: s.gc_every_s, gc, 3600),
+        Job(
+            "canary",
+            "step up, promote or roll back canary students",
+            lambda s: s.canary_every_s,
+            canaries,
+            60,
+        ),
     )
 }
 

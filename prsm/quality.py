@@ -11,7 +11,8 @@ a whole).
 
 The estimate is the posterior of a Beta(1, 1) prior updated with the grades as fractional
 successes: mean (1 + sum) / (2 + n), 0.5 with no grades, and its standard deviation, the
-uncertainty the card shows and the router's exploration uses (prsm/nwtn/route.py).
+uncertainty the card shows and the router's exploration uses (prsm/nwtn/route.py). A cluster's
+estimate starts instead from its capability's mean, worth CLUSTER_PRIOR_WEIGHT grades.
 """
 
 from __future__ import annotations
@@ -32,14 +33,18 @@ GRADES, QUALITY = GradeRow.__table__, ModelQuality.__table__
 class Estimate:
     n: float = 0.0  # grades counted
     total: float = 0.0  # their sum
+    # The prior: a Beta with this mean and weight (pseudo-grades); Beta(1, 1) by default.
+    prior_mean: float = 0.5
+    prior_weight: float = 2.0
 
     @property
     def mean(self) -> float:
-        return (1.0 + self.total) / (2.0 + self.n)
+        return (self.prior_weight * self.prior_mean + self.total) / (self.prior_weight + self.n)
 
     @property
     def std(self) -> float:
-        a, b = 1.0 + self.total, 1.0 + self.n - self.total
+        a = self.prior_weight * self.prior_mean + self.total
+        b = self.prior_weight * (1.0 - self.prior_mean) + self.n - self.total
         return math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
 
     def to_dict(self) -> dict:
@@ -47,6 +52,18 @@ class Estimate:
 
 
 UNMEASURED = Estimate()
+# A cluster's estimate starts from its capability's, worth this many grades: a cluster with few
+# grades is judged mostly by the capability, one with many by its own.
+CLUSTER_PRIOR_WEIGHT = 5.0
+
+
+def estimate_for(found: dict[tuple[str, str], Estimate], capability: str, cluster: str = "") -> Estimate:
+    """A model's estimate for a sub-task: its cluster's, shrunk towards its capability's."""
+    whole = found.get((capability, ""), UNMEASURED)
+    if not cluster:
+        return whole
+    own = found.get((capability, cluster), UNMEASURED)
+    return Estimate(own.n, own.total, whole.mean, CLUSTER_PRIOR_WEIGHT)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ class Registry:
     """The registry's one door to the database."""
 
     def __init__(self, db: Database):
+        self.db = db
         self._sessions = db.orm
 
     def list(self) -> list[ModelCard]:

@@ -157,6 +157,19 @@ class Settings(BaseSettings):
         description="Share of language-model sub-tasks graded in shadow against a reference model "
         "(the operator's account pays the reference's call); 0 turns it off.",
     )
+    data_sharing_default: bool = Field(
+        default=True,
+        description="Whether an account that has not chosen lets its sessions feed the learning loop's data sets.",
+    )
+    canary_target: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Mean shadow grade a canary student must hold against its incumbent (prsm/canary.py).",
+    )
+    canary_every_s: float = Field(
+        default=10.0, ge=0, description="Seconds between the canaries' decisions (0: off)."
+    )
     grade_reference: str | None = Field(
         default=None,
         description="The reference model id (a stronger registered model, or a remote endpoint's "

@@ -22,15 +22,15 @@ text, because the scanner would read NUMERIC(78, 0) as a double (inexact past 2^
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy.engine import make_url
 
+from prsm.clusters import THRESHOLD, TaskCluster
 from prsm.db.models import Base, TokenAmount
 from prsm.errors import InvalidInput
 from prsm.ftns.amounts import FTNS
@@ -42,7 +42,8 @@ TABLES = tuple(
     for name in ("sessions", "plan_tasks", "grades", "model_cards", "ftns_accounts", "ftns_entries",
                  "ftns_transactions", "ftns_holds")
 )  # fmt: skip
-DIMENSIONS = {"day": "CAST(s.created_at AS DATE)", "capability": "t.capability", "model": "t.assigned_model"}
+DIMENSIONS = {"day": "CAST(s.created_at AS DATE)", "capability": "t.capability", "cluster": "t.cluster",
+              "model": "t.assigned_model"}  # fmt: skip
 SCANNERS = {"sqlite": "duckdb_extension_sqlite", "postgres": "duckdb_extension_postgres_scanner"}
 LANGUAGE_MODEL_KINDS = ("transformers", "openai")
 
@@ -113,11 +114,13 @@ def _quote(text: str) -> str:
 
 
 def dimensions(by: str) -> list[str]:
-    """`--by`: a comma-separated subset of day, capability, model, in that order of grouping."""
+    """`--by`: a comma-separated subset of day, capability, cluster, model, in that order of grouping."""
     chosen = [d.strip() for d in by.split(",") if d.strip()]
     unknown = [d for d in chosen if d not in DIMENSIONS]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
-        raise InvalidInput(f"--by takes day, capability and/or model, comma-separated; not {by!r}", "by")
+        raise InvalidInput(
+            f"--by takes day, capability, cluster and/or model, comma-separated; not {by!r}", "by"
+        )
     return chosen
 
 
@@ -197,60 +200,77 @@ def earnings(con, start: datetime) -> list[dict]:
 
 @dataclass
 class Cluster:
+    capability: str
     leader: str
     centroid: np.ndarray
     instructions: list[str]
     models: dict[str, int]
     cost: int = 0
+    task_ids: list[int] = field(default_factory=list)
 
     @property
     def id(self) -> str:
-        return "c" + hashlib.sha256(self.leader.encode()).hexdigest()[:10]
+        return TaskCluster.new_id(f"{self.capability}:{self.leader}")
 
     def view(self, examples: int = 3) -> dict:
         volume = len(self.instructions)
-        return {"cluster": self.id, "volume": volume, "cost": _amount(self.cost),
+        return {"cluster": self.id, "capability": self.capability, "volume": volume, "cost": _amount(self.cost),
                 "mean_cost": _amount(self.cost // volume), "models": dict(sorted(self.models.items())),
                 "examples": list(dict.fromkeys(self.instructions))[:examples]}  # fmt: skip
 
+    def saved_as(self, embedding_key: str) -> TaskCluster:
+        return TaskCluster(self.id, self.capability, embedding_key, self.centroid.astype(np.float32),
+                           len(self.instructions), self.leader)  # fmt: skip
+
 
 def candidates(
-    con, embedder, start: datetime, limit: int = 5000, threshold: float = 0.8, top: int = 10
+    con, embedder, start: datetime, limit: int = 5000, threshold: float = THRESHOLD, top: int = 10
 ) -> list[dict]:
     """Clusters of language-model sub-tasks, the costliest first (see the module's docstring)."""
+    if top < 1:
+        raise InvalidInput("--top is at least 1", "top")
+    return [c.view() for c in clusters_of(con, embedder, start, limit, threshold)[:top]]
+
+
+def clusters_of(
+    con, embedder, start: datetime, limit: int = 5000, threshold: float = THRESHOLD
+) -> list[Cluster]:
     if not 0 < threshold <= 1:
         raise InvalidInput(f"--threshold is a cosine similarity in (0, 1], not {threshold!r}", "threshold")
-    if limit < 1 or top < 1:
-        raise InvalidInput("--limit and --top are at least 1", "limit" if limit < 1 else "top")
+    if limit < 1:
+        raise InvalidInput("--limit is at least 1", "limit")
     kinds = ", ".join(_quote(k) for k in LANGUAGE_MODEL_KINDS)
     rows = con.execute(f"""
-        SELECT t.instruction, t.assigned_model, CAST(t.cost AS HUGEINT)
+        SELECT t.instruction, t.assigned_model, CAST(t.cost AS HUGEINT), t.capability, t.id
         FROM plan_tasks t JOIN sessions s ON s.id = t.session_id
         JOIN model_cards c ON c.id = t.assigned_model
         WHERE t.status = 'done' AND c.kind IN ({kinds}) AND s.created_at >= ?
         ORDER BY s.created_at, t.id LIMIT ?
     """, [start, limit]).fetchall()  # fmt: skip
-    return [c.view() for c in cluster(embedder, rows, threshold)[:top]]
+    return cluster(embedder, rows, threshold)
 
 
-def cluster(embedder, rows: list[tuple[str, str, int]], threshold: float) -> list[Cluster]:
-    """Greedy leader clustering of (instruction, model, cost) rows, the costliest cluster first."""
+def cluster(embedder, rows: list[tuple[str, str, int, str, int]], threshold: float) -> list[Cluster]:
+    """Greedy leader clustering of (instruction, model, cost, capability, task id) rows, within
+    each capability; the costliest cluster first."""
     clusters: list[Cluster] = []
     sums: list[np.ndarray] = []
     vectors = embedder.embed_many([r[0] for r in rows]) if rows else []
-    for (instruction, model, cost), vector in zip(rows, vectors, strict=True):
-        best, best_sim = None, threshold
-        if clusters:
-            sims = np.stack([c.centroid for c in clusters]) @ vector
-            i = int(np.argmax(sims))
-            if sims[i] >= best_sim:
-                best = i
+    for (instruction, model, cost, capability, task_id), vector in zip(rows, vectors, strict=True):
+        best = None
+        mine = [i for i, c in enumerate(clusters) if c.capability == capability]
+        if mine:
+            sims = np.stack([clusters[i].centroid for i in mine]) @ vector
+            j = int(np.argmax(sims))
+            if sims[j] >= threshold:
+                best = mine[j]
         if best is None:
-            clusters.append(Cluster(instruction, vector.copy(), [], {}))
+            clusters.append(Cluster(capability, instruction, vector.copy(), [], {}))
             sums.append(np.zeros_like(vector))
             best = len(clusters) - 1
         c = clusters[best]
         c.instructions.append(instruction)
+        c.task_ids.append(task_id)
         c.models[model] = c.models.get(model, 0) + 1
         c.cost += int(cost or 0)
         sums[best] += vector

@@ -260,6 +260,8 @@ class Candidate:
     quality_std: float = 0.2887
     quality_n: int = 0
     quality_term: float = 0.5
+    cluster: str = ""  # the sub-task's cluster of similar sub-tasks (prsm/clusters.py); "" : none
+    canary: str = ""  # a canary student on this cluster: the incumbent it is graded against (prsm/canary.py)
 
     def to_dict(self) -> dict:
         return {
@@ -277,4 +279,6 @@ class Candidate:
             "quality_std": round(self.quality_std, 4),
             "quality_n": self.quality_n,
             "quality_term": round(self.quality_term, 4),
+            "cluster": self.cluster,
+            "canary": self.canary or None,
         }

@@ -34,6 +34,14 @@ from prsm.types import (
 from prsm.weights import cid_of_reference
 
 
+class DataSharingRequest(BaseModel):
+    """Whether the account's sessions may feed the learning loop's data sets (prsm/consent.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed: bool = Field(strict=True, description="true: they may; false: they never will.")
+
+
 class FeedbackRequest(BaseModel):
     """A rating of a session's answer, or of one of its sub-tasks (`task`: its key in the trace)."""
 

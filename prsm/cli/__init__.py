@@ -12,7 +12,22 @@ import sys
 
 from pydantic import ValidationError
 
-from prsm.cli import audit, backup, cluster, db, distill, ftns, keys, models, ops, query, stack, stats, store
+from prsm.cli import (
+    audit,
+    backup,
+    cluster,
+    db,
+    distill,
+    ftns,
+    keys,
+    loop,
+    models,
+    ops,
+    query,
+    stack,
+    stats,
+    store,
+)
 from prsm.cli.common import CLIError, err
 from prsm.errors import PRSMError
 from prsm.services import Services
@@ -21,7 +36,7 @@ from prsm.services import Services
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prsm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster, stats):
+    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster, stats, loop):
         group.add(sub)
     sub.add_parser(
         "distill", help="distil a teacher into a smaller student (prsm distill --help)", add_help=False

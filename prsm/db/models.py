@@ -156,6 +156,8 @@ class PlanTask(Base):
     position: Mapped[int] = mapped_column(Integer)
     depends_on: Mapped[list] = mapped_column(JSON, default=list)
     capability: Mapped[str] = mapped_column(String(64))
+    # The cluster of similar sub-tasks the router placed it in (prsm/clusters.py); "" : none.
+    cluster: Mapped[str] = mapped_column(String(64), default="", server_default="")
     instruction: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # pending | done | failed | skipped
     assigned_model: Mapped[str | None] = mapped_column(String(128))
@@ -446,4 +448,56 @@ class ModelQuality(Base):
     cluster: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     n: Mapped[float] = mapped_column(Float, default=0.0)
     total: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TaskClusterRow(Base):
+    """A cluster of similar sub-tasks (prsm/clusters.py): its centroid in one embedding model's
+    space, the capability of its sub-tasks, how many it was made from and one example."""
+
+    __tablename__ = "task_clusters"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capability: Mapped[str] = mapped_column(String(64))
+    embedding_key: Mapped[str] = mapped_column(String(128))  # the embedding model's name
+    centroid: Mapped[bytes] = mapped_column(LargeBinary)  # float32, unit length
+    size: Mapped[int] = mapped_column(Integer)
+    example: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CanaryRow(Base):
+    """A student taking a stepped share of one cluster's traffic while its shadow grades against
+    the model that served the cluster (the incumbent) are tested (prsm/canary.py)."""
+
+    __tablename__ = "canaries"
+    __table_args__ = (UniqueConstraint("student", "cluster"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    student: Mapped[str] = mapped_column(String(128))
+    cluster: Mapped[str] = mapped_column(String(64))
+    capability: Mapped[str] = mapped_column(String(64))
+    incumbent: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # canary | promoted | rolled_back
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    share: Mapped[float] = mapped_column(Float)
+    # The shadow grades of the student's canary answers: count, sum, sum of squares; `step_n` the
+    # count when the current step began.
+    n: Mapped[float] = mapped_column(Float, default=0.0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    total_sq: Mapped[float] = mapped_column(Float, default=0.0)
+    step_n: Mapped[float] = mapped_column(Float, default=0.0)
+    decisions: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DataSharing(Base):
+    """Whether an account's sessions may feed the data sets the learning loop distils students
+    from (prsm/loop.py); no row: the operator's default (PRSM_DATA_SHARING_DEFAULT)."""
+
+    __tablename__ = "data_sharing"
+
+    account_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    allowed: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

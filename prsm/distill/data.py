@@ -1,7 +1,9 @@
 """Distillation data: prompts, the teacher's continuations (generated once, cached in the store
 by CID), the train / held-out split, and training batches.
 
-A prompt set is JSONL, one object a line with a `prompt` (other fields are kept): the built-in
+A prompt set is JSONL, one object a line with a `prompt` (other fields are kept; when every
+line also has a `completion`, that is the teacher's answer, as logged from traffic by the learning
+loop, and nothing is generated): the built-in
 science set ships with PRSM (`science_prompts.jsonl`: definitions, explanations, examples,
 comparisons and calculations across physics, chemistry, biology, earth and space, mathematics),
 any other is a CID in the store. The teacher answers each prompt (chat template, greedy, up to
@@ -74,7 +76,10 @@ def teacher_dataset(
             return [json.loads(line) for line in store.read(known["cid"]).splitlines()], known["cid"]
         except NotFound:
             pass  # recorded, but its bytes are gone (gc, another node's store): make it again
-    records = generate(teacher, tokenizer, prompts, max_new_tokens, batch_size, progress)
+    if all(isinstance(p.get("completion"), str) for p in prompts):
+        records = from_completions(tokenizer, prompts, max_new_tokens)  # the teacher's own logged answers
+    else:
+        records = generate(teacher, tokenizer, prompts, max_new_tokens, batch_size, progress)
     body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
     cid = store.put(body)
     artifacts.register(cid, "dataset", creator, parents=parents, name=name)
@@ -104,6 +109,19 @@ def generate(teacher, tokenizer, prompts: list[dict], max_new_tokens: int, batch
                             "text": tokenizer.decode(continuation, skip_special_tokens=True)})  # fmt: skip
         if progress is not None:
             progress(len(records), len(prompts), time.perf_counter() - started)
+    return records
+
+
+def from_completions(tokenizer, prompts: list[dict], max_new_tokens: int) -> list[dict]:
+    """Records from prompts that carry the teacher's answer already (`completion`: what it
+    answered in traffic, prsm/loop.py), cut to `max_new_tokens`: nothing is generated."""
+    records = []
+    for record in prompts:
+        output = tokenizer.encode(record["completion"], add_special_tokens=False)[:max_new_tokens]
+        if tokenizer.eos_token_id is not None and len(output) < max_new_tokens:
+            output.append(tokenizer.eos_token_id)
+        records.append({**record, "prompt_ids": prompt_ids(tokenizer, record["prompt"]), "output_ids": output,
+                        "text": tokenizer.decode(output, skip_special_tokens=True)})  # fmt: skip
     return records
 
 

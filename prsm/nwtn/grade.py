@@ -50,6 +50,8 @@ class Finished:
     session_id: str
     outcome: TaskOutcome
     card: ModelCard | None
+    cluster: str = ""  # the sub-task's cluster of similar sub-tasks (prsm/clusters.py)
+    canary_of: str = ""  # answered by a canary student: the incumbent to grade it against
 
 
 @dataclass
@@ -87,7 +89,8 @@ class ToolGrader:
                 self.name,
                 finished.session_id,
                 outcome.task.key,
-            )  # fmt: skip
+                finished.cluster,
+            )
             for a in outcome.attempts
             if kinds.get(a.model_id) == ModelKind.TOOL and not a.refused
         ]
@@ -122,28 +125,30 @@ class ReferenceGrader:
         self._random = rng or random.Random()
         self._payer_ready = False
 
-    def reference_for(self, card: ModelCard) -> str | None:
-        chosen = self.reference or card.teacher
+    def reference_for(self, card: ModelCard, canary_of: str = "") -> str | None:
+        chosen = canary_of or self.reference or card.teacher
         return None if chosen in (None, card.id) else chosen
 
     def wants(self, finished: Finished) -> bool:
+        """Every canary answer (prsm/canary.py: its test needs them all); else a sampled share."""
         card, outcome = finished.card, finished.outcome
         return (
-            self.share > 0
-            and card is not None
+            card is not None
             and card.kind in LANGUAGE_MODELS
             and outcome.status == TaskStatus.DONE
             and bool(outcome.result)
-            and self.reference_for(card) is not None
-            and self._random.random() < self.share
+            and self.reference_for(card, finished.canary_of) is not None
+            and (bool(finished.canary_of) or (self.share > 0 and self._random.random() < self.share))
         )
 
     async def grade(self, finished: Finished) -> Verdict:
         started = time.perf_counter()
         card, outcome = finished.card, finished.outcome
         assert card is not None and outcome.result is not None
-        ref_id = self.reference_for(card)
+        ref_id = self.reference_for(card, finished.canary_of)
         note: dict = {"reference": ref_id, "graded_model": card.id, "paid_by": self.payer}
+        if finished.canary_of:
+            note["canary"] = finished.cluster
         try:
             ref = (await self._cards({ref_id})).get(ref_id)
             if ref is None or ref.disabled:
@@ -170,8 +175,8 @@ class ReferenceGrader:
         task = outcome.task
         grader = f"{self.name}:{ref.id}"
         grades = [
-            Grade(card.id, task.capability, score, grader, finished.session_id, task.key),
-            Grade(ref.id, task.capability, 1.0, grader, finished.session_id, task.key),
+            Grade(card.id, task.capability, score, grader, finished.session_id, task.key, finished.cluster),
+            Grade(ref.id, task.capability, 1.0, grader, finished.session_id, task.key, finished.cluster),
         ]
         charged = int(charge["charged"])
         note |= {"score": round(score, 4), "reference_answer": output.text[:2000], "charged": str(charged),

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from prsm import logs, metrics, quality
+from prsm import canary, logs, metrics, quality
 from prsm.db.committer import Write
 from prsm.errors import (
     AllCandidatesFailed,
@@ -210,6 +210,7 @@ class Orchestrator:
             for key, ranking in rankings.items()
         }
         quoted = self.billing.quote_query(plan, candidates)
+        clusters = {key: ranking[0].cluster for key, ranking in rankings.items() if ranking}
         charge = self.billing.open_query(session_id, account, quoted)
         record = SessionRecord.new(
             session_id,
@@ -222,6 +223,7 @@ class Orchestrator:
             steps,
             hold_id=charge.hold_id,
             quoted=quoted,
+            clusters=clusters,
         )
         with payment_refusal(account, quoted):
             await self.sessions.start(record, charge.hold)  # refused: nothing is written
@@ -244,7 +246,10 @@ class Orchestrator:
                 cost = call_cost(card, outcome.tokens_in, outcome.tokens_out)
                 costs.append((card, cost))
             observe_task(outcome, cost)
-            finished_task = Finished(session_id, outcome, card)
+            canary_of = next(
+                (r.get("canary") or "" for r in outcome.ranking if r["model_id"] == outcome.model_id), ""
+            )
+            finished_task = Finished(session_id, outcome, card, clusters.get(outcome.task.key, ""), canary_of)
             graded.append(finished_task)
             grades = self.tool_grader.grades(finished_task)
             write = self.sessions.task_write(record, outcome, task_steps(outcome, seq), cost, grades)
@@ -326,6 +331,8 @@ class Orchestrator:
                         json.dumps(verdict.note), verdict.latency_ms, item.outcome.task.key,
                         (verdict.note or {}).get("reference"))  # fmt: skip
             write: Write = [("step", row) for row in record.add_steps([step])]
+            if item.canary_of and verdict.grades:  # the canary's test counts it (prsm/canary.py)
+                write.append(canary.grade_write(item.card.id, item.cluster, verdict.grades[0].score))
             await self.sessions.commit(write + quality.writes(verdict.grades))
         except Exception as exc:  # noqa: BLE001 (a shadow grade never fails anything else)
             metrics.GRADES.inc(grader=grader.name, outcome="failed")

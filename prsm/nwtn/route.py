@@ -5,8 +5,9 @@ value = w x quality + (1 - w) x price,   w the quality/cost trade-off in [0, 1]
 
 - tag: 1 when the card lists the sub-task's capability as a tag (an owner's explicit claim).
 - capability similarity: cosine of the embeddings of the sub-task and the card's description.
-- quality: the model's measured quality for the sub-task's capability (prsm/quality.py: the
-  posterior mean of its grades, 0.5 with none) plus an exploration bonus of EXPLORATION x its
+- quality: the model's measured quality for the sub-task's capability, or for its cluster of
+  similar sub-tasks when it falls in one (prsm/clusters.py; shrunk towards the capability's while
+  it has few grades), from prsm/quality.py (the posterior mean of its grades, 0.5 with none) plus an exploration bonus of EXPLORATION x its
   uncertainty, so a little-measured model is tried a bounded amount more (at most +0.14, for a
   model with no grades) and a well-measured one is judged on its record.
 - price: 1 / (1 + estimated cost in units of 0.001 FTNS), so cheaper scores higher; the cost is
@@ -35,6 +36,7 @@ Marketplace governance (`MarketPolicy`, operator settings):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
@@ -43,9 +45,10 @@ from typing import Protocol
 
 import numpy as np
 
+from prsm import canary, clusters
 from prsm.ftns.amounts import FTNS
 from prsm.ftns.pricing import call_cost
-from prsm.quality import UNMEASURED, Estimate
+from prsm.quality import Estimate, estimate_for
 from prsm.registry import Registry
 from prsm.settings import ROUTES
 from prsm.types import EXACT_CAPABILITIES, Candidate, Capability, ModelCard, ModelKind, SubTask
@@ -108,6 +111,7 @@ def score_candidates(
     explore: bool = False,
     quality: Quality | None = None,
     route: float = ROUTES["balanced"],
+    cluster: str = "",
 ) -> list[Candidate]:
     """Candidates for `task`, best first; unproven cards only when `explore` (and no dearer than
     the proven ones) or when no proven card is a candidate. `route` is the quality weight w."""
@@ -136,7 +140,7 @@ def score_candidates(
         cost = estimated_cost(card)
         price = 1.0 / (1.0 + cost / PRICE_SCALE)
         latency = 0.5 if card.latency_ms is None else 1.0 / (1.0 + card.latency_ms / 1000.0)
-        measured = quality.get(card.id, {}).get((task.capability, ""), UNMEASURED)
+        measured = estimate_for(quality.get(card.id, {}), task.capability, cluster)
         optimistic = min(1.0, measured.mean + EXPLORATION * measured.std)
         value = route * optimistic + (1.0 - route) * price
         fitness = (
@@ -162,6 +166,7 @@ def score_candidates(
                 measured.std,
                 int(round(measured.n)),
                 optimistic,
+                cluster,
             )  # fmt: skip
         )
     proven = [c for c in ranked if c.proven]
@@ -195,9 +200,12 @@ class Router:
         self.refresh_s = refresh_s
         self.policy = policy or MarketPolicy()
         self.route = route  # the operator's default trade-off (PRSM_ROUTE)
+        self.cluster_threshold = clusters.THRESHOLD
         self._random = random.Random()
         self._cards: list[ModelCard] = []
         self._quality: Quality = {}
+        self._placer = clusters.Placer([])
+        self._canaries: dict[str, list[canary.Canary]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._loaded_at = float("-inf")
 
@@ -215,20 +223,36 @@ class Router:
         vectors = self.embedder.embed_many([task.text for task, _, _ in requests])
         cards = self.cards()
         share = self.policy.new_card_share
-        return [
-            score_candidates(
-                task,
-                cards,
-                vector,
-                self._vectors,
-                open_circuits,
-                self.policy,
-                self._random.random() < share,
-                self._quality,
-                self.route if route is None else route,
-            )  # fmt: skip
-            for (task, open_circuits, route), vector in zip(requests, vectors, strict=True)
-        ]
+        ranked = []
+        for (task, open_circuits, route), vector in zip(requests, vectors, strict=True):
+            cluster = self._placer.place(task.capability, vector)
+            args = (task, cards, vector, self._vectors, open_circuits, self.policy)
+            weights = (self._quality, self.route if route is None else route, cluster)
+            found = score_candidates(*args, self._random.random() < share, *weights)
+            if cluster in self._canaries:  # a canary's student competes whether proven or not
+                found = self.apply_canaries(
+                    found, score_candidates(*args, True, *weights), self._canaries[cluster]
+                )
+            ranked.append(found)
+        return ranked
+
+    def apply_canaries(
+        self, ranked: list[Candidate], every: list[Candidate], canaries: list[canary.Canary]
+    ) -> list[Candidate]:
+        """A running canary's student goes first on its share of the cluster's sub-tasks (marked
+        with the incumbent it is graded against) and is left out of the rest; a promoted one
+        goes first on all of them. The others keep their order behind it, as fallbacks."""
+        for c in canaries:
+            student = next((x for x in every if x.model_id == c.student), None)
+            rest = [x for x in ranked if x.model_id != c.student]
+            if student is not None and (c.status == "promoted" or self._random.random() < c.share):
+                ranked = [
+                    dataclasses.replace(student, canary=c.incumbent if c.status == "canary" else ""),
+                    *rest,
+                ]
+            else:
+                ranked = rest
+        return ranked
 
     def similarity(self, pairs: list[tuple[str, str]]) -> list[float]:
         """Cosine similarity of each pair of texts' embeddings, clipped to [0, 1] (a grader's
@@ -256,4 +280,8 @@ class Router:
                 (vectors[card.id],) = self.embedder.embed_many([card.capability_text])
                 self.registry.store_embedding(card.id, key, vectors[card.id].astype(np.float32).tobytes())
         self._quality = self.registry.measured_quality()
+        self._canaries = canary.active(self.registry.db)
+        self._placer = clusters.Placer(
+            clusters.load(self.registry.db, self.embedder.name), self.cluster_threshold
+        )
         self._cards, self._vectors, self._loaded_at = cards, vectors, time.monotonic()

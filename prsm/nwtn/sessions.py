@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, case, select
 from sqlalchemy.exc import IntegrityError
 
-from prsm import quality
+from prsm import canary, quality
 from prsm.db.committer import OPS, GroupCommitter, Write
 from prsm.db.engine import Database
 from prsm.db.models import (
@@ -89,6 +89,7 @@ class SessionStore:
         statements = STATEMENTS | {
             "grade": quality.GRADES.insert(),
             "quality": quality.add_statement(db.engine.dialect.name),
+            "canary_grade": canary.GRADE,
         }
         # Rows many replicas update (a card's counters, its quality totals) are locked in one order.
         order = {
@@ -196,7 +197,7 @@ class SessionStore:
             rated = None
             if key:
                 rated = conn.execute(
-                    select(TASKS.c.assigned_model, TASKS.c.capability, TASKS.c.status).where(
+                    select(TASKS.c.assigned_model, TASKS.c.capability, TASKS.c.cluster, TASKS.c.status).where(
                         TASKS.c.session_id == session_id, TASKS.c.key == key
                     )
                 ).first()
@@ -223,7 +224,13 @@ class SessionStore:
             if rated is not None and rated.assigned_model and rated.status == TaskStatus.DONE:
                 # A rating of a sub-task is a grade of the model that answered it (prsm/quality.py).
                 grade = quality.Grade(
-                    rated.assigned_model, rated.capability, score, "feedback", session_id, key
+                    rated.assigned_model,
+                    rated.capability,
+                    score,
+                    "feedback",
+                    session_id,
+                    key,
+                    rated.cluster or "",
                 )
                 quality.replace_rating(conn, grade)
             row = conn.execute(select(FEEDBACK).where(*where)).one()

@@ -23,7 +23,7 @@ SESSION_FIELDS = ("id", "account", "user", "prompt", "status", "planner", "answe
 SESSION_RESULT_FIELDS = ("status", "answer", "error", "latency_ms", "finished_at", "charged", "charge_split")
 TASK_RESULT_FIELDS = ("instruction", "status", "assigned_model", "result", "error", "tokens_in",
                       "tokens_out", "latency_ms", "ranking", "cost")  # fmt: skip
-TASK_FIELDS = ("session_id", "key", "position", "depends_on", "capability", *TASK_RESULT_FIELDS)
+TASK_FIELDS = ("session_id", "key", "position", "depends_on", "capability", "cluster", *TASK_RESULT_FIELDS)
 STEP_FIELDS = ("session_id", "seq", "role", "task_key", "model_id", "input", "output", "latency_ms")
 FLAG_FIELDS = ("session_id", "category", "severity", "detail")
 
@@ -63,7 +63,7 @@ class SessionRecord:
     def new(
         cls, session_id: str, account: str, user: str, prompt: str, plan: TaskPlan, plan_ms: float, flags: list[Flag],
         steps: list[Step], status: SessionStatus = SessionStatus.RUNNING, hold_id: str | None = None,
-        quoted: int | None = None,
+        quoted: int | None = None, clusters: dict[str, str] | None = None,
     ) -> SessionRecord:  # fmt: skip
         session = {
             "id": session_id, "account": account, "user": user, "prompt": prompt, "status": str(status), "planner": plan.planner,
@@ -77,6 +77,7 @@ class SessionRecord:
                 "position": i,
                 "depends_on": list(t.depends_on),
                 "capability": str(t.capability),
+                "cluster": (clusters or {}).get(t.key, ""),
                 "instruction": t.instruction,
                 "status": str(TaskStatus.PENDING),
                 "assigned_model": None,
@@ -162,6 +163,7 @@ class SessionRecord:
                     "key": t["key"],
                     "instruction": t["instruction"],
                     "capability": t["capability"],
+                    "cluster": t.get("cluster") or None,
                     "depends_on": list(t["depends_on"]),
                     "status": t["status"],
                     "model": t["assigned_model"],

@@ -108,6 +108,18 @@ def test_only_a_sessions_own_account_rates_it(prsm_app):
         assert [(f["task"], f["score"]) for f in shown] == [(trace["tasks"][0]["key"], 0.75)]
 
 
+def test_an_account_chooses_whether_its_sessions_feed_the_learning_loop(prsm_app):
+    with prsm_app.client("erin") as erin, prsm_app.client("bob") as bob, prsm_app.client("operator") as op:
+        path = "/v1/accounts/erin/data-sharing"
+        assert erin.get(path).json()["allowed"] is True  # the default of the embedded stack
+        assert bob.put(path, json={"allowed": False}).status_code == 404  # not bob's to choose
+        assert erin.put(path, json={"allowed": False}).json()["allowed"] is False
+        assert erin.get(path).json()["allowed"] is False and op.get(path).json()["allowed"] is False
+        bad = erin.put(path, json={"allowed": "no"})
+        assert bad.status_code == 422 and "allowed" in bad.text
+        assert op.get("/v1/accounts/no-such-account/data-sharing").status_code == 404
+
+
 def test_cards_belong_to_the_registering_key_and_only_their_owner_changes_them(prsm_app, services):
     card = {"id": "bob-units", "kind": "tool", "description": "Unit conversion, bob's edition",
             "licence": "MIT", "endpoint": "tool:units", "tags": ["units"], "price_per_call": "5"}  # fmt: skip

@@ -19,11 +19,20 @@ REPO = Path(__file__).resolve().parents[2]
 LAYERS = [
     ["prsm.types", "prsm.errors", "prsm.metrics", "prsm.logs"],  # import nothing of PRSM
     ["prsm.settings", "prsm.db", "prsm.sealing", "prsm.egress"],
-    ["prsm.ftns", "prsm.storage", "prsm.registry", "prsm.quality", "prsm.safety", "prsm.audit"],
-    ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys"],
+    [
+        "prsm.ftns",
+        "prsm.storage",
+        "prsm.registry",
+        "prsm.quality",
+        "prsm.clusters",
+        "prsm.consent",
+        "prsm.safety",
+        "prsm.audit",
+    ],
+    ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys", "prsm.canary"],
     ["prsm.nwtn"],
     ["prsm.api", "prsm.services"],
-    ["prsm.distill", "prsm.ops", "prsm.backup", "prsm.stats"],
+    ["prsm.distill", "prsm.ops", "prsm.backup", "prsm.stats", "prsm.loop"],
     ["prsm.cli"],
 ]
 

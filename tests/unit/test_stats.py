@@ -99,3 +99,42 @@ def test_cli_stats_prints_tables_and_json_and_refuses_bad_options(services, traf
     assert "Answered sub-tasks" in out and "Queries by day" in out and "prsm-foundation" in out
     assert main(["stats", "--by", "owner"]) == 1
     assert "--by" in capsys.readouterr().err
+
+
+def test_saved_clusters_place_new_sub_tasks_and_quality_is_kept_per_cluster(
+    services, models, traffic, embedder
+):
+    from prsm import clusters, quality
+    from prsm.cli.loop import save_clusters
+    from prsm.nwtn.route import Router
+    from tests.conftest import orchestrator
+
+    saved = save_clusters(services, embedder, stats.since(1), 5000, min_size=2)
+    assert [c["volume"] for c in saved] == [2]  # the two entropy questions; the catalyst alone is left out
+    (entropy,) = clusters.load(services.db, embedder.name)
+    assert entropy.capability == "general" and "entropy" in entropy.example
+    assert (
+        save_clusters(services, embedder, stats.since(1), 5000, min_size=2)[0]["cluster"] == entropy.id
+    )  # kept
+
+    router = Router(services.registry, embedder)  # a fresh router reads the saved clusters
+    router.cluster_threshold = 0.6  # the bag-of-words stand-in is stricter than MiniLM
+    nwtn = orchestrator(services, router, models)
+    trace = asyncio.run(nwtn.query("In one sentence, what is entropy in chemistry?", "alice"))
+    (task,) = trace["tasks"]
+    assert task["cluster"] == entropy.id and task["ranking"][0]["cluster"] == entropy.id
+    other = asyncio.run(nwtn.query("Briefly, what is a catalyst?", "alice"))
+    assert other["tasks"][0]["cluster"] is None
+
+    services.sessions.rate(trace["session_id"], task["key"], 1.0, None)
+    found = services.registry.measured_quality()[DEFAULT_MODEL_ID]
+    assert found[("general", entropy.id)].n == 1 and found[("general", "")].n == 2  # the fixture's 0.5 too
+    est = quality.estimate_for(found, "general", entropy.id)
+    assert (
+        est.prior_mean == pytest.approx(found[("general", "")].mean)
+        and est.mean > found[("general", "")].mean
+    )
+
+    con = stats.connect(services.settings)
+    rows = {r["cluster"]: r["subtasks"] for r in stats.subtasks(con, stats.since(1), ["cluster"])}
+    assert rows[entropy.id] == 1

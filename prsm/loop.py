@@ -1,0 +1,150 @@
+"""The learning loop, once: distil what traffic repeats into a student that takes over its
+cluster of sub-tasks behind a canary.
+
+    prsm loop run               # on the local Ray (or PRSM_RAY_ADDRESS), with progress
+    ray job submit --working-dir . -- python jobs/loop.py
+
+1. Cluster the language-model sub-tasks of the window (prsm/stats.py) and save the clusters of
+   at least `min_size` for routing (prsm/clusters.py).
+2. Take the costliest cluster that a transformers model served most of (that model is the
+   teacher: the student must share its vocabulary) and that has no canary yet.
+3. Its training set: the sub-task instructions of that cluster the teacher answered, with the
+   teacher's own logged answers (so nothing is generated again), from sessions of accounts
+   that allow it (prsm/consent.py); stored by CID as a `dataset` artifact created by the
+   operator's account with the teacher's weights as its parent, each record naming its session
+   and sub-task (its provenance).
+4. Distil a student with the existing pipeline (prsm/distill/: Ray Train, evaluated on the
+   held-out part of that same traffic, stored by CID, registered with the teacher as its
+   teacher, so the teacher's owner earns a royalty on the student's calls).
+5. Start a canary (prsm/canary.py): the student on that cluster, graded against the teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from prsm import canary, clusters, consent, stats
+from prsm.db.models import PlanTask, QuerySession
+from prsm.distill.job import registered
+from prsm.errors import InvalidInput
+from prsm.services import Services
+from prsm.storage.artifacts import ArtifactKind
+from prsm.types import ModelKind, TaskStatus
+from prsm.weights import cid_of_reference
+
+MIN_EXAMPLES = 8  # the fewest sub-tasks a student is distilled from (a fifth of them held out)
+TASKS, SESSIONS = PlanTask.__table__, QuerySession.__table__
+
+
+@dataclass(frozen=True)
+class Choice:
+    cluster: str  # the saved cluster's id
+    capability: str
+    teacher: str
+    task_ids: tuple[int, ...]
+    volume: int
+    cost: int
+
+
+def choose(
+    services: Services, embedder, start: datetime, limit: int = 5000, min_size: int = 5
+) -> Choice | None:
+    """Save the window's clusters; the costliest one a transformers model served most of and
+    no canary holds, or None."""
+    con = stats.connect(services.settings)
+    found = [c for c in stats.clusters_of(con, embedder, start, limit) if len(c.instructions) >= min_size]
+    saved = clusters.save(services.db, [c.saved_as(embedder.name) for c in found])
+    taken = {c["cluster"] for c in canary.status(services.db) if c["status"] in canary.ACTIVE}
+    cards = {c.id: c for c in services.registry.list()}
+    for c, s in zip(found, saved, strict=True):
+        teacher = max(sorted(c.models), key=lambda m: c.models[m])
+        card = cards.get(teacher)
+        if s.id in taken or card is None or card.kind != ModelKind.TRANSFORMERS or card.disabled:
+            continue
+        return Choice(s.id, c.capability, teacher, tuple(c.task_ids), len(c.instructions), c.cost)
+    return None
+
+
+def dataset(services: Services, choice: Choice) -> tuple[str, int, int]:
+    """Store the choice's training set; (its CID, records, sub-tasks left out by their account's
+    choice). Refused with fewer than MIN_EXAMPLES records."""
+    with services.db.engine.connect() as conn:
+        rows = conn.execute(
+            select(TASKS.c.session_id, TASKS.c.key, TASKS.c.instruction, TASKS.c.result, SESSIONS.c.account)
+            .join(SESSIONS, SESSIONS.c.id == TASKS.c.session_id)
+            .where(TASKS.c.id.in_(choice.task_ids), TASKS.c.assigned_model == choice.teacher,
+                   TASKS.c.status == TaskStatus.DONE, TASKS.c.result.is_not(None))
+            .order_by(TASKS.c.session_id, TASKS.c.key)
+        ).all()  # fmt: skip
+    excluded = consent.excluded(
+        services.db, {r.account for r in rows}, services.settings.data_sharing_default
+    )
+    records = [
+        {
+            "prompt": r.instruction,
+            "completion": r.result,
+            "session_id": r.session_id,
+            "task": r.key,
+            "model": choice.teacher,
+            "cluster": choice.cluster,
+        }  # fmt: skip
+        for r in rows
+        if r.account not in excluded and r.result.strip()
+    ]
+    left_out = sum(1 for r in rows if r.account in excluded)
+    if len(records) < MIN_EXAMPLES:
+        raise InvalidInput(
+            f"cluster {choice.cluster} has {len(records)} sub-tasks {choice.teacher} answered for accounts that "
+            f"share their data ({left_out} left out by their choice); a student needs {MIN_EXAMPLES}",
+            "cluster",
+        )
+    body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+    cid = services.store.put(body)
+    teacher = services.registry.get(choice.teacher)
+    digest = hashlib.sha256(body).hexdigest()[:12]
+    services.artifacts.register(
+        cid, ArtifactKind.DATASET, services.settings.operator_account,
+        parents=registered(services.artifacts, [cid_of_reference(teacher.weights or "")]),
+        name=f"loop-{choice.cluster}-{digest}.jsonl",
+    )  # fmt: skip
+    services.store.pin(cid)
+    return cid, len(records), left_out
+
+
+def run(
+    services: Services, embedder, start: datetime, *, limit: int = 5000, min_size: int = 5, steps: int = 300,
+    workers: int = 1, cpus_per_worker: float | None = None, say: Callable[[str], None] = print, progress=None,
+    **distill: object,
+) -> dict:  # fmt: skip
+    """One turn of the loop (see the module's docstring); what it did. `distill`: further
+    DistillSpec arguments (the student's shape, batch size...)."""
+    from prsm.distill.job import placement, prepare, publish, train_with_ray
+    from prsm.distill.spec import DistillSpec
+
+    choice = choose(services, embedder, start, limit, min_size)
+    if choice is None:
+        raise InvalidInput(
+            f"no cluster to distil: none of at least {min_size} language-model sub-tasks served by a "
+            "transformers model without a canary (prsm stats candidates shows the clusters)",
+            "cluster",
+        )
+    say(f"cluster {choice.cluster} ({choice.capability}): {choice.volume} sub-tasks, mostly {choice.teacher}")
+    cid, examples, left_out = dataset(services, choice)
+    say(f"training set {cid}: {examples} sub-tasks with {choice.teacher}'s answers ({left_out} not shared)")
+    spec = DistillSpec(teacher=choice.teacher, data=cid, steps=steps, workers=workers, cpus_per_worker=cpus_per_worker,
+                       **{"max_new_tokens": services.settings.max_new_tokens, **distill})  # fmt: skip
+    cpus = placement(spec, services.settings)
+    plan = prepare(spec, services, say=say)
+    result = train_with_ray(plan, progress=progress, cpus=cpus)
+    card = publish(plan, services, result, say=say)
+    started = canary.start(services.db, services.registry, card.id, choice.cluster, choice.teacher)
+    say(f"{card.id} is a canary on {choice.cluster} at {started['share']:.0%} of its sub-tasks")
+    return {"cluster": choice.cluster, "capability": choice.capability, "teacher": choice.teacher,
+            "dataset": cid, "examples": examples, "left_out": left_out, "student": card.id,
+            "evaluation": card.evaluation, "canary": started}  # fmt: skip
