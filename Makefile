@@ -52,7 +52,7 @@ unit: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 bench: install services
-	for b in serve_overhead ledger settlement storage distill answers planners backup redeploy cluster; do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
+	for b in serve_overhead ledger settlement storage distill answers planners backup redeploy cluster loop; do $(BIN)/python benchmarks/$$b.py $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,7 +2,8 @@
 
 A canary pairs a student with one cluster of similar sub-tasks (prsm/clusters.py) and the model
 that served that cluster until now (the incumbent). While it runs, the router sends the student
-a share of the cluster's sub-tasks (STEPS: 5 %, then 25 %, then 50 %) and keeps it off the rest;
+a share of the cluster's sub-tasks (PRSM_CANARY_STEPS: 5 %, then 25 %, then 50 %) and keeps it
+off the rest;
 every answer the student gives there is graded in shadow against the incumbent's answer to the
 same sub-task (prsm/nwtn/grade.py; the operator pays), and the grade is added to the canary's
 count, sum and sum of squares in SQL. A scheduled job (prsm/ops.py, every PRSM_CANARY_EVERY_S)
@@ -10,7 +11,7 @@ then tests the mean grade against PRSM_CANARY_TARGET (the share of the incumbent
 this scale, that the student must hold; 0.95):
 
 - a one-sided z-test on the mean (its standard error from the grades' own variance, floored):
-  z = (mean - target) / se. With at least MIN_STEP_GRADES new grades in the current step and
+  z = (mean - target) / se. With at least PRSM_CANARY_STEP_GRADES (10) new grades in the step and
   z >= Z, the canary goes one step up, and past the last step it is promoted: the student takes
   the cluster's traffic (the incumbent stays behind it as the fallback).
 - with at least MIN_GRADES grades and z <= -Z it is rolled back: the student's card is disabled.
@@ -88,8 +89,15 @@ def active(db: Database) -> dict[str, list[Canary]]:
     return out
 
 
-def start(db: Database, registry: Registry, student: str, cluster: str, incumbent: str) -> dict:
-    """Put `student` on `cluster`'s traffic at the first step, graded against `incumbent`."""
+def start(
+    db: Database,
+    registry: Registry,
+    student: str,
+    cluster: str,
+    incumbent: str,
+    steps: tuple[float, ...] = STEPS,
+) -> dict:
+    """Put `student` on `cluster`'s traffic at the first of `steps`, graded against `incumbent`."""
     for field, model in (("student", student), ("incumbent", incumbent)):
         try:
             registry.get(model)
@@ -108,12 +116,12 @@ def start(db: Database, registry: Registry, student: str, cluster: str, incumben
         decision = {
             "at": now.isoformat(),
             "action": "start",
-            "share": STEPS[0],
+            "share": steps[0],
             "reason": f"graded against {incumbent}",
         }
         conn.execute(CANARIES.insert().values(
             student=student, cluster=cluster, capability=found.capability, incumbent=incumbent, status="canary",
-            step=0, share=STEPS[0], n=0.0, total=0.0, total_sq=0.0, step_n=0.0, decisions=[decision],
+            step=0, share=steps[0], n=0.0, total=0.0, total_sq=0.0, step_n=0.0, decisions=[decision],
             created_at=now, updated_at=now,
         ))  # fmt: skip
     return status(db, student)[0]
@@ -128,7 +136,10 @@ def test(n: float, total: float, total_sq: float, target: float) -> tuple[float,
     return mean, (mean - target) / math.sqrt(variance / n)
 
 
-def decide(db: Database, registry: Registry, target: float) -> list[dict]:
+def decide(
+    db: Database, registry: Registry, target: float, steps: tuple[float, ...] = STEPS,
+    min_step_grades: int = MIN_STEP_GRADES,
+) -> list[dict]:  # fmt: skip
     """Step up, promote or roll back every running canary its grades decide; the decisions."""
     made = []
     with db.writer.begin() as conn:
@@ -141,9 +152,9 @@ def decide(db: Database, registry: Registry, target: float) -> list[dict]:
             if r.n >= MIN_GRADES and z <= -Z:
                 change = {"status": "rolled_back", "share": 0.0}
                 decision = {"action": "roll back", "reason": f"mean grade {mean:.3f} is below {target}"}
-            elif r.n - r.step_n >= MIN_STEP_GRADES and z >= Z:
-                if r.step + 1 < len(STEPS):
-                    change = {"step": r.step + 1, "share": STEPS[r.step + 1], "step_n": r.n}
+            elif r.n - r.step_n >= min_step_grades and z >= Z:
+                if r.step + 1 < len(steps):
+                    change = {"step": r.step + 1, "share": steps[r.step + 1], "step_n": r.n}
                     decision = {"action": "step", "reason": f"mean grade {mean:.3f} holds {target}"}
                 else:
                     change = {"status": "promoted", "share": 1.0}

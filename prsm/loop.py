@@ -143,7 +143,8 @@ def run(
     plan = prepare(spec, services, say=say)
     result = train_with_ray(plan, progress=progress, cpus=cpus)
     card = publish(plan, services, result, say=say)
-    started = canary.start(services.db, services.registry, card.id, choice.cluster, choice.teacher)
+    steps = tuple(services.settings.canary_steps)
+    started = canary.start(services.db, services.registry, card.id, choice.cluster, choice.teacher, steps)
     say(f"{card.id} is a canary on {choice.cluster} at {started['share']:.0%} of its sub-tasks")
     return {"cluster": choice.cluster, "capability": choice.capability, "teacher": choice.teacher,
             "dataset": cid, "examples": examples, "left_out": left_out, "student": card.id,

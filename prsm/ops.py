@@ -103,7 +103,10 @@ def gc(services: Services) -> str:
 def canaries(services: Services) -> str:
     from prsm import canary
 
-    made = canary.decide(services.db, services.registry, services.settings.canary_target)
+    s = services.settings
+    made = canary.decide(
+        services.db, services.registry, s.canary_target, tuple(s.canary_steps), s.canary_step_grades
+    )
     for d in made:
         logs.event(
             "canary " + d["action"], student=d["student"], cluster=d["cluster"], n=d["n"], mean=d["mean"]

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         le=1,
         description="Mean shadow grade a canary student must hold against its incumbent (prsm/canary.py).",
     )
+    canary_steps: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5],
+        description="The shares of its cluster a canary student takes, step by step, before promotion.",
+    )
+    canary_step_grades: int = Field(
+        default=10, ge=2, description="New shadow grades a canary needs in a step before it may step up."
+    )
     canary_every_s: float = Field(
         default=10.0, ge=0, description="Seconds between the canaries' decisions (0: off)."
     )
@@ -284,6 +291,15 @@ class Settings(BaseSettings):
     @property
     def route_tradeoff(self) -> float:
         return tradeoff(self.route)
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _canary_steps(cls, steps: list[float]) -> list[float]:
+        if not steps or any(not 0 < s < 1 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(
+                "canary_steps is a rising JSON list of shares between 0 and 1, e.g. [0.05, 0.25, 0.5]"
+            )
+        return steps
 
     @field_validator("egress_allow")
     @classmethod

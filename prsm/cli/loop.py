@@ -112,7 +112,11 @@ def run(args: argparse.Namespace, services: Services) -> None:
 
 def start_canary(args: argparse.Namespace, services: Services) -> None:
     services.db.upgrade()
-    _print([canary.start(services.db, services.registry, args.student, args.cluster, args.incumbent)], False)
+    steps = tuple(services.settings.canary_steps)
+    _print(
+        [canary.start(services.db, services.registry, args.student, args.cluster, args.incumbent, steps)],
+        False,
+    )
 
 
 def show_status(args: argparse.Namespace, services: Services) -> None:
