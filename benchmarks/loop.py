@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import sys
@@ -90,7 +91,8 @@ async def replay(nwtn, services, queries, start_index: int, log: list[dict], dec
 def evaluate_router(services, router, nwtn, student: str, placer) -> dict:
     """RouteLLM's evaluation on the two models: quality against the share of strong calls."""
     teacher = services.registry.get(DEFAULT_MODEL_ID)
-    weak = services.registry.get(student)
+    # The rule is evaluated whatever the canary decided (a rolled-back student's card is disabled).
+    weak = dataclasses.replace(services.registry.get(student), disabled=False)
     rows = []
     for topic, prompt in language_questions():
         task = SubTask("t1", prompt, "general")
