@@ -88,7 +88,7 @@ async def replay(nwtn, services, queries, start_index: int, log: list[dict], dec
             print(f"  query {i}: {status} in {log[-1]['ms']:.0f} ms", flush=True)
 
 
-def evaluate_router(services, router, nwtn, student: str, placer) -> dict:
+def evaluate_router(services, router, student: str, placer) -> dict:
     """RouteLLM's evaluation on the two models: quality against the share of strong calls."""
     teacher = services.registry.get(DEFAULT_MODEL_ID)
     # The rule is evaluated whatever the canary decided (a rolled-back student's card is disabled).
@@ -232,7 +232,7 @@ def main() -> None:
             index_of = {e["session"]: e["index"] for e in log}
             grades = [(index_of[r.session_id], r.score) for r in rows if r.session_id in index_of]
             print("router evaluation", flush=True)
-            routing = evaluate_router(services, router, nwtn, student, placer)
+            routing = evaluate_router(services, router, student, placer)
 
             before = [e for e in log[:half] if in_cluster(e, cluster)]
             tail = [e for e in log[n - n // 4 :] if in_cluster(e, cluster)]

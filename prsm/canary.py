@@ -196,7 +196,7 @@ def _by_hand(db: Database, student: str, cluster: str | None, change: dict, acti
                 f"{student} has no canary{'' if cluster is None else f' on {cluster}'}", "student"
             )
         for r in rows:
-            mean, z = test(r.n, r.total, r.total_sq, 0.0)
+            mean, _ = test(r.n, r.total, r.total_sq, 0.0)
             decision = {"at": utcnow().isoformat(), "action": action, "reason": "by the operator",
                         "share": change["share"], "n": int(r.n), "mean": round(mean, 4)}  # fmt: skip
             _apply(conn, r, change, decision)

@@ -52,17 +52,26 @@ class Choice:
     cost: int
 
 
+def save_clusters(
+    services: Services, embedder, start: datetime, limit: int = 5000, min_size: int = 5
+) -> list[tuple[stats.Cluster, clusters.TaskCluster]]:
+    """Cluster the window's language-model sub-tasks and save the clusters of at least
+    `min_size` for routing, the costliest first: each with the id it was saved under."""
+    con = stats.connect(services.settings)
+    found = [c for c in stats.clusters_of(con, embedder, start, limit) if len(c.instructions) >= min_size]
+    return list(
+        zip(found, clusters.save(services.db, [c.saved_as(embedder.name) for c in found]), strict=True)
+    )
+
+
 def choose(
     services: Services, embedder, start: datetime, limit: int = 5000, min_size: int = 5
 ) -> Choice | None:
     """Save the window's clusters; the costliest one a transformers model served most of and
     no canary holds, or None."""
-    con = stats.connect(services.settings)
-    found = [c for c in stats.clusters_of(con, embedder, start, limit) if len(c.instructions) >= min_size]
-    saved = clusters.save(services.db, [c.saved_as(embedder.name) for c in found])
     taken = {c["cluster"] for c in canary.status(services.db) if c["status"] in canary.ACTIVE}
     cards = {c.id: c for c in services.registry.list()}
-    for c, s in zip(found, saved, strict=True):
+    for c, s in save_clusters(services, embedder, start, limit, min_size):
         teacher = max(sorted(c.models), key=lambda m: c.models[m])
         card = cards.get(teacher)
         if s.id in taken or card is None or card.kind != ModelKind.TRANSFORMERS or card.disabled:

@@ -68,12 +68,13 @@ def _route(value: object) -> object:
     `route` itself, never a member of a union."""
     if value is None:
         return None
+    refused = ValueError(f"route is quality, balanced, cost or a number from 0 to 1, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise refused
     try:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise InvalidInput("not a name or a number")
         tradeoff(value)
     except PRSMError:
-        raise ValueError(f"route is quality, balanced, cost or a number from 0 to 1, not {value!r}") from None
+        raise refused from None
     return value
 
 

@@ -11,7 +11,7 @@ import json
 
 from rich.table import Table
 
-from prsm import canary, clusters, stats
+from prsm import canary, clusters, loop, stats
 from prsm.cli.common import console
 from prsm.errors import InvalidInput
 from prsm.ftns.amounts import format_ftns
@@ -68,7 +68,8 @@ def make_clusters(args: argparse.Namespace, services: Services) -> None:
     start = stats.since(args.days)
     services.db.upgrade()
     embedder = Embedder()
-    found = save_clusters(services, embedder, start, args.limit, args.min_size)
+    found = [c.view() | {"cluster": saved.id}
+             for c, saved in loop.save_clusters(services, embedder, start, args.limit, args.min_size)]  # fmt: skip
     if args.json:
         print(json.dumps({"since": start.isoformat(), "clusters": found}))
         return
@@ -81,18 +82,9 @@ def make_clusters(args: argparse.Namespace, services: Services) -> None:
     console.print(table)
 
 
-def save_clusters(services: Services, embedder, start, limit: int, min_size: int) -> list[dict]:
-    """Cluster, save those of at least `min_size`, and return their views under the saved ids."""
-    con = stats.connect(services.settings)
-    found = [c for c in stats.clusters_of(con, embedder, start, limit) if len(c.instructions) >= min_size]
-    saved = clusters.save(services.db, [c.saved_as(embedder.name) for c in found])
-    return [c.view() | {"cluster": s.id} for c, s in zip(found, saved, strict=True)]
-
-
 def run(args: argparse.Namespace, services: Services) -> None:
     from transformers.utils import logging as hf_logging
 
-    from prsm import loop
     from prsm.nwtn.embed import Embedder
 
     if args.min_size < 1 or args.steps < 1 or args.workers < 1:

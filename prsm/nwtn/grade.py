@@ -41,6 +41,7 @@ from prsm.quality import Grade
 from prsm.types import ModelCall, ModelCard, ModelKind, ModelOutput, TaskStatus
 
 LANGUAGE_MODELS = frozenset({ModelKind.TRANSFORMERS, ModelKind.OPENAI})
+SIMILARITY_DEADLINE_S = 30.0  # the router's embedding of two answers; past it the grade fails alone
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,9 @@ class ReferenceGrader:
             output, charge = await self._billing.completion(
                 self.payer, ref, call, lambda: self._call(ref, call), cards
             )
-            score = await self._similarity(outcome.result, output.text)
+            score = await asyncio.wait_for(
+                self._similarity(outcome.result, output.text), SIMILARITY_DEADLINE_S
+            )
         except (InsufficientFunds, UnknownAccount):
             metrics.GRADES.inc(grader=self.name, outcome="unfunded")
             note["skipped"] = f"the operator's account {self.payer!r} cannot pay the reference's call"

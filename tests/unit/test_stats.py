@@ -105,7 +105,11 @@ def test_saved_clusters_place_new_sub_tasks_and_quality_is_kept_per_cluster(
     services, models, traffic, embedder
 ):
     from prsm import clusters, quality
-    from prsm.cli.loop import save_clusters
+    from prsm.loop import save_clusters as save
+
+    def save_clusters(*args, **kwargs):
+        return [c.view() | {"cluster": s.id} for c, s in save(*args, **kwargs)]
+
     from prsm.nwtn.route import Router
     from tests.conftest import orchestrator
 
