@@ -18,10 +18,16 @@ answering, tools in their sandbox, ledger, graders; distillation on a local Ray 
      model's quality, beside a random router.
 
 Figures: cost per query of the distilled cluster before and in the last quarter of the replay
-(`cost_ratio`), the student's graded quality in the cluster relative to the serving model's
-(the reference's grade is 1 by construction: `quality_ratio`), the share of the cluster the
-student served, failed queries, and the APGR figures. A PNG charts cost and quality over the
-replay with the loop's decisions marked.
+(`cost_ratio`: what the user was charged, NWTN's fixed fee per query included), and the same for
+the cluster's sub-tasks alone (`model_cost_ratio`: what the models were paid); quality, two ways: (a) `quality_ratio`, the student's answers to the cluster's
+held-out wordings graded against a hand-written answer key (workload.REFERENCES) over the
+teacher's answers to the same wordings graded the same way (neither model wrote the key, so both
+are judged alike); (b) `agreement_ratio`, the scale the canary's gate uses: the student's mean
+shadow grade (agreement with the teacher's answer to the same sub-task) over the teacher's own
+agreement across the cluster's different wordings (`teacher_consistency`, which prsm/loop.py
+measures and the canary's bar is scaled by). Also the share of the cluster the student served,
+failed queries, and the APGR figures. A PNG charts cost and quality over the replay with the
+loop's decisions and the canary's bar marked.
 
     python benchmarks/loop.py [--quick]
 Writes benchmarks/results/loop.json and benchmarks/results/loop.png.
@@ -43,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from machine import machine  # noqa: E402
-from workload import language_questions, workload  # noqa: E402
+from workload import REFERENCES, language_questions, workload  # noqa: E402
 
 from prsm import canary, clusters, loop, quality, stats  # noqa: E402
 from prsm.ftns.amounts import FTNS  # noqa: E402
@@ -62,7 +68,7 @@ TRADEOFFS = [i / 20 for i in range(21)]
 
 def settings_for(folder: Path, max_new_tokens: int) -> Settings:
     return Settings(data_dir=folder, model_dir=MODEL_DIR, max_new_tokens=max_new_tokens, grade_share=0.3,
-                    canary_steps=[0.2, 0.5], canary_step_grades=8, _env_file=None)  # fmt: skip
+                    canary_steps=[0.25, 0.5], canary_step_grades=6, _env_file=None)  # fmt: skip
 
 
 async def replay(nwtn, services, queries, start_index: int, log: list[dict], decisions: list[dict]) -> None:
@@ -94,14 +100,21 @@ def evaluate_router(services, router, student: str, placer) -> dict:
     # The rule is evaluated whatever the canary decided (a rolled-back student's card is disabled).
     weak = dataclasses.replace(services.registry.get(student), disabled=False)
     rows = []
-    for topic, prompt in language_questions():
+    for topic, prompt, held_out in language_questions():
         task = SubTask("t1", prompt, "general")
         call = ModelCall(messages_for(task, prompt), services.settings.max_new_tokens)
         strong_out = asyncio.run(services.models.run(teacher.id, call))
         weak_out = asyncio.run(services.models.run(weak.id, call))
-        (grade,) = router.similarity([(weak_out.text, strong_out.text)])
+        grade, strong_key, weak_key = router.similarity(
+            [
+                (weak_out.text, strong_out.text),
+                (strong_out.text, REFERENCES[topic]),
+                (weak_out.text, REFERENCES[topic]),
+            ]
+        )  # agreement with the teacher; each model's agreement with the answer key
         (vector,) = router.embedder.embed_many([prompt])
-        rows.append({"topic": topic, "prompt": prompt, "grade": grade, "cluster": placer.place("general", vector),
+        rows.append({"topic": topic, "prompt": prompt, "held_out": held_out, "grade": grade,
+                     "strong_key": strong_key, "weak_key": weak_key, "cluster": placer.place("general", vector),
                      "vector": vector, "strong_cost": call_cost(teacher, strong_out.tokens_in, strong_out.tokens_out),
                      "weak_cost": call_cost(weak, weak_out.tokens_in, weak_out.tokens_out)})  # fmt: skip
     calibration = [r for r in rows if hashlib.sha256(r["prompt"].encode()).digest()[0] % 2 == 0]
@@ -127,7 +140,20 @@ def evaluate_router(services, router, student: str, placer) -> dict:
         curve.append({"tradeoff": w, "strong_share": strong_calls / len(test), "quality": total_q / len(test),
                       "cost_ratio": cost / cost_strong})  # fmt: skip
     return {"questions": len(rows), "calibration": len(calibration), "test": len(test), "strong_quality": q_strong,
-            "weak_quality": round(q_weak, 4), "curve": curve, **apgr(curve, q_strong, q_weak)}  # fmt: skip
+            "weak_quality": round(q_weak, 4), "curve": curve, **apgr(curve, q_strong, q_weak)}, rows  # fmt: skip
+
+
+def answer_key(answered: list[dict], topics: set[str]) -> dict:
+    """The teacher's and the student's answers to the cluster's wordings graded alike against the
+    hand-written answer key (workload.REFERENCES): mean agreement of each, and their ratio."""
+    out = {}
+    for part, rows in (("held_out", [r for r in answered if r["topic"] in topics and r["held_out"]]),
+                       ("all", [r for r in answered if r["topic"] in topics])):  # fmt: skip
+        teacher = sum(r["strong_key"] for r in rows) / max(len(rows), 1)
+        student = sum(r["weak_key"] for r in rows) / max(len(rows), 1)
+        out[part] = {"wordings": len(rows), "teacher": round(teacher, 4), "student": round(student, 4),
+                     "ratio": round(student / teacher, 4) if teacher else None}  # fmt: skip
+    return out
 
 
 def apgr(curve: list[dict], q_strong: float, q_weak: float) -> dict:
@@ -151,7 +177,13 @@ def apgr(curve: list[dict], q_strong: float, q_weak: float) -> dict:
 
 
 def chart(
-    path: Path, log: list[dict], cluster: str, decisions: list[dict], loop_at: int, grades: list[tuple]
+    path: Path,
+    log: list[dict],
+    cluster: str,
+    decisions: list[dict],
+    loop_at: int,
+    grades: list[tuple],
+    bar: float,
 ) -> None:
     import matplotlib
 
@@ -164,6 +196,7 @@ def chart(
     top.set_ylabel("FTNS per query (cluster)")
     bottom.scatter([i for i, _ in grades], [g for _, g in grades], s=8, color="tab:green")
     bottom.set_ylabel("student's grade vs teacher")
+    bottom.axhline(bar, color="tab:gray", linestyle="--", label="canary bar")
     bottom.set_xlabel("query")
     for ax in (top, bottom):
         ax.axvline(loop_at, color="black", linestyle="--", label="loop run")
@@ -232,14 +265,23 @@ def main() -> None:
             index_of = {e["session"]: e["index"] for e in log}
             grades = [(index_of[r.session_id], r.score) for r in rows if r.session_id in index_of]
             print("router evaluation", flush=True)
-            routing = evaluate_router(services, router, student, placer)
+            routing, answered = evaluate_router(services, router, student, placer)
 
             before = [e for e in log[:half] if in_cluster(e, cluster)]
             tail = [e for e in log[n - n // 4 :] if in_cluster(e, cluster)]
             served = [t for e in tail for t in e["tasks"] if t["cluster"] == cluster]
             student_mean = sum(r.score for r in rows) / len(rows) if rows else 0.0
+            consistency = turn["consistency"] or 1.0
+            topics = {e["topic"] for e in log if in_cluster(e, cluster)}
+            key = answer_key(answered, topics)
             cost_before = sum(e["charged"] for e in before) / max(len(before), 1)
             cost_after = sum(e["charged"] for e in tail) / max(len(tail), 1)
+
+            def model_cost(entries: list[dict]) -> float:  # the cluster's sub-tasks only, no query fee
+                return sum(t["cost"] for e in entries for t in e["tasks"] if t["cluster"] == cluster) / max(
+                    len(entries), 1
+                )
+
             failed = [e for e in log if e["status"] not in ("completed", "partial")]
             result = {
                 "machine": machine(),
@@ -260,26 +302,36 @@ def main() -> None:
                 "cost_per_query_before_ftns": cost_before / FTNS,
                 "cost_per_query_after_ftns": cost_after / FTNS,
                 "cost_ratio": round(cost_after / cost_before, 4) if cost_before else None,
+                "query_fee_ftns": settings.query_fee / FTNS,
+                "model_cost_per_query_before_ftns": model_cost(before) / FTNS,
+                "model_cost_per_query_after_ftns": model_cost(tail) / FTNS,
+                "model_cost_ratio": round(model_cost(tail) / model_cost(before), 4) if model_cost(before) else None,
                 "student_share_last_quarter": round(sum(t["model"] == student for t in served) / max(len(served), 1), 4),
                 "student_grades": len(rows),
-                "student_quality": round(student_mean, 4),
-                "serving_model_quality": 1.0,
-                "quality_ratio": round(student_mean / 1.0, 4),
+                "student_agreement": round(student_mean, 4),
+                "teacher_consistency": round(consistency, 4),
+                "agreement_ratio": round(student_mean / consistency, 4),
+                "answer_key": key,
+                "quality_ratio": key["held_out"]["ratio"],
                 "failed_queries": len(failed),
                 "failures": [e["status"] for e in failed][:5],
                 "seconds": {"before": round(before_s, 1), "loop": round(loop_s, 1), "after": round(after_s, 1),
                             "total": round(time.perf_counter() - started, 1)},
                 "routing": routing,
             }  # fmt: skip
-            chart(RESULTS / "loop.png", log, cluster, decisions, half, grades)
+            chart(RESULTS / "loop.png", log, cluster, decisions, half, grades, 0.95 * consistency)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "loop.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     r = result
     print(
         f"\ncluster {r['cluster']} {r['cluster_topics']}: cost/query {r['cost_per_query_before_ftns']:.6f} -> "
-        f"{r['cost_per_query_after_ftns']:.6f} FTNS, cost_ratio {r['cost_ratio']} (target <= 0.5); student "
+        f"{r['cost_per_query_after_ftns']:.6f} FTNS, cost_ratio {r['cost_ratio']} (target <= 0.5; each "
+        f"query also pays NWTN's fee of {r['query_fee_ftns']} FTNS); the cluster's sub-tasks alone: "
+        f"model_cost_ratio {r['model_cost_ratio']}; student "
         f"served {r['student_share_last_quarter']:.0%} of the cluster in the last quarter; quality_ratio "
-        f"{r['quality_ratio']} (target >= 0.95) over {r['student_grades']} grades; failed {r['failed_queries']}"
+        f"{r['quality_ratio']} (answer key, held-out wordings; target >= 0.95); agreement_ratio "
+        f"{r['agreement_ratio']} ({r['student_agreement']} over {r['student_grades']} grades / teacher "
+        f"consistency {r['teacher_consistency']}); failed {r['failed_queries']}"
     )
     g = r["routing"]
     print(f"router: APGR {g['apgr']} (random 0.5), cost at 95% of the strong model's quality "

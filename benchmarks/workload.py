@@ -11,8 +11,20 @@ import random
 from dataclasses import dataclass
 
 DEFINITION_TERMS = ("entropy", "osmosis", "a catalyst", "inertia", "an isotope", "photosynthesis")
-DEFINITION_TRAIN = ("What is {t}?", "Define {t}.", "In one sentence, what is {t}?", "What does {t} mean?")
-DEFINITION_HELD_OUT = ("Give a short definition of {t}.", "Explain briefly what {t} is.")
+DEFINITION_TRAIN = (
+    "What is {t}?",
+    "Define {t}.",
+    "In one sentence, what is {t}?",
+    "What does {t} mean?",
+    "Can you tell me what {t} is?",
+    "Describe {t} in a sentence.",
+)
+DEFINITION_HELD_OUT = (
+    "Give a short definition of {t}.",
+    "Explain briefly what {t} is.",
+    "What is meant by {t}?",
+    "Briefly define {t}.",
+)
 EXPLANATIONS = {
     "sky": (("Why is the sky blue?", "Explain why the sky looks blue.", "What makes the sky blue?"),
             ("Why does the sky appear blue?",)),
@@ -20,6 +32,28 @@ EXPLANATIONS = {
             ("What makes ice float on water?",)),
     "metals": (("Why do metals conduct electricity?", "Explain why metals conduct electricity."),
                ("What lets metals conduct electricity?",)),
+}  # fmt: skip
+# The answer key: what each topic's answer should say, written by hand, neither model's words. The
+# benchmark grades the teacher and the student against it alike (benchmarks/loop.py).
+REFERENCES = {
+    "entropy": "Entropy is a measure of the disorder or randomness of a system, the amount of its "
+               "thermal energy not available to do work; it never decreases in an isolated system.",
+    "osmosis": "Osmosis is the movement of water (a solvent) through a semipermeable membrane from a "
+               "region of lower solute concentration to one of higher solute concentration.",
+    "a catalyst": "A catalyst is a substance that speeds up a chemical reaction by lowering its "
+                  "activation energy without being consumed by the reaction.",
+    "inertia": "Inertia is the tendency of an object to resist changes in its motion: a body at rest "
+               "stays at rest and a moving body keeps moving unless a force acts on it.",
+    "an isotope": "Isotopes are atoms of the same element with the same number of protons but a "
+                  "different number of neutrons, so a different mass number.",
+    "photosynthesis": "Photosynthesis is the process by which plants, algae and some bacteria use light "
+                      "energy to turn carbon dioxide and water into glucose and oxygen.",
+    "sky": "The sky is blue because air molecules scatter the short blue wavelengths of sunlight much "
+           "more than the longer red ones (Rayleigh scattering).",
+    "ice": "Ice floats because water expands when it freezes: hydrogen bonds hold the molecules in an "
+           "open lattice, so ice is less dense than liquid water.",
+    "metals": "Metals conduct electricity because their outer electrons are delocalised and move freely "
+              "through the lattice of metal ions, carrying charge.",
 }  # fmt: skip
 # Zipf-like popularity: the first topic is asked most.
 WEIGHTS = (0.40, 0.20, 0.13, 0.10, 0.09, 0.08)
@@ -56,9 +90,10 @@ def workload(n: int, held_out_from: int, seed: int = 14) -> list[Query]:
     return [query(rng, i >= held_out_from) for i in range(n)]
 
 
-def language_questions() -> list[tuple[str, str]]:
-    """(topic, prompt) of every wording of every language-model topic, train and held-out: the
-    router evaluation's set (the student saw only its own cluster's train wordings)."""
-    out = [(t, w.format(t=t)) for t in DEFINITION_TERMS for w in DEFINITION_TRAIN + DEFINITION_HELD_OUT]
-    out += [(topic, q) for topic, (train, held) in EXPLANATIONS.items() for q in train + held]
+def language_questions() -> list[tuple[str, str, bool]]:
+    """(topic, prompt, held out) of every wording of every language-model topic: the router
+    evaluation's set (the student saw only its own cluster's train wordings)."""
+    out = [(t, w.format(t=t), w in DEFINITION_HELD_OUT) for t in DEFINITION_TERMS
+           for w in DEFINITION_TRAIN + DEFINITION_HELD_OUT]  # fmt: skip
+    out += [(topic, q, q in held) for topic, (train, held) in EXPLANATIONS.items() for q in train + held]
     return out

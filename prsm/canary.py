@@ -7,11 +7,22 @@ off the rest;
 every answer the student gives there is graded in shadow against the incumbent's answer to the
 same sub-task (prsm/nwtn/grade.py; the operator pays), and the grade is added to the canary's
 count, sum and sum of squares in SQL. A scheduled job (prsm/ops.py, every PRSM_CANARY_EVERY_S)
-then tests the mean grade against PRSM_CANARY_TARGET (the share of the incumbent's quality, 1 on
-this scale, that the student must hold; 0.95):
+then tests the mean grade against the bar PRSM_CANARY_TARGET x baseline: the target is the share
+of the incumbent's quality the student must hold (0.95); the baseline is the incumbent's quality
+on this scale. A grade is agreement with the incumbent's answer to the same sub-task, and the
+incumbent's answer to a sub-task agrees with itself exactly, but that is not what an equally good
+model would score: asked the cluster's other sub-tasks (rewordings of one kind of question), the
+incumbent's own answers agree with each other far less (`teacher_consistency` 0.774 on the loop
+benchmark's hottest cluster, benchmarks/results/loop.json). So the loop
+measures that agreement on the cluster's logged answers (prsm/loop.py: `consistency`) and starts
+the canary with it as the baseline; a canary started by hand has baseline 1 (absolute agreement).
+What this lets through: a student that answers a sub-task as the incumbent answered another
+wording of the same cluster (an answer the incumbent itself gives to that kind of question); what
+it stops: answers the incumbent would not give. A cluster whose answers do not agree (different
+questions) is refused by the loop (MIN_CONSISTENCY), so the bar never sinks to meaning nothing.
 
 - a one-sided z-test on the mean (its standard error from the grades' own variance, floored):
-  z = (mean - target) / se. With at least PRSM_CANARY_STEP_GRADES (10) new grades in the step and
+  z = (mean - bar) / se. With at least PRSM_CANARY_STEP_GRADES (10) new grades in the step and
   z >= Z, the canary goes one step up, and past the last step it is promoted: the student takes
   the cluster's traffic (the incumbent stays behind it as the fallback).
 - with at least MIN_GRADES grades and z <= -Z it is rolled back: the student's card is disabled.
@@ -96,8 +107,12 @@ def start(
     cluster: str,
     incumbent: str,
     steps: tuple[float, ...] = STEPS,
+    baseline: float = 1.0,
 ) -> dict:
-    """Put `student` on `cluster`'s traffic at the first of `steps`, graded against `incumbent`."""
+    """Put `student` on `cluster`'s traffic at the first of `steps`, graded against `incumbent`,
+    its grades tested against the target x `baseline` (the incumbent's own agreement)."""
+    if not 0.0 < baseline <= 1.0:
+        raise InvalidInput(f"the baseline is an agreement in (0, 1], not {baseline}", "baseline")
     for field, model in (("student", student), ("incumbent", incumbent)):
         try:
             registry.get(model)
@@ -118,10 +133,11 @@ def start(
             "action": "start",
             "share": steps[0],
             "reason": f"graded against {incumbent}",
+            "baseline": round(baseline, 4),
         }
         conn.execute(CANARIES.insert().values(
             student=student, cluster=cluster, capability=found.capability, incumbent=incumbent, status="canary",
-            step=0, share=steps[0], n=0.0, total=0.0, total_sq=0.0, step_n=0.0, decisions=[decision],
+            step=0, share=steps[0], baseline=baseline, n=0.0, total=0.0, total_sq=0.0, step_n=0.0, decisions=[decision],
             created_at=now, updated_at=now,
         ))  # fmt: skip
     return status(db, student)[0]
@@ -147,20 +163,22 @@ def decide(
             select(CANARIES).where(CANARIES.c.status == "canary").order_by(CANARIES.c.id)
         ).all()
         for r in rows:
-            mean, z = test(r.n, r.total, r.total_sq, target)
-            figures = {"n": int(r.n), "mean": round(mean, 4), "z": round(z, 2), "target": target}
+            bar = target * r.baseline
+            mean, z = test(r.n, r.total, r.total_sq, bar)
+            figures = {"n": int(r.n), "mean": round(mean, 4), "z": round(z, 2), "target": target,
+                       "baseline": r.baseline, "bar": round(bar, 4)}  # fmt: skip
             if r.n >= MIN_GRADES and z <= -Z:
                 change = {"status": "rolled_back", "share": 0.0}
-                decision = {"action": "roll back", "reason": f"mean grade {mean:.3f} is below {target}"}
+                decision = {"action": "roll back", "reason": f"mean grade {mean:.3f} is below {bar:.3f}"}
             elif r.n - r.step_n >= min_step_grades and z >= Z:
                 if r.step + 1 < len(steps):
                     change = {"step": r.step + 1, "share": steps[r.step + 1], "step_n": r.n}
-                    decision = {"action": "step", "reason": f"mean grade {mean:.3f} holds {target}"}
+                    decision = {"action": "step", "reason": f"mean grade {mean:.3f} holds {bar:.3f}"}
                 else:
                     change = {"status": "promoted", "share": 1.0}
                     decision = {
                         "action": "promote",
-                        "reason": f"mean grade {mean:.3f} holds {target} at every step",
+                        "reason": f"mean grade {mean:.3f} holds {bar:.3f} at every step",
                     }
             else:
                 continue
@@ -222,6 +240,7 @@ def status(db: Database, student: str | None = None) -> list[dict]:
         mean, _ = test(r.n, r.total, r.total_sq, 0.0)
         views.append({"student": r.student, "cluster": r.cluster, "capability": r.capability,
                       "incumbent": r.incumbent, "status": r.status, "step": r.step, "share": r.share,
+                      "baseline": r.baseline,
                       "grades": int(r.n), "mean_grade": round(mean, 4) if r.n else None,
                       "decisions": r.decisions})  # fmt: skip
     return views

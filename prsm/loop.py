@@ -16,7 +16,9 @@ cluster of sub-tasks behind a canary.
 4. Distil a student with the existing pipeline (prsm/distill/: Ray Train, evaluated on the
    held-out part of that same traffic, stored by CID, registered with the teacher as its
    teacher, so the teacher's owner earns a royalty on the student's calls).
-5. Start a canary (prsm/canary.py): the student on that cluster, graded against the teacher.
+5. Start a canary (prsm/canary.py): the student on that cluster, graded against the teacher,
+   its grades tested against the target x the teacher's own agreement across the cluster
+   (`consistency`: how closely its answers to the cluster's different instructions agree).
 """
 
 from __future__ import annotations
@@ -27,18 +29,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import select
 
 from prsm import canary, clusters, consent, stats
 from prsm.db.models import PlanTask, QuerySession
 from prsm.distill.job import registered
 from prsm.errors import InvalidInput
+from prsm.nwtn.execute import messages_for
 from prsm.services import Services
 from prsm.storage.artifacts import ArtifactKind
-from prsm.types import ModelKind, TaskStatus
+from prsm.types import ModelKind, SubTask, TaskStatus
 from prsm.weights import cid_of_reference
 
 MIN_EXAMPLES = 8  # the fewest sub-tasks a student is distilled from (a fifth of them held out)
+# Below this agreement of the teacher's answers across a cluster, the cluster is not one kind of
+# sub-task (its instructions ask different things) and is not distilled.
+MIN_CONSISTENCY = 0.6
 TASKS, SESSIONS = PlanTask.__table__, QuerySession.__table__
 
 
@@ -80,9 +87,23 @@ def choose(
     return None
 
 
-def dataset(services: Services, choice: Choice) -> tuple[str, int, int]:
-    """Store the choice's training set; (its CID, records, sub-tasks left out by their account's
-    choice). Refused with fewer than MIN_EXAMPLES records."""
+def system_prompt(capability: str, instruction: str) -> str | None:
+    """The system message NWTN sent with this sub-task (prsm/nwtn/execute.py): the teacher
+    answered the instruction after it, so the student learns from the same prompt."""
+    first = messages_for(SubTask("t1", instruction, capability), instruction)[0]
+    return first["content"] if first["role"] == "system" else None
+
+
+def dataset(services: Services, choice: Choice) -> tuple[str, list[dict], int]:
+    """Store the choice's training set; (its CID, its records, sub-tasks left out by their
+    account's choice). Refused with fewer than MIN_EXAMPLES records."""
+    records, left_out = training_records(services, choice)
+    return store_dataset(services, choice, records), records, left_out
+
+
+def training_records(services: Services, choice: Choice) -> tuple[list[dict], int]:
+    """The choice's training records and the count left out by their account's choice; refused
+    with fewer than MIN_EXAMPLES records. Nothing is written."""
     with services.db.engine.connect() as conn:
         rows = conn.execute(
             select(TASKS.c.session_id, TASKS.c.key, TASKS.c.instruction, TASKS.c.result, SESSIONS.c.account)
@@ -97,6 +118,7 @@ def dataset(services: Services, choice: Choice) -> tuple[str, int, int]:
     records = [
         {
             "prompt": r.instruction,
+            "system": system_prompt(choice.capability, r.instruction),
             "completion": r.result,
             "session_id": r.session_id,
             "task": r.key,
@@ -113,6 +135,11 @@ def dataset(services: Services, choice: Choice) -> tuple[str, int, int]:
             f"share their data ({left_out} left out by their choice); a student needs {MIN_EXAMPLES}",
             "cluster",
         )
+    return records, left_out
+
+
+def store_dataset(services: Services, choice: Choice, records: list[dict]) -> str:
+    """Store the records by CID as a `dataset` artifact with its provenance; its CID."""
     body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
     cid = services.store.put(body)
     teacher = services.registry.get(choice.teacher)
@@ -123,7 +150,19 @@ def dataset(services: Services, choice: Choice) -> tuple[str, int, int]:
         name=f"loop-{choice.cluster}-{digest}.jsonl",
     )  # fmt: skip
     services.store.pin(cid)
-    return cid, len(records), left_out
+    return cid
+
+
+def consistency(embedder, records: list[dict], most: int = 64) -> float | None:
+    """The teacher's agreement with itself across the cluster: the mean agreement (the graders'
+    measure, prsm/nwtn/grade.py) of its answers to each pair of different instructions (at most
+    `most` instructions, the first by text). None with fewer than two different instructions."""
+    answers = dict(sorted({r["prompt"]: r["completion"] for r in records}.items())[:most])
+    if len(answers) < 2:
+        return None
+    vectors = embedder.embed_many(list(answers.values()))
+    pairs = [(a, b) for a in range(len(vectors)) for b in range(a + 1, len(vectors))]
+    return sum(min(1.0, max(0.0, float(np.dot(vectors[a], vectors[b])))) for a, b in pairs) / len(pairs)
 
 
 def run(
@@ -144,8 +183,21 @@ def run(
             "cluster",
         )
     say(f"cluster {choice.cluster} ({choice.capability}): {choice.volume} sub-tasks, mostly {choice.teacher}")
-    cid, examples, left_out = dataset(services, choice)
-    say(f"training set {cid}: {examples} sub-tasks with {choice.teacher}'s answers ({left_out} not shared)")
+    records, left_out = training_records(services, choice)
+    agreement = consistency(embedder, records)
+    if agreement is not None and agreement < MIN_CONSISTENCY:
+        raise InvalidInput(
+            f"{choice.teacher}'s answers across cluster {choice.cluster} agree at {agreement:.2f} (below "
+            f"{MIN_CONSISTENCY}): its sub-tasks are not one kind, and a student judged against them would "
+            "be held to a bar that means nothing",
+            "cluster",
+        )
+    baseline = 1.0 if agreement is None else agreement
+    cid = store_dataset(services, choice, records)
+    say(
+        f"training set {cid}: {len(records)} sub-tasks with {choice.teacher}'s answers ({left_out} not shared); "
+        f"its answers agree with each other at {baseline:.3f}: the canary's baseline"
+    )
     spec = DistillSpec(teacher=choice.teacher, data=cid, steps=steps, workers=workers, cpus_per_worker=cpus_per_worker,
                        **{"max_new_tokens": services.settings.max_new_tokens, **distill})  # fmt: skip
     cpus = placement(spec, services.settings)
@@ -153,8 +205,11 @@ def run(
     result = train_with_ray(plan, progress=progress, cpus=cpus)
     card = publish(plan, services, result, say=say)
     steps = tuple(services.settings.canary_steps)
-    started = canary.start(services.db, services.registry, card.id, choice.cluster, choice.teacher, steps)
+    started = canary.start(
+        services.db, services.registry, card.id, choice.cluster, choice.teacher, steps, baseline
+    )
     say(f"{card.id} is a canary on {choice.cluster} at {started['share']:.0%} of its sub-tasks")
     return {"cluster": choice.cluster, "capability": choice.capability, "teacher": choice.teacher,
-            "dataset": cid, "examples": examples, "left_out": left_out, "student": card.id,
+            "dataset": cid, "examples": len(records), "left_out": left_out, "consistency": agreement,
+            "student": card.id,
             "evaluation": card.evaluation, "canary": started}  # fmt: skip

@@ -49,6 +49,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     start_.add_argument("student", help="the student's model id")
     start_.add_argument("--cluster", required=True, help="a saved cluster's id (prsm loop clusters)")
     start_.add_argument("--incumbent", required=True, help="the model that serves the cluster now")
+    start_.add_argument(
+        "--baseline",
+        type=float,
+        default=1.0,
+        help="the incumbent's own agreement across the cluster, in (0, 1]: the bar is the target x this (1)",
+    )
     start_.set_defaults(fn=start_canary)
     status_ = group.add_parser("status", help="every canary: its step, share, grades and decisions")
     status_.add_argument("--json", action="store_true", help="one JSON object")
@@ -106,7 +112,17 @@ def start_canary(args: argparse.Namespace, services: Services) -> None:
     services.db.upgrade()
     steps = tuple(services.settings.canary_steps)
     _print(
-        [canary.start(services.db, services.registry, args.student, args.cluster, args.incumbent, steps)],
+        [
+            canary.start(
+                services.db,
+                services.registry,
+                args.student,
+                args.cluster,
+                args.incumbent,
+                steps,
+                args.baseline,
+            )
+        ],
         False,
     )
 
@@ -137,6 +153,7 @@ def _print(canaries: list[dict], as_json: bool) -> None:
         "incumbent",
         "status",
         "share",
+        "baseline",
         "grades",
         "mean grade",
         "last decision",
@@ -144,7 +161,8 @@ def _print(canaries: list[dict], as_json: bool) -> None:
         table.add_column(column)
     for c in canaries:
         last = c["decisions"][-1] if c["decisions"] else {}
-        table.add_row(c["student"], c["cluster"], c["incumbent"], c["status"], f"{c['share']:.0%}", str(c["grades"]),
+        table.add_row(c["student"], c["cluster"], c["incumbent"], c["status"], f"{c['share']:.0%}",
+                      f"{c['baseline']:.3f}", str(c["grades"]),
                       "—" if c["mean_grade"] is None else f"{c['mean_grade']:.3f}",
                       f"{last.get('action', '')}: {last.get('reason', '')}")  # fmt: skip
     console.print(table)

@@ -481,6 +481,9 @@ class CanaryRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # canary | promoted | rolled_back
     step: Mapped[int] = mapped_column(Integer, default=0)
     share: Mapped[float] = mapped_column(Float)
+    # The incumbent's own agreement across the cluster's sub-tasks (prsm/loop.py measures it; 1
+    # when unmeasured): the grades are tested against target x baseline (prsm/canary.py).
+    baseline: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
     # The shadow grades of the student's canary answers: count, sum, sum of squares; `step_n` the
     # count when the current step began.
     n: Mapped[float] = mapped_column(Float, default=0.0)

@@ -51,6 +51,8 @@ def load_prompts(data: str, store, artifacts=None) -> tuple[list[dict], str]:
             raise InvalidInput(f"data set {cid}, line {number}: not JSON", "data") from None
         if not isinstance(record, dict) or not str(record.get("prompt", "")).strip():
             raise InvalidInput(f"data set {cid}, line {number}: no `prompt`", "data")
+        if not isinstance(record.get("system") or "", str):
+            raise InvalidInput(f"data set {cid}, line {number}: `system` is not a string", "data")
         records.append(record)
     if not records:
         raise InvalidInput(f"data set {cid} has no prompts", "data")
@@ -95,7 +97,7 @@ def generate(teacher, tokenizer, prompts: list[dict], max_new_tokens: int, batch
     records, started = [], time.perf_counter()
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        ids = [prompt_ids(tokenizer, p["prompt"]) for p in batch]
+        ids = [prompt_ids(tokenizer, p["prompt"], p.get("system")) for p in batch]
         width = max(len(i) for i in ids)
         input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
         attention = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
@@ -120,15 +122,19 @@ def from_completions(tokenizer, prompts: list[dict], max_new_tokens: int) -> lis
         output = tokenizer.encode(record["completion"], add_special_tokens=False)[:max_new_tokens]
         if tokenizer.eos_token_id is not None and len(output) < max_new_tokens:
             output.append(tokenizer.eos_token_id)
-        records.append({**record, "prompt_ids": prompt_ids(tokenizer, record["prompt"]), "output_ids": output,
+        records.append({**record, "prompt_ids": prompt_ids(tokenizer, record["prompt"], record.get("system")), "output_ids": output,
                         "text": tokenizer.decode(output, skip_special_tokens=True)})  # fmt: skip
     return records
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
+def prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
+    """The prompt as the model sees it when served: through its chat template, after the system
+    message it was given (a record's `system`: the loop's records carry the one NWTN sends, so a
+    student learns from the prompt its teacher answered, not the template's default)."""
     if tokenizer.chat_template:
+        messages = [{"role": "system", "content": system}] if system else []
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}],
+            [*messages, {"role": "user", "content": prompt}],
             add_generation_prompt=True,
             tokenize=True,
             return_dict=False,

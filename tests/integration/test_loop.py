@@ -52,6 +52,8 @@ def test_a_loop_turn_distils_the_busiest_cluster_and_starts_its_student_as_a_can
     turn = json.loads(done.stdout.strip().splitlines()[-1])
     assert turn["teacher"] == DEFAULT_MODEL_ID and turn["examples"] == 10 and turn["left_out"] == 0
     assert turn["canary"]["status"] == "canary" and turn["canary"]["share"] == canary.STEPS[0]
+    # the canary's bar is scaled by the teacher's own agreement across the cluster's wordings
+    assert 0.6 <= turn["consistency"] <= 1 and turn["canary"]["baseline"] == turn["consistency"]
 
     with Services(settings) as services:
         card = services.registry.get(turn["student"])

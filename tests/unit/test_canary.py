@@ -53,8 +53,10 @@ def world(services, registry, models, embedder):
 
 def _ask(nwtn, n: int) -> list[dict]:
     async def go():
-        traces = [await nwtn.query(QUESTION, "alice") for _ in range(n)]
-        await nwtn.grades_written()
+        traces = []
+        for _ in range(n):  # each graded before the next: past MAX_GRADING in flight, one would not be
+            traces.append(await nwtn.query(QUESTION, "alice"))
+            await nwtn.grades_written()
         return traces
 
     return asyncio.run(go())
@@ -144,6 +146,33 @@ def test_a_student_that_disagrees_is_rolled_back_and_its_card_disabled(services,
     router._loaded_at = float("-inf")
     assert {t["tasks"][0]["model"] for t in _ask(nwtn, 3)} == {DEFAULT_MODEL_ID}  # the cluster is back
     assert canary.decide(services.db, services.registry, 0.95) == []  # decided once
+
+
+def test_the_bar_is_the_target_times_the_incumbents_own_agreement(services, models, world):
+    """Grades of 0.85 fail an absolute bar (0.95) but hold 0.95 x a baseline of 0.8: an
+    incumbent whose own answers across the cluster agree at 0.8 asks no more of its student."""
+    nwtn, router, _ = world
+    for student, baseline in (("student", 0.8), ("student2", 1.0)):
+        if student == "student2":
+            card = dataclasses.replace(services.registry.get("student"), id="student2", disabled=False)
+            services.registry.register(card)
+        canary.start(
+            services.db, services.registry, student, "c-entropy", DEFAULT_MODEL_ID, baseline=baseline
+        )
+        with services.db.engine.begin() as conn:  # 12 grades: six of 0.8, six of 0.9
+            conn.execute(update(canary.CANARIES).where(canary.CANARIES.c.student == student)
+                         .values(n=12, total=6 * 0.8 + 6 * 0.9, total_sq=6 * 0.64 + 6 * 0.81))  # fmt: skip
+    decided = {d["student"]: d for d in canary.decide(services.db, services.registry, 0.95, (0.2, 0.5), 10)}
+    assert decided["student"]["action"] == "step" and decided["student"]["bar"] == pytest.approx(0.76)
+    assert decided["student2"]["action"] == "roll back" and decided["student2"]["bar"] == 0.95
+    assert {s["student"]: s["baseline"] for s in canary.status(services.db)} == {
+        "student": 0.8,
+        "student2": 1.0,
+    }
+    for bad in (0.0, 1.5):
+        with pytest.raises(InvalidInput) as info:
+            canary.start(services.db, services.registry, "student", "c-other", DEFAULT_MODEL_ID, baseline=bad)
+        assert info.value.field == "baseline"
 
 
 def test_an_operator_rolls_back_or_pins_by_hand(services, world):

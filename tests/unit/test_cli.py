@@ -205,3 +205,12 @@ def test_prsm_distill_help_and_bad_arguments_exit_cleanly(capsys):
     assert main(["distill", "--teacher", "smollm2-135m-instruct", "--steps", "-1"]) == 1
     assert "error: --steps: Input should be greater than or equal to 1" in capsys.readouterr().err
     assert main(["distill", "--steps", "3"]) == 2  # --teacher missing: argparse's usage error
+
+
+def test_loop_canary_refuses_a_baseline_outside_zero_to_one(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path))
+    argv = ["loop", "canary", "student", "--cluster", "c1", "--incumbent", "teacher", "--baseline"]
+    assert main([*argv, "1.5"]) == 1
+    assert "baseline" in capsys.readouterr().err
+    assert main(["loop", "status"]) == 0
+    assert "baseline" in capsys.readouterr().out

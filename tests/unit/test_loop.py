@@ -11,6 +11,7 @@ import pytest
 
 from prsm import canary, consent, loop, stats
 from prsm.errors import InvalidInput
+from prsm.nwtn.execute import GENERAL_SYSTEM_PROMPT
 from prsm.registry import DEFAULT_MODEL_ID
 
 ENTROPY = "In one sentence, what is entropy?"
@@ -31,8 +32,8 @@ def traffic(services, nwtn):
 def test_the_costliest_cluster_becomes_a_data_set_of_shared_sessions_only(services, traffic, embedder):
     choice = loop.choose(services, embedder, stats.since(1), min_size=5)
     assert choice.teacher == DEFAULT_MODEL_ID and choice.capability == "general" and choice.volume == 13
-    cid, examples, left_out = loop.dataset(services, choice)
-    assert (examples, left_out) == (9, 4)
+    cid, records, left_out = loop.dataset(services, choice)
+    assert (len(records), left_out) == (9, 4)
     records = [json.loads(line) for line in services.store.read(cid).splitlines()]
     with services.db.orm() as s:
         from sqlalchemy import select
@@ -45,6 +46,8 @@ def test_the_costliest_cluster_becomes_a_data_set_of_shared_sessions_only(servic
     assert all(
         r["prompt"] == ENTROPY and r["completion"] == answers[(r["session_id"], r["task"])] for r in records
     )
+    # the prompt the teacher answered: NWTN's system message, then the instruction
+    assert {r["system"] for r in records} == {GENERAL_SYSTEM_PROMPT}
     artifact = services.artifacts.get(cid)
     assert artifact["kind"] == "dataset" and artifact["creator"] == services.settings.operator_account
     assert artifact["name"].startswith(f"loop-{choice.cluster}-")
@@ -82,3 +85,36 @@ def test_the_default_and_an_accounts_choice(services):
     assert not consent.allowed(services.db, "carol", True)
     assert consent.excluded(services.db, {"carol", "dave"}, True) == {"carol"}
     assert consent.excluded(services.db, {"carol", "dave"}, False) == {"carol", "dave"}
+
+
+class Answers:
+    """Unit vectors by answer text: 'a' and 'b' point one way, 'c' at right angles."""
+
+    def embed_many(self, texts):
+        import numpy as np
+
+        axis = {"a": (1.0, 0.0), "b": (1.0, 0.0), "c": (0.0, 1.0)}
+        return [np.array(axis[t]) for t in texts]
+
+
+def test_the_teachers_consistency_is_its_mean_agreement_across_different_instructions():
+    def rec(prompt, completion):
+        return {"prompt": prompt, "completion": completion}
+
+    assert loop.consistency(Answers(), [rec("q1", "a"), rec("q1", "a")]) is None  # one instruction
+    assert loop.consistency(Answers(), [rec("q1", "a"), rec("q2", "b")]) == pytest.approx(1.0)
+    # three instructions: pairs (a, b) 1, (a, c) 0, (b, c) 0
+    assert loop.consistency(Answers(), [rec("q1", "a"), rec("q2", "b"), rec("q3", "c")]) == pytest.approx(
+        1 / 3
+    )
+
+
+def test_a_cluster_whose_answers_disagree_is_refused_before_anything_is_stored(
+    services, traffic, embedder, monkeypatch
+):
+    monkeypatch.setattr(loop, "consistency", lambda embedder, records: 0.3)
+    stored = services.store.put
+    monkeypatch.setattr(services.store, "put", lambda body: pytest.fail("nothing is stored") or stored(body))
+    with pytest.raises(InvalidInput) as info:
+        loop.run(services, embedder, stats.since(1), min_size=5)
+    assert info.value.field == "cluster" and "agree at 0.30" in str(info.value)
