@@ -40,11 +40,14 @@ from prsm.backends import Backend, run_many, run_one
 from prsm.errors import (
     Forbidden,
     InvalidInput,
+    NotFound,
     PRSMError,
     SessionNotFound,
     UnknownAccount,
     UnknownKey,
 )
+from prsm.federation.node import NODE_PATH
+from prsm.federation.node import record as federation_record
 from prsm.nwtn.embed import Embedder
 from prsm.nwtn.orchestrator import Orchestrator
 from prsm.nwtn.remote import Coalescer, ModelClient, RouterClient
@@ -187,6 +190,15 @@ class NWTN:
     @api.get("/healthz")
     async def healthz(self) -> dict:
         return {"status": "ok"}
+
+    @api.get(NODE_PATH)
+    async def federation_node(self) -> dict:
+        """This node's federation record, public like /healthz: its operator address, endpoint,
+        catalogue CID and the challenge `prsm federation announce` checks (prsm/federation/)."""
+        found = await asyncio.to_thread(federation_record, self.services.db)
+        if found is None:
+            raise NotFound("this node has not announced itself to a federation", "node")
+        return {k: found.get(k) for k in ("operator", "endpoint", "catalogue", "challenge", "announced")}
 
     @api.post(
         "/v1/query",

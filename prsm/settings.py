@@ -98,6 +98,15 @@ class Settings(BaseSettings):
     chain_key: SecretStr | None = Field(default=None, description="Operator key (hex); never logged.")
     chain_keystore: Path | None = Field(default=None, description="Operator key as an encrypted keystore.")
     chain_keystore_password: SecretStr | None = None
+    # Federation (prsm/federation/): the node registry every node of the network shares.
+    federation_registry: str | None = Field(
+        default=None,
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="Address of the network's node registry (a development chain deploys one if unset).",
+    )
+    federation_start_block: int = Field(
+        default=0, ge=0, description="Block to follow PRSM_FEDERATION_REGISTRY from (its deployment)."
+    )
     chain_confirmations: int = Field(
         default=1, ge=1, description="Blocks on top of a transaction (its own included) before it counts."
     )
@@ -165,7 +174,8 @@ class Settings(BaseSettings):
         default=0.95,
         gt=0,
         le=1,
-        description="Mean shadow grade a canary student must hold against its incumbent (prsm/canary.py).",
+        description="Share of the canary's baseline (its incumbent's own agreement across the cluster) that a "
+        "canary student's mean shadow grade must hold (prsm/canary.py).",
     )
     canary_steps: list[float] = Field(
         default_factory=lambda: [0.05, 0.25, 0.5],

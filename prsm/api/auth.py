@@ -26,7 +26,9 @@ from prsm.errors import Forbidden, Unauthorized
 from prsm.keys import ApiKeys
 from prsm.types import KeyRole, Principal
 
-PUBLIC = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+PUBLIC = frozenset(
+    {"/healthz", "/v1/federation/node", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+)
 # Declares the scheme in the OpenAPI document (the docs page gets an Authorize button).
 BEARER = HTTPBearer(auto_error=False, description="An API key: `prsm keys create ACCOUNT`.")
 

@@ -18,6 +18,7 @@ from prsm.cli import (
     cluster,
     db,
     distill,
+    federation,
     ftns,
     keys,
     loop,
@@ -36,7 +37,22 @@ from prsm.services import Services
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prsm", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (stack, query, models, keys, audit, ftns, store, db, ops, backup, cluster, stats, loop):
+    for group in (
+        stack,
+        query,
+        models,
+        keys,
+        audit,
+        ftns,
+        store,
+        db,
+        ops,
+        backup,
+        cluster,
+        stats,
+        loop,
+        federation,
+    ):
         group.add(sub)
     sub.add_parser(
         "distill", help="distil a teacher into a smaller student (prsm distill --help)", add_help=False

@@ -32,7 +32,7 @@ LAYERS = [
     ["prsm.chain", "prsm.weights", "prsm.backends", "prsm.keys", "prsm.canary"],
     ["prsm.nwtn"],
     ["prsm.api", "prsm.services"],
-    ["prsm.distill", "prsm.ops", "prsm.backup", "prsm.stats", "prsm.loop"],
+    ["prsm.distill", "prsm.ops", "prsm.backup", "prsm.stats", "prsm.loop", "prsm.federation"],
     ["prsm.cli"],
 ]
 
