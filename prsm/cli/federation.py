@@ -69,13 +69,13 @@ def announce(args: argparse.Namespace, services: Services) -> None:
     try:
         console.print(f"checking that {endpoint} answers as this node ...")
         registry.check_reachable(endpoint, challenge)
-    except Exception:
+        block = nodes.announce(endpoint, cid)
+    except BaseException:  # refused, or the chain failed: the record is what it was
         if before is None:
             node.forget_record(services.db)
         else:
             node.save_record(services.db, before)
         raise
-    block = nodes.announce(endpoint, cid)
     node.save_record(services.db, {**pending, "announced": True, "block": block})
     console.print(
         f"{operator} announced {endpoint} with catalogue {cid} in block {block} "
@@ -88,7 +88,7 @@ def status(args: argparse.Namespace, services: Services) -> None:
 
     services.db.upgrade()
     nodes = registry_of(services)
-    where = nodes.address()
+    where = nodes.address(deploy=False)
     mine = nodes.node_of(nodes.chain.operator.address)
     out = {"registry": where["registry"], "from_block": where["block"], "chain_id": nodes.chain.chain_id,
            "operator": nodes.chain.operator.address, "member": mine is not None,

@@ -94,8 +94,9 @@ class NodeRegistry:
             self.contracts.set_state(conn, key, state)
         return state
 
-    def contract(self):
-        return self.chain.contract("PRSMNodeRegistry", self.address()["registry"])
+    def contract(self, deploy: bool = False):
+        """The registry contract (on a development chain, deployed first if `deploy`)."""
+        return self.chain.contract("PRSMNodeRegistry", self.address(deploy)["registry"])
 
     def announce(self, endpoint: str, catalogue: str) -> int:
         """Announce (or update) this operator's node; the block it landed in."""
@@ -104,7 +105,7 @@ class NodeRegistry:
             raise InvalidInput(
                 f"the catalogue CID is empty or longer than {MAX_CATALOGUE} bytes", "catalogue"
             )
-        return self.chain.send(self.contract().functions.announce(endpoint, catalogue)).blockNumber
+        return self.chain.send(self.contract(deploy=True).functions.announce(endpoint, catalogue)).blockNumber
 
     def leave(self) -> int:
         if self.node_of(self.chain.operator.address) is None:
@@ -120,7 +121,7 @@ class NodeRegistry:
     def members(self, from_block: int | None = None) -> dict[str, Node]:
         """Every member now, by operator, from the registry's events since `from_block` (its
         deployment by default): announcements in chain order, a leave removes."""
-        where = self.address()
+        where = self.address(deploy=False)
         contract = self.chain.contract("PRSMNodeRegistry", where["registry"])
         start = where["block"] if from_block is None else from_block
         events = [
