@@ -4,6 +4,8 @@ prsm federation announce --endpoint https://node.example.org   # check, publish,
 prsm federation status                                         # the registry and this node
 prsm federation nodes [--from-block N] [--json]                # every member, from the chain
 prsm federation leave
+prsm federation sync [--json]                                  # follow the registry (resumes)
+prsm federation peers [--json]                                 # the peers this node follows
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     nodes_.add_argument("--json", action="store_true", help="one JSON object")
     nodes_.set_defaults(fn=nodes)
     group.add_parser("leave", help="leave the network").set_defaults(fn=leave)
+    sync_ = group.add_parser(
+        "sync", help="follow the registry: update this node's peers and fetch their catalogues"
+    )
+    sync_.add_argument("--json", action="store_true", help="one JSON object")
+    sync_.set_defaults(fn=sync)
+    peers_ = group.add_parser("peers", help="the peers this node follows, with their catalogues' status")
+    peers_.add_argument("--json", action="store_true", help="one JSON object")
+    peers_.set_defaults(fn=show_peers)
 
 
 def registry_of(services: Services):
@@ -130,3 +140,35 @@ def leave(args: argparse.Namespace, services: Services) -> None:
     block = nodes.leave()
     node.forget_record(services.db)
     console.print(f"{nodes.chain.operator.address} left the network in block {block}")
+
+
+def sync(args: argparse.Namespace, services: Services) -> None:
+    from prsm.federation import follow
+
+    services.db.upgrade()
+    done = follow.sync(registry_of(services), services.store, services.settings.chain_confirmations)
+    if args.json:
+        print(json.dumps(done))
+        return
+    console.print(
+        f"blocks {done['from_block']}..{done['to_block']}: {len(done['announced'])} announced, "
+        f"{len(done['left'])} left; catalogues: "
+        + (", ".join(f"{o} {s}" for o, s in sorted(done["catalogues"].items())) or "none new")
+    )
+
+
+def show_peers(args: argparse.Namespace, services: Services) -> None:
+    from prsm.federation import follow
+
+    services.db.upgrade()
+    found = follow.peers(services.db)
+    if args.json:
+        print(json.dumps({"peers": found}))
+        return
+    table = Table(title=f"Peers ({len(found)})")
+    for column in ("operator", "endpoint", "catalogue", "status", "models"):
+        table.add_column(column)
+    for p in found:
+        status = p["status"] if not p["error"] else f"{p['status']}: {p['error'][:60]}"
+        table.add_row(p["operator"], p["endpoint"], p["catalogue"], status, ", ".join(p["models"]))
+    console.print(table)

@@ -324,6 +324,22 @@ class ChainState(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class FederationPeer(Base):
+    """A member of the federation as this node follows the node registry (prsm/federation/
+    follow.py): what it announced, and its catalogue once fetched and checked."""
+
+    __tablename__ = "federation_peers"
+
+    operator: Mapped[str] = mapped_column(String(42), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(256))
+    catalogue: Mapped[str] = mapped_column(String(128))  # its CID
+    block: Mapped[int] = mapped_column(Integer)  # of the announcement
+    status: Mapped[str] = mapped_column(String(16))  # pending | ok | bad_catalogue
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    document: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the checked catalogue
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
 class SettlementEpoch(Base):
     """One settlement: open (amounts frozen in the ledger) -> submitted (signed transaction, its
     hash and nonce stored before it is sent) -> confirmed (mined, enough blocks on top)."""

@@ -99,7 +99,7 @@ def fetch(store, cid: str, operator: str) -> Catalogue:
     try:
         body = store.read(cid)
     except NotFound:
-        raise InvalidInput(f"catalogue {cid} is in neither this node's store nor IPFS", "catalogue") from None
+        raise NotFound(f"catalogue {cid} is in neither this node's store nor IPFS", "catalogue") from None
     if len(body) > MAX_BYTES:
         raise InvalidInput(f"catalogue {cid} has {len(body)} bytes; the limit is {MAX_BYTES}", "catalogue")
     try:

@@ -1,11 +1,13 @@
 """Federation, membership (issue 15 §1), end to end: the running app, a real anvil chain, and the
 CLI an operator uses. `prsm federation announce` publishes the node's catalogue, proves that the
 endpoint answers as this node over HTTP, and announces it in the node registry on chain; an
-endpoint that does not answer as this node is refused and nothing reaches the chain."""
+endpoint that does not answer as this node is refused and nothing reaches the chain; a second
+node, with its own data and key, follows the same registry and resumes where it stopped."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pytest
@@ -23,7 +25,7 @@ def anvil():
 
 
 def test_a_node_announces_itself_only_through_an_endpoint_that_answers_as_it(
-    prsm_app, anvil, monkeypatch, capsys
+    prsm_app, anvil, monkeypatch, capsys, tmp_path
 ):
     url, keys = anvil
     s = prsm_app.settings
@@ -48,6 +50,23 @@ def test_a_node_announces_itself_only_through_an_endpoint_that_answers_as_it(
     with Services() as services:  # a peer reads the catalogue by its CID and checks it
         offered = catalogue.fetch(services.store, member["catalogue"], member["operator"])
     assert {"smollm2-135m-instruct", "pint-units"} <= {m.id for m in offered.models}
+
+    assert main(["federation", "status", "--json"]) == 0
+    registry_address = json.loads(capsys.readouterr().out)["registry"]
+
+    # a second node (its own data and key) follows the same registry and sees this one
+    a_env = {n: os.environ[n] for n in ("PRSM_DATA_DIR", "PRSM_CHAIN_KEY")}
+    monkeypatch.setenv("PRSM_DATA_DIR", str(tmp_path / "peer"))
+    monkeypatch.setenv("PRSM_CHAIN_KEY", keys[1])
+    monkeypatch.setenv("PRSM_FEDERATION_REGISTRY", registry_address)
+    assert main(["federation", "sync", "--json"]) == 0
+    seen = json.loads(capsys.readouterr().out.splitlines()[-1])
+    # its own store lacks the first node's catalogue (no shared IPFS node here): tried again later
+    assert seen["announced"] == [mine["operator"]] and seen["catalogues"] == {mine["operator"]: "pending"}
+    assert main(["federation", "sync", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["from_block"] == seen["to_block"] + 1
+    for name, value in a_env.items():
+        monkeypatch.setenv(name, value)
 
     assert main(["federation", "leave"]) == 0
     assert main(["federation", "nodes", "--json"]) == 0

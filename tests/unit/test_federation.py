@@ -13,7 +13,7 @@ import pytest
 from prsm.chain.client import Chain
 from prsm.chain.contracts import Contracts
 from prsm.cli import main
-from prsm.errors import ChainError, InvalidInput
+from prsm.errors import ChainError, InvalidInput, NotFound
 from prsm.federation import catalogue, node
 from prsm.federation import registry as noderegistry
 from prsm.quality import Grade, record
@@ -60,7 +60,7 @@ def test_a_fetched_catalogue_must_parse_and_name_the_operator_that_announced_it(
     )
     with pytest.raises(InvalidInput, match="not a catalogue: models.0.id"):
         catalogue.fetch(services.store, junk, OPERATOR)
-    with pytest.raises(InvalidInput, match="neither"):
+    with pytest.raises(NotFound, match="neither"):
         catalogue.fetch(services.store, str(CID.of(RAW, b"never stored")), OPERATOR)
     with pytest.raises(InvalidInput) as info:
         catalogue.fetch(services.store, "not-a-cid", OPERATOR)
@@ -151,3 +151,39 @@ def test_federation_on_the_in_process_chain_is_refused(monkeypatch, tmp_path, ca
     monkeypatch.delenv("PRSM_CHAIN_URL", raising=False)
     assert main(["federation", "announce", "--endpoint", "https://a.example"]) == 1
     assert "PRSM_CHAIN_URL" in capsys.readouterr().err
+
+
+def test_a_follower_keeps_the_peers_resumes_where_it_stopped_and_checks_their_catalogues(
+    services, nodes, registry
+):
+    from prsm.federation import follow
+
+    nodes.address(deploy=True)
+    b, c = nodes.chain.dev_account(1), nodes.chain.dev_account(2)
+    good = catalogue.publish(services.store, catalogue.build(registry, b.address, nodes.chain.chain_id))
+    theirs = catalogue.publish(
+        services.store, catalogue.build(registry, "0x" + "cd" * 20, 1)
+    )  # names another
+    absent = str(CID.of(RAW, b"not stored yet"))
+
+    def announce(account, endpoint, cid):
+        nodes.chain.send(nodes.contract().functions.announce(endpoint, cid), account=account)
+
+    nodes.announce("https://me.example", good)  # this node: never its own peer
+    announce(b, "https://b.example", good)
+    announce(c, "https://c.example", theirs)
+    first = follow.sync(nodes, services.store)
+    assert first["catalogues"] == {b.address: "ok", c.address: "bad_catalogue"}
+    by = {p["operator"]: p for p in follow.peers(services.db)}
+    assert set(by) == {b.address, c.address} and "smollm2-135m-instruct" in by[b.address]["models"]
+    assert "names operator" in by[c.address]["error"]
+
+    assert follow.sync(nodes, services.store)["announced"] == []  # resumes: nothing read twice
+    announce(c, "https://c2.example", absent)  # a catalogue not readable yet: tried again later
+    again = follow.sync(nodes, services.store)
+    assert again["from_block"] == first["to_block"] + 1 and again["catalogues"] == {c.address: "pending"}
+    nodes.chain.send(nodes.contract().functions.leave(), account=b)
+    last = follow.sync(nodes, services.store)
+    assert last["left"] == [b.address] and last["catalogues"] == {c.address: "pending"}
+    (only,) = follow.peers(services.db)
+    assert only["operator"] == c.address and only["endpoint"] == "https://c2.example" and only["models"] == []

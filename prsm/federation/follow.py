@@ -1,0 +1,115 @@
+"""Following the node registry: this node's view of who is in the network, kept in its database.
+
+`sync` reads the registry's events from where the last sync stopped (a cursor in `chain_state`,
+so a restarted node resumes where it was and reads no block twice; the first sync starts at the
+registry's deployment, PRSM_FEDERATION_START_BLOCK) up to the newest block with
+PRSM_CHAIN_CONFIRMATIONS, in chain order: an announcement adds or updates a peer, a leave removes
+it, this node's own announcements are skipped. Then every peer whose catalogue is new is fetched
+by CID and checked (prsm/federation/catalogue.py): `ok` with the document kept, or
+`bad_catalogue` with the reason (a catalogue that cannot be read now is tried again next sync).
+The peers and the cursor are written in one transaction, so a crash mid-sync repeats it whole.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from prsm.db.models import FederationPeer, utcnow
+from prsm.errors import InvalidInput, PRSMError
+from prsm.federation import catalogue
+from prsm.federation.node import STATE
+from prsm.federation.registry import NodeRegistry
+
+PEERS = FederationPeer.__table__
+
+
+def cursor_key(registry_address: str) -> str:
+    return f"federation:cursor:{registry_address.lower()}"
+
+
+def sync(nodes: NodeRegistry, store, confirmations: int = 1) -> dict:
+    """Bring the peers up to the chain's newest confirmed block; what changed."""
+    where = nodes.address(deploy=False)
+    key = cursor_key(where["registry"])
+    db = nodes.db
+    with db.engine.connect() as conn:
+        saved = conn.execute(select(STATE.c.value).where(STATE.c.key == key)).scalar()
+    start = saved["next_block"] if saved else where["block"]
+    head = nodes.chain.w3.eth.block_number - (max(confirmations, 1) - 1)
+    me = nodes.chain.operator.address.lower()
+    changes: dict[str, tuple] = {}  # operator -> ("announce", endpoint, cid, block) | ("leave",)
+    if head >= start:
+        contract = nodes.chain.contract("PRSMNodeRegistry", where["registry"])
+        events = [
+            *nodes.contracts.logs(contract.events.NodeAnnounced, start, None, to_block=head),
+            *nodes.contracts.logs(contract.events.NodeLeft, start, None, to_block=head),
+        ]
+        for e in sorted(events, key=lambda e: (e.blockNumber, e.logIndex)):
+            operator = e.args.operator
+            if operator.lower() == me:
+                continue
+            if e.event == "NodeLeft":
+                changes[operator] = ("leave",)
+            else:
+                changes[operator] = ("announce", e.args.endpoint, e.args.catalogue, e.blockNumber)
+    with db.engine.connect() as conn:
+        known = {r.operator: r for r in conn.execute(select(PEERS))}
+    rows, gone = [], []
+    for operator, change in changes.items():
+        if change[0] == "leave":
+            gone.append(operator)
+            continue
+        _, endpoint, cid, block = change
+        before = known.get(operator)
+        same = before is not None and before.catalogue == cid and before.status != "pending"
+        rows.append({"operator": operator, "endpoint": endpoint, "catalogue": cid, "block": block,
+                     "status": before.status if same else "pending", "error": before.error if same else None,
+                     "document": before.document if same else None})  # fmt: skip
+    # peers whose catalogue is not read yet (new now, or unreadable last time)
+    waiting = {r["operator"]: r for r in rows if r["status"] == "pending"}
+    for r in known.values():
+        if r.status == "pending" and r.operator not in changes:
+            waiting[r.operator] = {c: getattr(r, c) for c in ("operator", "endpoint", "catalogue", "block",
+                                                               "status", "error", "document")}  # fmt: skip
+    fetched = {}
+    for operator, r in waiting.items():
+        try:
+            doc = catalogue.fetch(store, r["catalogue"], operator)
+            r.update(status="ok", error=None, document=doc.model_dump())
+        except InvalidInput as exc:  # read, and not a catalogue of this operator: refused
+            r.update(status="bad_catalogue", error=exc.message[:2000])
+        except PRSMError as exc:  # not readable now (not found, a block that fails its CID): later
+            r.update(status="pending", error=f"{type(exc).__name__}: {exc}"[:2000])
+        fetched[operator] = r["status"]
+    upserts = {r["operator"]: r for r in rows} | waiting
+    with db.writer.begin() as conn:
+        if gone:
+            conn.execute(delete(PEERS).where(PEERS.c.operator.in_(gone)))
+        for operator, r in upserts.items():
+            conn.execute(delete(PEERS).where(PEERS.c.operator == operator))
+            conn.execute(PEERS.insert().values(**r, updated_at=utcnow()))
+        value = {"next_block": max(head + 1, start)}
+        if saved is None:
+            conn.execute(STATE.insert(), [{"key": key, "value": value}])
+        else:
+            conn.execute(STATE.update().where(STATE.c.key == key).values(value=value, updated_at=utcnow()))
+    return {"from_block": start, "to_block": head, "announced": sorted(o for o, c in changes.items() if c[0] != "leave"),
+            "left": sorted(gone), "catalogues": fetched}  # fmt: skip
+
+
+def peers(db) -> list[dict]:
+    """The peers this node knows, by operator."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(PEERS).order_by(PEERS.c.operator)).all()
+    return [
+        {
+            "operator": r.operator,
+            "endpoint": r.endpoint,
+            "catalogue": r.catalogue,
+            "block": r.block,
+            "status": r.status,
+            "error": r.error,
+            "models": [m["id"] for m in (r.document or {}).get("models", [])],
+        }  # fmt: skip
+        for r in rows
+    ]
