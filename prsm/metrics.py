@@ -164,7 +164,7 @@ SETTLEMENT_LAG = gauge(
 )
 SCHEDULE_RUNS = counter(
     "prsm_schedule_runs",
-    "Runs of the scheduled jobs (sweep, settle, gc, canary), by outcome.",
+    "Runs of the scheduled jobs (sweep, settle, gc, canary, federation), by outcome.",
     "schedule",
     "outcome",
 )

@@ -1,5 +1,6 @@
 """Operations that run on a schedule inside the cluster: the abandoned-hold sweep, settlement
-epochs and the store's garbage collection.
+epochs, the store's garbage collection, the canaries' decisions and following the federation's
+node registry.
 
 Every NWTN replica calls `Schedules.tick` from Serve's health check (every few seconds, traffic
 or not). A due job is claimed through its row in the `schedules` table by one atomic UPDATE that
@@ -117,6 +118,31 @@ def canaries(services: Services) -> str:
     )
 
 
+def federation(services: Services) -> str:
+    """Follow the node registry (prsm/federation/follow.py): what `prsm federation sync` does."""
+    s = services.settings
+    if not s.chain_url:
+        raise Skipped("federation needs a chain the peers share (PRSM_CHAIN_URL)")
+    from prsm.chain.client import Chain
+    from prsm.chain.contracts import Contracts
+    from prsm.errors import ChainError
+    from prsm.federation import follow
+    from prsm.federation.registry import NodeRegistry
+
+    with Chain.connect(s) as chain:
+        nodes = NodeRegistry(Contracts(chain, services.ledger), services.db, s.federation_registry,
+                             s.federation_start_block)  # fmt: skip
+        try:
+            done = follow.sync(nodes, services.store, s.chain_confirmations)
+        except ChainError as exc:
+            if "no node registry" in exc.message:
+                raise Skipped(exc.message) from None
+            raise
+    catalogues = ", ".join(f"{o} {v}" for o, v in sorted(done["catalogues"].items()))
+    return (f"blocks {done['from_block']}..{done['to_block']}: {len(done['announced'])} announced, "
+            f"{len(done['left'])} left" + (f"; catalogues: {catalogues}" if catalogues else ""))  # fmt: skip
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
@@ -131,6 +157,13 @@ JOBS: dict[str, Job] = {
             lambda s: s.canary_every_s,
             canaries,
             60,
+        ),
+        Job(
+            "federation",
+            "follow the node registry: peers and their catalogues",
+            lambda s: s.federation_sync_every_s,
+            federation,
+            600,
         ),
     )
 }

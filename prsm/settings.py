@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     federation_start_block: int = Field(
         default=0, ge=0, description="Block to follow PRSM_FEDERATION_REGISTRY from (its deployment)."
     )
+    federation_sync_every_s: float = Field(
+        default=60.0, ge=0, description="Seconds between follows of the node registry (0: off)."
+    )
     chain_confirmations: int = Field(
         default=1, ge=1, description="Blocks on top of a transaction (its own included) before it counts."
     )

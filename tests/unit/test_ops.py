@@ -73,7 +73,8 @@ def test_a_job_turned_off_never_runs_and_a_new_interval_reschedules(services):
 def test_the_shipped_jobs_run_on_an_empty_node(services):
     schedules = Schedules(services)
     details = {name: schedules.run_now(name) for name in JOBS}
-    assert {r.outcome for r in details.values()} == {"ok"}
+    assert {n: r.outcome for n, r in details.items() if r.outcome != "ok"} == {"federation": "skipped"}
+    assert "PRSM_CHAIN_URL" in details["federation"].detail  # no chain the peers share: nothing to follow
     assert details["settle"].detail == "nothing to settle: no account is linked to a chain address"
     assert details["sweep"].detail == "released the holds of 0 abandoned sessions"
     assert details["gc"].detail.startswith("removed 0 blocks")
