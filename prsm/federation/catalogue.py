@@ -96,12 +96,16 @@ def fetch(store, cid: str, operator: str) -> Catalogue:
         CID.parse(cid)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, "catalogue") from None
+    body = b""
     try:
-        body = store.read(cid)
+        for chunk in store.get(cid):  # streamed: a huge document is refused, not read whole
+            body += chunk
+            if len(body) > MAX_BYTES:
+                raise InvalidInput(f"catalogue {cid} is over the limit of {MAX_BYTES} bytes", "catalogue")
     except NotFound:
         raise NotFound(f"catalogue {cid} is in neither this node's store nor IPFS", "catalogue") from None
-    if len(body) > MAX_BYTES:
-        raise InvalidInput(f"catalogue {cid} has {len(body)} bytes; the limit is {MAX_BYTES}", "catalogue")
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, "catalogue") from None
     try:
         catalogue = Catalogue.model_validate_json(body)
     except ValidationError as exc:

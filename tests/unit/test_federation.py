@@ -65,6 +65,9 @@ def test_a_fetched_catalogue_must_parse_and_name_the_operator_that_announced_it(
     with pytest.raises(InvalidInput) as info:
         catalogue.fetch(services.store, "not-a-cid", OPERATOR)
     assert info.value.field == "catalogue"
+    huge = services.store.put(b" " * (catalogue.MAX_BYTES + 1))
+    with pytest.raises(InvalidInput, match="over the limit"):
+        catalogue.fetch(services.store, huge, OPERATOR)
 
 
 def test_nodes_announce_update_and_leave_and_followers_see_the_members(nodes):
