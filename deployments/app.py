@@ -191,7 +191,7 @@ class NWTN:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get(NODE_PATH)
+    @api.get(NODE_PATH, responses={404: {"description": "this node has not announced itself"}})
     async def federation_node(self) -> dict:
         """This node's federation record, public like /healthz: its operator address, endpoint,
         catalogue CID and the challenge `prsm federation announce` checks (prsm/federation/)."""

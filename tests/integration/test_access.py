@@ -10,6 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from prsm.api.auth import PUBLIC
 from prsm.db.models import utcnow
 from prsm.services import Services
 from prsm.types import KeyLimits
@@ -32,14 +33,15 @@ def balance(services, account: str) -> int:
     return services.ledger.balance(account)
 
 
-def test_every_route_but_health_and_docs_needs_a_valid_key(prsm_app, services):
+def test_every_route_but_health_docs_and_the_federation_record_needs_a_valid_key(prsm_app, services):
     revoked, record = services.keys.create("erin")
     services.keys.revoke(record.id)
     expired, _ = services.keys.create("erin", expires_at=utcnow() + timedelta(seconds=0.01))
     document = httpx.get(f"{prsm_app.base_url}/openapi.json").json()
     assert httpx.get(f"{prsm_app.base_url}/healthz").status_code == 200
     assert httpx.get(f"{prsm_app.base_url}/docs").status_code == 200
-    routes = [(m, p) for p, ops in document["paths"].items() for m in ops if p != "/healthz"]
+    assert httpx.get(f"{prsm_app.base_url}/v1/federation/node").status_code == 404  # public: no 401
+    routes = [(m, p) for p, ops in document["paths"].items() for m in ops if p not in PUBLIC]
     assert len(routes) >= 15
     for token in (None, "not-a-key", "prsm_000000000000_" + "A" * 43, revoked, expired):
         with client(prsm_app, token) as c:
