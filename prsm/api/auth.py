@@ -2,8 +2,8 @@
 as its `api_key`), checked before anything else happens, and the rules for acting on objects.
 
 `Authenticate` is the outermost middleware: a request without a valid key gets 401 before its
-body is read or validated, whatever the route (an unknown one included); only /healthz and the
-docs are public. Routes then take the principal it found (`current_principal`).
+body is read or validated, whatever the route (an unknown one included); only /healthz, the
+docs and a node's federation record (/v1/federation/node) are public. Routes then take the principal it found (`current_principal`).
 
 Objects are private to their account: another account's session, balance, entries or keys
 answer 404, as if they did not exist (a 403 would tell a prober they do). Operators see
