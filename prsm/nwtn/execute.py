@@ -37,6 +37,9 @@ class Attempt:
     # The model refused the input (BadInstruction): the caller's mistake, no mark against the
     # model's health and no trip of its breaker.
     refused: bool = False
+    # Never called: the query's deadline passed before this candidate's turn. Neither the
+    # model's failure nor the caller's mistake: it counts for nothing.
+    skipped: bool = False
 
 
 @dataclass
@@ -158,7 +161,7 @@ async def run_task(
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             outcome.attempts.append(
-                Attempt(candidate.model_id, False, 0.0, "the query's deadline passed first", True)
+                Attempt(candidate.model_id, False, 0.0, "the query's deadline passed first", skipped=True)
             )
             break
         t0 = time.perf_counter()

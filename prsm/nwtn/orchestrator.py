@@ -80,6 +80,8 @@ def observe_task(outcome: TaskOutcome, cost: int) -> None:
     """A finished sub-task in the metrics: each attempt's latency, fallbacks, tokens, earnings."""
     capability = outcome.task.capability
     for attempt in outcome.attempts:
+        if attempt.skipped:
+            continue  # never called: no latency to observe
         result = "ok" if attempt.ok else "refused" if attempt.refused else "failed"
         metrics.SUBTASK_SECONDS.observe(
             attempt.latency_ms / 1000, model=attempt.model_id, capability=capability, outcome=result

@@ -123,7 +123,7 @@ class SessionStore:
             if a.ok
             else ("model_failed", {"b_id": a.model_id})
             for a in outcome.attempts
-            if not a.refused  # the input's fault: the model's record stays as it was
+            if not (a.refused or a.skipped)  # the input's fault, or never called: the record stays
         ]
         return write + quality.writes(list(grades))
 

@@ -224,3 +224,21 @@ def test_every_model_call_ends_within_the_query_deadline(nwtn, services):
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
     assert time.monotonic() - started < 3
     assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
+
+
+def test_a_deadline_that_passes_before_a_sub_task_starts_is_no_refusal_and_no_mark_on_a_model(nwtn, services):
+    """Planning and ranking took the whole deadline: the sub-task's candidates were never called.
+    That is a deadline failure (not the prompt's fault) and counts against no model."""
+    nwtn.settings = nwtn.settings.model_copy(update={"query_deadline_s": 0.2})
+    rank = nwtn.rank
+
+    async def slow_rank(*args):
+        await asyncio.sleep(0.4)
+        return await rank(*args)
+
+    nwtn.rank = slow_rank
+    calls_before = {c.id: c.calls for c in services.registry.list()}
+    with pytest.raises(AllCandidatesFailed, match="deadline passed first"):
+        asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
+    assert {c.id: c.calls for c in services.registry.list()} == calls_before
+    assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
