@@ -17,7 +17,6 @@ from sqlalchemy import delete, select
 from prsm.db.models import FederationPeer, utcnow
 from prsm.errors import InvalidInput, PRSMError
 from prsm.federation import catalogue
-from prsm.federation.node import STATE
 from prsm.federation.registry import NodeRegistry
 
 PEERS = FederationPeer.__table__
@@ -32,8 +31,7 @@ def sync(nodes: NodeRegistry, store, confirmations: int = 1) -> dict:
     where = nodes.address(deploy=False)
     key = cursor_key(where["registry"])
     db = nodes.db
-    with db.engine.connect() as conn:
-        saved = conn.execute(select(STATE.c.value).where(STATE.c.key == key)).scalar()
+    saved = nodes.contracts.state(key)
     start = saved["next_block"] if saved else where["block"]
     head = nodes.chain.w3.eth.block_number - (max(confirmations, 1) - 1)
     me = nodes.chain.operator.address.lower()
@@ -88,11 +86,7 @@ def sync(nodes: NodeRegistry, store, confirmations: int = 1) -> dict:
         for operator, r in upserts.items():
             conn.execute(delete(PEERS).where(PEERS.c.operator == operator))
             conn.execute(PEERS.insert().values(**r, updated_at=utcnow()))
-        value = {"next_block": max(head + 1, start)}
-        if saved is None:
-            conn.execute(STATE.insert(), [{"key": key, "value": value}])
-        else:
-            conn.execute(STATE.update().where(STATE.c.key == key).values(value=value, updated_at=utcnow()))
+        nodes.contracts.set_state(conn, key, {"next_block": max(head + 1, start)})
     return {"from_block": start, "to_block": head, "announced": sorted(o for o, c in changes.items() if c[0] != "leave"),
             "left": sorted(gone), "catalogues": fetched}  # fmt: skip
 
