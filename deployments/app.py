@@ -28,6 +28,7 @@ from prsm.api.ratelimit import RayLimiter
 from prsm.api.schemas import (
     ChatCompletionRequest,
     DataSharingRequest,
+    FederationCall,
     FeedbackRequest,
     KeyRequest,
     KeyRotation,
@@ -46,6 +47,7 @@ from prsm.errors import (
     UnknownAccount,
     UnknownKey,
 )
+from prsm.federation import serve as federation
 from prsm.federation.node import NODE_PATH
 from prsm.federation.node import record as federation_record
 from prsm.nwtn.embed import Embedder
@@ -198,7 +200,23 @@ class NWTN:
         found = await asyncio.to_thread(federation_record, self.services.db)
         if found is None:
             raise NotFound("this node has not announced itself to a federation", "node")
-        return {k: found.get(k) for k in ("operator", "endpoint", "catalogue", "challenge", "announced")}
+        return {
+            k: found.get(k)
+            for k in ("operator", "endpoint", "catalogue", "chain_id", "challenge", "announced")
+        }
+
+    @api.post(
+        federation.PATH,
+        openapi_extra=body_schema(FederationCall),
+        responses={401: {"description": "unsigned, stale, forged, or not by a member of the network"},
+                   402: {"description": "the calling node owes this node its credit already"},
+                   409: {"description": "prices changed (fetch the catalogue again), or a request sent twice"}},
+    )  # fmt: skip
+    async def federation_call(self, request: Request) -> dict:
+        """One sub-task for a peer node of the network: no API key, a signature by the calling
+        node's chain key (prsm/federation/serve.py); the calling node is billed, not a user."""
+        headers = {k: v for k, v in request.headers.items() if k.startswith("x-prsm-")}
+        return await federation.answer(self.services, self.nwtn, headers, await request.body())
 
     @api.post(
         "/v1/query",

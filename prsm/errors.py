@@ -89,6 +89,13 @@ class Unauthorized(PRSMError):
     code = "invalid_api_key"
 
 
+class BadSignature(Unauthorized):
+    """A peer node's request whose signature is missing, stale, forged, or by a node that is not
+    a member of the network (prsm/federation/signing.py)."""
+
+    code = "invalid_signature"
+
+
 class Forbidden(PRSMError):
     """The key may not do this (a role too low, or acting for another account)."""
 
@@ -131,6 +138,12 @@ class UnknownModel(PRSMError):
 
 
 class ModelAlreadyExists(PRSMError):
+    status_code = 409
+
+
+class PriceChanged(PRSMError):
+    """A peer node called a model at prices it no longer has: fetch its catalogue again."""
+
     status_code = 409
 
 

@@ -133,14 +133,12 @@ def federation(services: Services) -> str:
         nodes = NodeRegistry(Contracts(chain, services.ledger), services.db, s.federation_registry,
                              s.federation_start_block)  # fmt: skip
         try:
-            done = follow.sync(nodes, services.store, s.chain_confirmations)
+            done = follow.follow(nodes, services.store, services.registry, s)
         except ChainError as exc:
             if "no node registry" in exc.message:
                 raise Skipped(exc.message) from None
             raise
-    catalogues = ", ".join(f"{o} {v}" for o, v in sorted(done["catalogues"].items()))
-    return (f"blocks {done['from_block']}..{done['to_block']}: {len(done['announced'])} announced, "
-            f"{len(done['left'])} left" + (f"; catalogues: {catalogues}" if catalogues else ""))  # fmt: skip
+    return follow.summary(done)
 
 
 JOBS: dict[str, Job] = {

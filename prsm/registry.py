@@ -48,6 +48,7 @@ def card_from_row(row: ModelCardRow) -> ModelCard:
         disabled=row.disabled,
         has_credential=row.credential is not None,
         embedding_key=row.embedding_key,
+        peer=row.peer,
     )
 
 
@@ -150,6 +151,7 @@ class Registry:
             calls=0,
             failures=0,
             credential=credential,
+            peer=card.peer,
         )
         try:
             with self._sessions.begin() as s:
@@ -164,7 +166,7 @@ class Registry:
         declared = {"kind": str(card.kind), "description": card.description, "tags": [str(t) for t in card.tags],
                     "price_per_1k_tokens": card.price_per_1k_tokens, "price_per_call": card.price_per_call,
                     "licence": card.licence, "weights": card.weights, "endpoint": card.endpoint,
-                    "remote_model": card.remote_model}  # fmt: skip
+                    "remote_model": card.remote_model, "peer": card.peer}  # fmt: skip
         if credential is not ...:
             declared["credential"] = credential
         with self._sessions.begin() as s:

@@ -59,7 +59,7 @@ class Services:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.db)
+        return Ledger(self.db, self.settings.federation_credit)
 
     @cached_property
     def billing(self) -> Billing:
@@ -96,8 +96,14 @@ class Services:
         Generation uses every core: Ray would otherwise cap torch at the actor's CPU share."""
         return LocalModels(
             self.registry, self.settings.resolved_model_dir, self.store, os.cpu_count(), self.sandbox,
-            self.egress, self.sealer,
+            self.egress, self.sealer, self.node_key,
         )  # fmt: skip
+
+    def node_key(self):
+        """This node's chain key (its identity to peer nodes): PRSM_CHAIN_KEY or the keystore."""
+        from prsm.chain.signing import operator_key
+
+        return operator_key(self.settings)
 
     @cached_property
     def market(self) -> MarketPolicy:
@@ -109,6 +115,7 @@ class Services:
             trusted_owners=frozenset({"prsm-foundation", s.operator_account}),
             max_price_per_call=s.max_price_per_call,
             max_price_per_1k_tokens=s.max_price_per_1k_tokens,
+            federated=frozenset(s.federation_capabilities),
         )
 
     @cached_property

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prsm.errors import InvalidInput
+from prsm.types import Capability
 
 # The router's quality/cost trade-offs by name (prsm/nwtn/route.py): the weight of quality.
 ROUTES = {"quality": 1.0, "balanced": 0.5, "cost": 0.0}
@@ -109,6 +110,30 @@ class Settings(BaseSettings):
     )
     federation_sync_every_s: float = Field(
         default=60.0, ge=0, description="Seconds between follows of the node registry (0: off)."
+    )
+    federation_fee_bps: int = Field(
+        default=1_000,
+        ge=0,
+        le=100_000,
+        description="This node's fee on a peer's model, in basis points of the peer's price (1000: +10 %).",
+    )
+    federation_capabilities: list[Capability] = Field(
+        default_factory=lambda: list(Capability),
+        description="Capabilities whose sub-tasks may go to peer nodes (JSON list; [] turns routing to peers off).",
+    )
+    federation_credit: int = Field(
+        default=10**18,
+        ge=0,
+        lt=10**30,
+        description="FTNS base units a peer node may owe this node before its calls are refused (402).",
+    )
+    federation_max_skew_s: float = Field(
+        default=60.0, gt=0, le=600, description="Age a peer's signed request may have when it arrives."
+    )
+    ftns_token: str | None = Field(
+        default=None,
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="The network's FTNS token, for a node that joins it (unset: this node deploys its own).",
     )
     chain_confirmations: int = Field(
         default=1, ge=1, description="Blocks on top of a transaction (its own included) before it counts."

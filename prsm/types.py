@@ -16,6 +16,8 @@ from enum import StrEnum
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 ACCOUNT_ID = re.compile(ACCOUNT_ID_PATTERN)
 MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,127}$"
+# Ids of peer nodes' models on this node (prsm/federation/market.py): never registered by hand.
+PEER_MODEL_PREFIX = "peer-"
 
 # A sub-task uses an earlier sub-task's result by writing `{t1}` in its instruction.
 PLACEHOLDER = re.compile(r"\{(t\d+)\}")
@@ -44,6 +46,7 @@ class ModelKind(StrEnum):
     TRANSFORMERS = "transformers"  # a causal LM whose weights a model replica loads
     TOOL = "tool"  # an exact specialist built into PRSM (prsm/backends/tools.py)
     OPENAI = "openai"  # an OpenAI-compatible endpoint somewhere else
+    PEER = "peer"  # a model of another PRSM node, called with this node's chain key (prsm/federation/)
 
 
 class TaskStatus(StrEnum):
@@ -191,6 +194,8 @@ class ModelOutput:
     text: str
     tokens_in: int = 0
     tokens_out: int = 0
+    # What a peer node charged this node for the call (base units); None for a local model.
+    charged: int | None = None
 
 
 @dataclass(frozen=True)
@@ -218,10 +223,19 @@ class ModelCard:
     disabled: bool = False  # by an operator: no traffic, not quoted
     has_credential: bool = False  # a remote card's sealed secret for its endpoint (never shown)
     embedding_key: str | None = field(default=None, compare=False)
+    # A peer node's model (kind PEER): {"operator", "kind", "price_per_call", "price_per_1k_tokens"}
+    # as the peer asks them, decimal strings (prsm/federation/market.py).
+    peer: dict | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", ModelKind(self.kind))
         object.__setattr__(self, "tags", tuple(str(t) for t in self.tags))
+
+    @property
+    def tool_like(self) -> bool:
+        """An exact tool: one of PRSM's, or a peer node's tool (never given a sub-task outside
+        its tags, like a local one)."""
+        return self.kind == ModelKind.TOOL or (self.peer or {}).get("kind") == ModelKind.TOOL
 
     @property
     def capability_text(self) -> str:

@@ -3,7 +3,8 @@ as its `api_key`), checked before anything else happens, and the rules for actin
 
 `Authenticate` is the outermost middleware: a request without a valid key gets 401 before its
 body is read or validated, whatever the route (an unknown one included); only /healthz, the
-docs and a node's federation record (/v1/federation/node) are public. Routes then take the principal it found (`current_principal`).
+docs and a node's federation record (/v1/federation/node) are public, and a peer node's call
+(/v1/federation/call) is authenticated by its signature instead. Routes then take the principal it found (`current_principal`).
 
 Objects are private to their account: another account's session, balance, entries or keys
 answer 404, as if they did not exist (a 403 would tell a prober they do). Operators see
@@ -26,9 +27,12 @@ from prsm.errors import Forbidden, Unauthorized
 from prsm.keys import ApiKeys
 from prsm.types import KeyRole, Principal
 
-PUBLIC = frozenset(
-    {"/healthz", "/v1/federation/node", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
-)
+# /v1/federation/call carries no key either: a peer node signs it with its chain key, and the
+# route checks that signature against the node registry (prsm/federation/serve.py).
+PUBLIC = frozenset({
+    "/healthz", "/v1/federation/node", "/v1/federation/call", "/docs", "/docs/oauth2-redirect", "/openapi.json",
+    "/redoc",
+})  # fmt: skip
 # Declares the scheme in the OpenAPI document (the docs page gets an Authorize button).
 BEARER = HTTPBearer(auto_error=False, description="An API key: `prsm keys create ACCOUNT`.")
 

@@ -25,6 +25,7 @@ from prsm.settings import tradeoff
 from prsm.types import (
     ACCOUNT_ID_PATTERN,
     MODEL_ID_PATTERN,
+    PEER_MODEL_PREFIX,
     PLAN_SCHEMA_NAME,
     KeyLimits,
     KeyRole,
@@ -111,7 +112,9 @@ class ModelCardIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=MODEL_ID_PATTERN)
-    kind: ModelKind
+    kind: Literal["transformers", "tool", "openai"] = Field(
+        description="A peer node's models are not registered: they come from its catalogue."
+    )
     description: str = Field(min_length=10, max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=32)
     owner: str | None = Field(
@@ -147,6 +150,15 @@ class ModelCardIn(BaseModel):
         if isinstance(value, str) and not value.isdigit():
             raise ValueError("give an integer number of FTNS base units (10^-18 FTNS)")
         return int(value)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_peers(cls, value: str) -> str:
+        if value.startswith(PEER_MODEL_PREFIX):
+            raise ValueError(
+                f"ids starting {PEER_MODEL_PREFIX!r} name peer nodes' models, which come from their catalogues"
+            )
+        return value
 
     @field_validator("tags")
     @classmethod
@@ -328,6 +340,20 @@ class ChatCompletionRequest(BaseModel):
         if value:
             raise ValueError("streaming is not supported yet; send stream=false")
         return value
+
+
+class FederationCall(BaseModel):
+    """A peer node's call of one of this node's models (POST /v1/federation/call), signed by the
+    peer's chain key (prsm/chain/signing.py): the sub-task's messages and the prices it agreed to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=MODEL_ID_PATTERN)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=16)
+    max_tokens: int = Field(ge=1, le=4096)
+    price_per_call: str = Field(pattern=r"^[0-9]{1,30}$", description="FTNS base units the caller agreed to")
+    price_per_1k_tokens: str = Field(pattern=r"^[0-9]{1,30}$")
+    response_format: dict | None = None
 
 
 def chat_completion(

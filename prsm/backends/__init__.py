@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -73,7 +74,7 @@ class LocalModels:
     replica loads through `load` and keeps a few (`@serve.multiplexed`); without a cluster,
     `backend` keeps every one it loaded. What a kind needs comes with it: a tool runs in
     `sandbox`; a remote endpoint is reached through `egress` with its card's credential, opened
-    by `sealer`."""
+    by `sealer`; a peer node's model is called with this node's chain key (`node_key`)."""
 
     def __init__(
         self,
@@ -84,6 +85,7 @@ class LocalModels:
         sandbox: Sandbox | None = None,
         egress: EgressPolicy | None = None,
         sealer: Sealer | None = None,
+        node_key: Callable[[], object] | None = None,
     ):
         self.registry = registry
         self.model_dir = model_dir
@@ -92,6 +94,7 @@ class LocalModels:
         self.sandbox = sandbox
         self.egress = egress
         self.sealer = sealer
+        self.node_key = node_key  # this node's chain key, read when a peer's model is first called
         self._backends: dict[str, Backend] = {}
 
     def load(self, model_id: str) -> Backend:
@@ -108,6 +111,14 @@ class LocalModels:
             if self.sandbox is None:
                 raise ModelCallFailed("this process runs no tools (no sandbox)", "model")
             return tool_backend(card.endpoint or "", self.sandbox)
+        if card.kind == ModelKind.PEER:
+            from prsm.backends.peer import PeerBackend
+
+            if self.egress is None or self.node_key is None:
+                raise ModelCallFailed(
+                    "this process calls no peer nodes (no egress policy or chain key)", "model"
+                )
+            return PeerBackend(card, self.egress, self.node_key())
         if card.kind == ModelKind.OPENAI:
             from prsm.backends.remote import RemoteChatBackend
 

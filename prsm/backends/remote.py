@@ -53,7 +53,7 @@ class RemoteChatBackend:
             body["response_format"] = call.response_format
         try:
             async with asyncio.timeout(self.policy.deadline_s):
-                status, content = await self._post(body)
+                status, content = await self._post(json.dumps(body).encode())
         except TimeoutError:
             raise ModelCallFailed(f"{self.name} did not answer within {self.policy.deadline_s:g} s") from None
         if 300 <= status < 400:
@@ -73,13 +73,14 @@ class RemoteChatBackend:
             raise ModelCallFailed(f"{self.name} sent no chat completion: {exc}") from None
         return ModelOutput(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
 
-    async def _post(self, body: dict) -> tuple[int, bytes]:
+    async def _post(self, content: bytes, path: str = PATH, headers: dict | None = None) -> tuple[int, bytes]:
+        """POST `content` (JSON) to the checked address's `path`: (status, the answer's bytes)."""
         address = await self.policy.resolve(self.endpoint)
         request = self._client.build_request(
             "POST",
-            self.endpoint.url_to(address, PATH),
-            json=body,
-            headers=self._headers,
+            self.endpoint.url_to(address, path),
+            content=content,
+            headers=self._headers | {"Content-Type": "application/json"} | (headers or {}),
             # TLS: SNI and the certificate check use the host name, not the address.
             extensions={"sni_hostname": self.endpoint.host} if self.endpoint.scheme == "https" else {},
         )

@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.exceptions import TransactionNotFound
 
+from prsm.chain.signing import operator_key
 from prsm.errors import ChainError
 
 DEV_CHAIN_ID = 31337
@@ -48,9 +49,12 @@ class SignedTx:
 
 
 class Chain:
-    def __init__(self, w3: Web3, operator: LocalAccount, journal: Path | None = None):
+    def __init__(
+        self, w3: Web3, operator: LocalAccount, journal: Path | None = None, token: str | None = None
+    ):
         self.w3 = w3
         self.operator = operator
+        self.token = token  # the network's FTNS token a joining node uses (PRSM_FTNS_TOKEN)
         self._journal = journal
         self._lock_file = None
         if journal is not None:
@@ -64,7 +68,7 @@ class Chain:
             w3 = Web3(HTTPProvider(settings.chain_url, request_kwargs={"timeout": 30}))
             if not w3.is_connected():
                 raise ChainError(f"no chain node answers at {settings.chain_url}", "chain_url")
-            return cls(w3, operator_key(settings))
+            return cls(w3, operator_key(settings), token=settings.ftns_token)
         return cls.in_process(settings.data_dir / "chain" / "journal.jsonl")
 
     @classmethod
@@ -183,13 +187,20 @@ class Chain:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=spec["abi"])
 
     def deploy(self) -> dict:
-        """Deploy the FTNS token and the settlement contract, owned by the operator."""
-        token = self.send(self.contract("FTNSToken").constructor(self.operator.address))
-        settlement = self.send(
-            self.contract("FTNSSettlement").constructor(token.contractAddress, self.operator.address)
-        )
-        return {"token": token.contractAddress, "settlement": settlement.contractAddress,
-                "block": token.blockNumber}  # fmt: skip
+        """Deploy the settlement contract owned by the operator, with the network's FTNS token
+        (`self.token`) or with a new token of this operator's."""
+        if self.token is not None:
+            if not self.has_code(self.token):
+                raise ChainError(
+                    f"PRSM_FTNS_TOKEN names {self.token}, but the chain has no contract there", "ftns_token"
+                )
+            token, block = Web3.to_checksum_address(self.token), None
+        else:
+            receipt = self.send(self.contract("FTNSToken").constructor(self.operator.address))
+            token, block = receipt.contractAddress, receipt.blockNumber
+        settlement = self.send(self.contract("FTNSSettlement").constructor(token, self.operator.address))
+        return {"token": token, "settlement": settlement.contractAddress,
+                "block": settlement.blockNumber if block is None else block}  # fmt: skip
 
     def has_code(self, address: str) -> bool:
         return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
@@ -198,19 +209,3 @@ class Chain:
 def _already_known(exc: Exception) -> bool:
     text = str(exc).lower()
     return "already known" in text or "already imported" in text
-
-
-def operator_key(settings) -> LocalAccount:
-    if settings.chain_key is not None:
-        return Account.from_key(settings.chain_key.get_secret_value())
-    if settings.chain_keystore is not None:
-        password = settings.chain_keystore_password
-        if password is None:
-            raise ChainError("PRSM_CHAIN_KEYSTORE needs PRSM_CHAIN_KEYSTORE_PASSWORD", "chain_keystore")
-        keystore = json.loads(Path(settings.chain_keystore).read_text())
-        return Account.from_key(Account.decrypt(keystore, password.get_secret_value()))
-    raise ChainError(
-        "a chain node is configured (PRSM_CHAIN_URL) but no operator key: set PRSM_CHAIN_KEY or "
-        "PRSM_CHAIN_KEYSTORE",
-        "chain_key",
-    )

@@ -3,7 +3,9 @@
 The FTNS token and the settlement contract are deployed on first use and their addresses kept
 in `chain_state`, beside the other small facts about a chain (the deposit scanner's cursor).
 A development chain (in-process, or chain id 31337) gets a reserve of 1,000,000 FTNS at
-deployment; on a real network the operator funds the reserve (`prsm ftns reserve AMOUNT`).
+deployment; on a real network the operator funds the reserve (`prsm ftns reserve AMOUNT`). A node
+that joins a network settles in the network's token (PRSM_FTNS_TOKEN): it deploys only its own
+settlement contract, whose reserve it funds by transferring FTNS to it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ class Contracts:
         key = f"contracts:{self.chain_id}"
         state = self.state(key)
         if state is not None:
+            wanted = self.chain.token
+            if wanted is not None and wanted.lower() != state["token"].lower():
+                raise ChainError(
+                    f"PRSM_FTNS_TOKEN names {wanted}, but this node settles in {state['token']} on chain "
+                    f"{self.chain_id}: a node keeps the token it started with",
+                    "ftns_token",
+                )
             if not self.chain.has_code(state["settlement"]):
                 raise ChainError(
                     f"the database names settlement contract {state['settlement']} on chain {self.chain_id}, "
@@ -42,7 +51,7 @@ class Contracts:
         if not deploy:
             raise ChainError(f"no PRSM contracts on chain {self.chain_id} yet: run `prsm ftns settle` first")
         state = self.chain.deploy()
-        if self.chain.is_dev:
+        if self.chain.is_dev and self.chain.token is None:  # a joining node owns no token to mint
             self.chain.send(self.token(state).functions.mint(state["settlement"], DEV_RESERVE))
         with self.ledger.engine.begin() as conn:
             conn.execute(STATE.insert(), [{"key": key, "value": state}])

@@ -47,8 +47,10 @@ def scan_deposits(contracts: Contracts, confirmations: int) -> list[dict]:
     credited, ops = [], []
     for log in transfers_in(contracts, addresses, cursor + 1, head):
         sender = Web3.to_checksum_address(log.args["from"])
-        account = accounts.get(sender) or sender.lower()
-        ledger.open_account(account)  # idempotent; an unlinked sender gets one named by address
+        account = accounts.get(sender)
+        if account is None:  # an unlinked sender gets an account named by its address
+            account = sender.lower()
+            ledger.open_account(account)  # idempotent
         tx_hash = Web3.to_hex(log.transactionHash)
         key = deposit_key(contracts.chain_id, tx_hash, log.logIndex)
         ops.append(mint_op(account, log.args["value"], key, f"deposit {tx_hash}"))

@@ -16,6 +16,7 @@ import json
 from rich.table import Table
 
 from prsm.cli.common import CLIError, console
+from prsm.ftns.amounts import format_ftns
 from prsm.services import Services
 
 
@@ -68,13 +69,15 @@ def announce(args: argparse.Namespace, services: Services) -> None:
     nodes = registry_of(services)
     endpoint = registry.check_endpoint_text(args.endpoint)
     operator = nodes.chain.operator.address
-    cid = catalogue.publish(
-        services.store, catalogue.build(services.registry, operator, nodes.chain.chain_id)
+    paid = nodes.contracts.addresses()  # this node's settlement contract (deployed on first use)
+    offered = catalogue.build(
+        services.registry, operator, nodes.chain.chain_id, paid["token"], paid["settlement"]
     )
+    cid = catalogue.publish(services.store, offered)
     challenge = registry.new_challenge()
     before = node.record(services.db)
     pending = {"operator": operator, "endpoint": endpoint, "catalogue": cid, "challenge": challenge,
-               "announced": bool(before and before.get("announced"))}  # fmt: skip
+               "chain_id": nodes.chain.chain_id, "announced": bool(before and before.get("announced"))}  # fmt: skip
     node.save_record(services.db, pending)
     try:
         console.print(f"checking that {endpoint} answers as this node ...")
@@ -146,15 +149,11 @@ def sync(args: argparse.Namespace, services: Services) -> None:
     from prsm.federation import follow
 
     services.db.upgrade()
-    done = follow.sync(registry_of(services), services.store, services.settings.chain_confirmations)
+    done = follow.follow(registry_of(services), services.store, services.registry, services.settings)
     if args.json:
         print(json.dumps(done))
         return
-    console.print(
-        f"blocks {done['from_block']}..{done['to_block']}: {len(done['announced'])} announced, "
-        f"{len(done['left'])} left; catalogues: "
-        + (", ".join(f"{o} {s}" for o, s in sorted(done["catalogues"].items())) or "none new")
-    )
+    console.print(follow.summary(done))
 
 
 def show_peers(args: argparse.Namespace, services: Services) -> None:
@@ -166,9 +165,11 @@ def show_peers(args: argparse.Namespace, services: Services) -> None:
         print(json.dumps({"peers": found}))
         return
     table = Table(title=f"Peers ({len(found)})")
-    for column in ("operator", "endpoint", "catalogue", "status", "models"):
+    for column in ("operator", "endpoint", "catalogue", "status", "models", "balance (FTNS)"):
         table.add_column(column)
     for p in found:
         status = p["status"] if not p["error"] else f"{p['status']}: {p['error'][:60]}"
-        table.add_row(p["operator"], p["endpoint"], p["catalogue"], status, ", ".join(p["models"]))
+        table.add_row(p["operator"], p["endpoint"], p["catalogue"], status, ", ".join(p["models"]),
+                      format_ftns(int(p["balance"])))  # fmt: skip
+    console.print("balance > 0: this node owes the peer; < 0: the peer owes this node (settled per epoch)")
     console.print(table)

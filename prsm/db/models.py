@@ -110,6 +110,9 @@ class ModelCardRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_key: Mapped[str | None] = mapped_column(String(128))
+    # A peer node's model (prsm/federation/market.py): the peer's operator, the kind and the
+    # prices it asks itself (the card's prices add this node's federation fee).
+    peer: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

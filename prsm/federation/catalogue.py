@@ -2,8 +2,9 @@
 
 It holds what a peer needs to offer the node's models to its own router and nothing private:
 each enabled card's id, kind, description, tags, prices (decimal strings of base units), the
-latency this node measured and its measured quality by capability (prsm/quality.py). No owner
-account, endpoint, weights reference or credential. The bytes are canonical JSON (sorted keys,
+latency this node measured and its measured quality by capability (prsm/quality.py), and how the
+node is paid (its FTNS token and settlement contract). No owner account, endpoint, weights
+reference or credential, and no peer's model (a node offers only what it runs). The bytes are canonical JSON (sorted keys,
 no spaces), so the same catalogue always has the same CID; a peer reads it from its store or IPFS
 (every block is checked against its CID there), refuses one over MAX_BYTES, one that does not
 parse as a catalogue, and one that names another operator than the node that announced it.
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from prsm.errors import InvalidInput, NotFound
 from prsm.registry import Registry
 from prsm.storage.cid import CID
+from prsm.types import ModelKind
 
 VERSION = 1
 MAX_BYTES = 1024 * 1024
@@ -50,12 +52,17 @@ class Catalogue(BaseModel):
     version: Literal[1]
     operator: str = Field(pattern=ADDRESS)
     chain_id: int = Field(ge=1)
+    # How the node is paid: in this FTNS token, to its settlement contract, from which it also
+    # pays (a peer credits what arrives from there to this node's account).
+    token: str = Field(pattern=ADDRESS)
+    settlement: str = Field(pattern=ADDRESS)
     models: list[CatalogueModel] = Field(max_length=MAX_MODELS)
 
 
-def build(registry: Registry, operator: str, chain_id: int) -> Catalogue:
-    """This node's catalogue: its enabled cards, with the quality it measured by capability."""
-    cards = [c for c in registry.list() if not c.disabled]
+def build(registry: Registry, operator: str, chain_id: int, token: str, settlement: str) -> Catalogue:
+    """This node's catalogue: its own enabled cards (never a peer's: a node offers what it runs),
+    with the quality it measured by capability."""
+    cards = [c for c in registry.list() if not c.disabled and c.kind != ModelKind.PEER]
     measured = registry.measured_quality([c.id for c in cards])
     models = []
     for card in sorted(cards, key=lambda c: c.id):
@@ -76,7 +83,8 @@ def build(registry: Registry, operator: str, chain_id: int) -> Catalogue:
                 quality=by_capability,
             )  # fmt: skip
         )
-    return Catalogue(version=VERSION, operator=operator, chain_id=chain_id, models=models)
+    return Catalogue(version=VERSION, operator=operator, chain_id=chain_id, token=token, settlement=settlement,
+                     models=models)  # fmt: skip
 
 
 def encode(catalogue: Catalogue) -> bytes:

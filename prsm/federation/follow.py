@@ -8,18 +8,21 @@ it, this node's own announcements are skipped. Then every peer whose catalogue i
 by CID and checked (prsm/federation/catalogue.py): `ok` with the document kept, or
 `bad_catalogue` with the reason (a catalogue that cannot be read now is tried again next sync).
 The peers and the cursor are written in one transaction, so a crash mid-sync repeats it whole.
+`follow` is a sync and then the offer of the peers' models to this node's router
+(prsm/federation/market.py): what `prsm federation sync` and the scheduled job run.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from prsm.db.models import FederationPeer, utcnow
+from prsm.db.models import FederationPeer, LedgerAccount, utcnow
 from prsm.errors import InvalidInput, PRSMError
-from prsm.federation import catalogue
+from prsm.federation import catalogue, market
 from prsm.federation.registry import NodeRegistry
+from prsm.ftns.ledger import peer_account
 
-PEERS = FederationPeer.__table__
+PEERS, ACCOUNTS = FederationPeer.__table__, LedgerAccount.__table__
 
 
 def cursor_key(registry_address: str) -> str:
@@ -92,9 +95,12 @@ def sync(nodes: NodeRegistry, store, confirmations: int = 1) -> dict:
 
 
 def peers(db) -> list[dict]:
-    """The peers this node knows, by operator."""
+    """The peers this node knows, by operator, with the balance of each one's account here
+    (decimal base units): above zero this node owes the peer, below zero the peer owes it."""
     with db.engine.connect() as conn:
         rows = conn.execute(select(PEERS).order_by(PEERS.c.operator)).all()
+        balances = dict(conn.execute(select(ACCOUNTS.c.id, ACCOUNTS.c.balance).where(
+            ACCOUNTS.c.id.in_([peer_account(r.operator) for r in rows]))).all())  # fmt: skip
     return [
         {
             "operator": r.operator,
@@ -104,6 +110,29 @@ def peers(db) -> list[dict]:
             "status": r.status,
             "error": r.error,
             "models": [m["id"] for m in (r.document or {}).get("models", [])],
+            "balance": str(balances.get(peer_account(r.operator), 0)),
         }  # fmt: skip
         for r in rows
     ]
+
+
+def follow(nodes: NodeRegistry, store, registry, settings) -> dict:
+    """Sync, then offer the peers' models here; what changed (the offer under "offered")."""
+    done = sync(nodes, store, settings.chain_confirmations)
+    done["offered"] = market.offer(
+        registry, nodes.contracts.ledger, nodes.contracts, settings.federation_fee_bps
+    )
+    return done
+
+
+def summary(done: dict) -> str:
+    """One line for the operator: what a follow did."""
+    catalogues = ", ".join(f"{o} {v}" for o, v in sorted(done["catalogues"].items()))
+    offered = done.get("offered") or {}
+    line = (f"blocks {done['from_block']}..{done['to_block']}: {len(done['announced'])} announced, "
+            f"{len(done['left'])} left" + (f"; catalogues: {catalogues}" if catalogues else ""))  # fmt: skip
+    if offered:
+        line += (f"; peer models: {len(offered['added'])} added, {len(offered['changed'])} changed, "
+                 f"{len(offered['removed'])} removed")  # fmt: skip
+        line += "".join(f"; {o} left out: {why}" for o, why in sorted(offered["left_out"].items()))
+    return line

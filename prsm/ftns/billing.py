@@ -26,9 +26,9 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from prsm.db.models import LedgerHold, QuerySession, utcnow
-from prsm.errors import HoldClosed, InsufficientFunds, UnknownAccount
+from prsm.errors import HoldClosed, IdempotencyConflict, InsufficientFunds, UnknownAccount
 from prsm.ftns.amounts import format_ftns
-from prsm.ftns.ledger import Ledger, Op, capture_op, hold_op, release_op
+from prsm.ftns.ledger import Ledger, Op, Receipt, capture_op, hold_op, release_op
 from prsm.ftns.pricing import TEMPLATE_TOKENS, Shares, call_cost, estimate_tokens, quote, split
 from prsm.settings import Settings
 from prsm.types import ModelCall, ModelCard, ModelOutput, SessionStatus, TaskPlan
@@ -77,7 +77,7 @@ class Billing:
         return QueryCharge(session_id, hold_op(account, quoted, key, f"query {session_id}", fresh=True))
 
     def query_parts(
-        self, costs: list[tuple[ModelCard, int]], quoted: int, cards: dict[str, ModelCard]
+        self, costs: list[tuple[ModelCard, int, int | None]], quoted: int, cards: dict[str, ModelCard]
     ) -> dict[str, int]:
         """What a query's charge pays whom: each model's cost plus the fee, at most the quote."""
         return split(costs, self.fee, quoted, self.shares, cards)
@@ -134,28 +134,35 @@ class Billing:
         call: ModelCall,
         run: Callable[[], Awaitable[ModelOutput]],
         cards: dict[str, ModelCard],
+        key: str | None = None,
     ) -> tuple[ModelOutput, dict]:
         """Run one model call paid by `account`: hold its quote (the longest answer allowed), run,
-        capture the measured cost. `cards` must hold the card's teacher (its royalty)."""
+        capture the measured cost. `cards` must hold the card's teacher (its royalty). `key` names
+        the call where the caller gives it an id (a peer node's nonce): the same key a second time
+        is refused before anything runs (409)."""
 
-        async def post(op: Op) -> None:
-            await asyncio.to_thread(self.ledger.post, op)
+        async def post(op: Op) -> Receipt:
+            return await asyncio.to_thread(self.ledger.post, op)
 
         tokens_in = estimate_tokens(json.dumps(list(call.messages))) + TEMPLATE_TOKENS
         quoted = call_cost(card, tokens_in, call.max_new_tokens)
         if quoted == 0:  # a free model
             return await run(), {"quoted": "0", "charged": "0", "split": {}}
-        key = f"completion:{uuid.uuid4()}"
-        hold = hold_op(account, quoted, f"{key}:hold", f"completion {card.id}", fresh=True)
+        fresh = key is None
+        key = key or f"completion:{uuid.uuid4()}"
+        hold = hold_op(account, quoted, f"{key}:hold", f"completion {card.id}", fresh=fresh)
         with payment_refusal(account, quoted):
-            await post(hold)
+            if (await post(hold)).replayed:
+                raise IdempotencyConflict(
+                    f"call {key} was made before: each is answered once", "idempotency_key"
+                )
         try:
             output = await run()
         except BaseException:  # a failure, or the client went away (cancelled): the hold returns
             await asyncio.shield(post(release_op(hold.hold_id, f"{key}:release", fresh=True)))
             raise
         cost = call_cost(card, output.tokens_in, output.tokens_out)
-        parts = split([(card, cost)], 0, quoted, self.shares, cards)
+        parts = split([(card, cost, output.charged)], 0, quoted, self.shares, cards)
         await post(capture_op(hold.hold_id, parts, f"{key}:capture", fresh=True))
         charge = {"quoted": str(quoted), "charged": str(sum(parts.values())),
                   "split": {a: str(v) for a, v in sorted(parts.items())}}  # fmt: skip

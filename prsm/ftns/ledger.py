@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -74,6 +75,10 @@ class AccountKind(StrEnum):
     ESCROW = "escrow"  # a user's held funds
     ISSUANCE = "issuance"  # the only account below zero: minus all that was minted
     SETTLING = "settling"
+    # Another PRSM node (prsm/federation/): paid for what it answers for this node's users, and
+    # charged for what this node answers for it. It may owe up to the ledger's `peer_credit`
+    # (its balance that far below zero) until its next settlement pays this node on chain.
+    PEER = "peer"
 
 
 class HoldStatus(StrEnum):
@@ -87,7 +92,16 @@ SYSTEM_ACCOUNTS = {
     TREASURY: AccountKind.TREASURY,
     SETTLING: AccountKind.SETTLING,
 }
-OPENABLE = (AccountKind.USER, AccountKind.OWNER, AccountKind.OPERATOR, AccountKind.TREASURY)
+OPENABLE = (AccountKind.USER, AccountKind.OWNER, AccountKind.OPERATOR, AccountKind.TREASURY, AccountKind.PEER)
+# A peer node's account: named by its operator's chain address, which no user account id can be.
+PEER_ACCOUNT = re.compile(r"^peer:0x[0-9a-f]{40}$")
+
+
+def peer_account(operator: str) -> str:
+    """The ledger account of the peer node whose operator address is `operator`."""
+    return f"peer:{operator.lower()}"
+
+
 CLOSING = (OpKind.CAPTURE, OpKind.RELEASE)
 
 
@@ -178,7 +192,10 @@ def capture_op(
     ids come from model cards and settings, not from the caller."""
     for account_id, amount in payouts.items():
         check_amount(amount, f"payouts.{account_id}")
-        if not ACCOUNT_ID.match(account_id) and account_id not in SYSTEM_ACCOUNTS:
+        if (
+            not (ACCOUNT_ID.match(account_id) or PEER_ACCOUNT.match(account_id))
+            and account_id not in SYSTEM_ACCOUNTS
+        ):
             raise InvalidInput(f"invalid account id {account_id!r}", f"payouts.{account_id}")
     return Op(OpKind.CAPTURE, key, memo, hold_id=hold_id, payouts=tuple(sorted(payouts.items())), fresh=fresh)
 
@@ -188,10 +205,11 @@ def release_op(hold_id: str, key: str, memo: str | None = None, fresh: bool = Fa
 
 
 class Ledger:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, peer_credit: int = 0):
         self.engine = db.writer  # every operation checks balances: it takes the write lock up front
         self.reads = db.engine  # reads need no write lock (SQLite: WAL readers run beside the writer)
         self.postgres = db.postgres
+        self.peer_credit = peer_credit  # how far below zero a peer node's account may go
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -199,7 +217,7 @@ class Ledger:
         """Create the account and its escrow (where a query's hold waits) if missing; idempotent."""
         if kind not in OPENABLE:
             raise InvalidInput(f"an account kind is one of {', '.join(OPENABLE)}", "kind")
-        if not ACCOUNT_ID.match(account_id):
+        if not (PEER_ACCOUNT if kind == AccountKind.PEER else ACCOUNT_ID).match(account_id):
             raise InvalidInput(f"invalid account id {account_id!r}", "account")
         wanted = [(account_id, kind)]
         if kind != AccountKind.TREASURY:  # any account that may hold a key may pay: it holds funds
@@ -298,19 +316,19 @@ class Ledger:
         """Post operations in one transaction (or inside `conn`'s): each gets its receipt or
         its own refusal, and a refused operation writes nothing."""
         if conn is not None:
-            return _post(conn, ops, self.postgres)
+            return _post(conn, ops, self.postgres, self.peer_credit)
         try:
             with self.engine.begin() as own:
-                return _post(own, ops, self.postgres)
+                return _post(own, ops, self.postgres, self.peer_credit)
         except IntegrityError:
             if len(ops) == 1:
                 # A concurrent first attempt with this key committed first: replay it.
                 with self.engine.begin() as own:
-                    return _post(own, ops, self.postgres)
+                    return _post(own, ops, self.postgres, self.peer_credit)
             return [self.post_many([op])[0] for op in ops]
 
 
-def _post(conn: Connection, ops: list[Op], postgres: bool) -> list[Receipt | PRSMError]:
+def _post(conn: Connection, ops: list[Op], postgres: bool, peer_credit: int = 0) -> list[Receipt | PRSMError]:
     """The batch poster (see the module docstring). Rows are written only at the end, and
     only for the operations that were applied."""
     # The statements are built once (module level); each batch only binds its lists.
@@ -333,7 +351,9 @@ def _post(conn: Connection, ops: list[Op], postgres: bool) -> list[Receipt | PRS
     posted: dict[str, tuple[str, Receipt]] = {}  # key -> (digest, receipt), this batch
     for op in ops:
         try:
-            results.append(_apply(op, done, posted, holds, accounts, txns, entries, new_holds, closed_holds))
+            results.append(
+                _apply(op, done, posted, holds, accounts, txns, entries, new_holds, closed_holds, peer_credit)
+            )
         except PRSMError as exc:
             results.append(exc)
     if not txns:
@@ -352,7 +372,9 @@ def _post(conn: Connection, ops: list[Op], postgres: bool) -> list[Receipt | PRS
     return results
 
 
-def _apply(op: Op, done, posted, holds, accounts, txns, entries, new_holds, closed_holds) -> Receipt:
+def _apply(
+    op: Op, done, posted, holds, accounts, txns, entries, new_holds, closed_holds, peer_credit: int = 0
+) -> Receipt:
     """Apply one operation to the in-memory state of the batch, or raise and change nothing."""
     earlier = posted.get(op.key)
     if earlier is None and op.key in done:
@@ -400,7 +422,8 @@ def _apply(op: Op, done, posted, holds, accounts, txns, entries, new_holds, clos
             raise UnknownAccount(f"no account {account_id!r}", "account")
     for account_id, amount in moves:
         new_balance = balances[account_id] + amount
-        if new_balance < 0 and kinds[account_id] != AccountKind.ISSUANCE:
+        floor = -peer_credit if kinds[account_id] == AccountKind.PEER else 0
+        if new_balance < floor and kinds[account_id] != AccountKind.ISSUANCE and amount < 0:
             raise InsufficientFunds(
                 f"account {account_id!r} holds {format_ftns(balances[account_id])}, needs {format_ftns(-amount)}",
                 "amount",

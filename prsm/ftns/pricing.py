@@ -13,8 +13,9 @@ is paid for the model's quality (most of the value), the operator for the comput
 the treasury funds the protocol (settlement gas). The orchestration fee is NWTN's own compute:
 operator and treasury, with the treasury's share. A distilled student (card with a `teacher`)
 pays a royalty out of its owner's share to the teacher's owner, default 10 % of that share, one
-generation deep. Integer rounding leftovers go to the treasury, so the parts always sum to the
-charge exactly.
+generation deep. A peer node's model: the peer is owed what it charged this node, the rest is
+this node's federation fee (operator and treasury). Integer rounding leftovers go to the
+treasury, so the parts always sum to the charge exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from prsm.errors import InvalidInput
 from prsm.ftns.ledger import TREASURY
 from prsm.settings import Settings
-from prsm.types import PLACEHOLDER, ModelCard, TaskPlan
+from prsm.types import PLACEHOLDER, ModelCard, ModelKind, TaskPlan
 
 BPS = 10_000
 TEMPLATE_TOKENS = 48  # chat template and system prompt around an instruction
@@ -86,13 +87,28 @@ def quote(plan: TaskPlan, candidates: dict[str, list[ModelCard]], max_new_tokens
 
 
 def split(
-    costs: list[tuple[ModelCard, int]], fee: int, cap: int, shares: Shares, cards: dict[str, ModelCard]
-) -> dict[str, int]:
-    """{account: amount} for a charge of each (card, cost) plus the fee, at most `cap` in all."""
-    total = fee + sum(c for _, c in costs)
+    costs: list[tuple[ModelCard, int] | tuple[ModelCard, int, int | None]], fee: int, cap: int, shares: Shares,
+    cards: dict[str, ModelCard],
+) -> dict[str, int]:  # fmt: skip
+    """{account: amount} for a charge of each (card, cost) plus the fee, at most `cap` in all.
+
+    A peer node's model (kind `peer`) comes as (card, cost, what the peer charged this node):
+    the peer's account is owed exactly that (so both nodes' ledgers agree), and the rest of the
+    cost is this node's federation fee, split between operator and treasury like the query fee."""
+    items = []
+    for card, cost, *rest in costs:
+        owed = min(rest[0] or 0, cost) if rest and card.kind == ModelKind.PEER else 0
+        items.append((card, cost, owed))
+    total = fee + sum(c for _, c, _ in items)
     if total > cap:  # scale every part down (floor); the leftover lands at the treasury below
-        costs = [(card, c * cap // total) for card, c in costs]
-        fee = fee * cap // total
+        owed_total = sum(o for *_, o in items)
+        if owed_total > cap:  # cannot happen with a quote at the agreed prices; bounded anyway
+            items = [(card, c * cap // total, o * cap // owed_total) for card, c, o in items]
+            fee = fee * cap // total
+        else:  # what peers charged is paid whole; the rest shares what is left of the cap
+            free, room = total - owed_total, cap - owed_total
+            items = [(card, o + (c - o) * room // free, o) for card, c, o in items]
+            fee = fee * room // free
         total = cap
     parts: dict[str, int] = {}
 
@@ -100,7 +116,11 @@ def split(
         if amount > 0:
             parts[account] = parts.get(account, 0) + amount
 
-    for card, cost in costs:
+    for card, cost, owed in items:
+        if card.kind == ModelKind.PEER:
+            pay(card.owner, owed)
+            pay(shares.operator_account, (cost - owed) * (BPS - shares.treasury_bps) // BPS)
+            continue
         owner = cost * shares.owner_bps // BPS
         teacher = cards.get(card.teacher) if card.teacher else None
         if teacher is not None and teacher.owner != card.owner:

@@ -9,6 +9,9 @@ from prsm.nwtn.execute import TaskOutcome
 from prsm.types import ModelCard, ModelKind, SessionStatus, TaskStatus
 
 UNVERIFIED = "[unverified: the numbers in this part come from a general language model, not an exact tool]"
+# A peer node's answer: its numbers may come from its tool or its language model; this node did
+# not compute them (each node trusts its own measurements).
+FROM_PEER = "[unverified here: the numbers in this part come from a peer node's model, not this node's tools]"
 _DIGIT = re.compile(r"\d")
 
 
@@ -39,7 +42,9 @@ def compile_answer(outcomes: dict[str, TaskOutcome]) -> Compiled:
     def body(o: TaskOutcome) -> str:
         if o.status != TaskStatus.DONE:
             return f"(not answered: {o.error})"
-        return f"{o.result} {UNVERIFIED}" if verified(o.kind, o.result) is False else str(o.result)
+        if verified(o.kind, o.result) is not False:
+            return str(o.result)
+        return f"{o.result} {FROM_PEER if o.kind == ModelKind.PEER else UNVERIFIED}"
 
     if len(ordered) == 1:
         answer = body(ordered[0])
@@ -62,6 +67,8 @@ def sources(assignments: list[tuple[str, str]], cards: dict[str, ModelCard]) -> 
                 "licence": card.licence if card else None,
                 "weights": card.weights if card else None,
                 "endpoint": card.endpoint if card else None,
+                # The peer node (its operator address) that answered, for a peer's model.
+                "node": (card.peer or {}).get("operator") if card else None,
                 "tasks": [],
             },
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prsm import logs, metrics
 from prsm.errors import BadInstruction, PRSMError
 from prsm.types import (
+    PEER_MODEL_PREFIX,
     PLACEHOLDER,
     Candidate,
     Capability,
@@ -53,15 +54,30 @@ class TaskOutcome:
     error: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    charged: int | None = None  # what a peer node charged this node for the answer
     latency_ms: float = 0.0
     route_ms: float = 0.0
     ranking: list[dict] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
 
 
+def circuit(model_id: str) -> str:
+    """What a breaker guards: a model, or for a peer node's model (`peer-<node>-<model>`) the
+    whole peer node, whose models fail together when it is down."""
+    if model_id.startswith(PEER_MODEL_PREFIX):
+        node = model_id[len(PEER_MODEL_PREFIX) :].split("-", 1)[0]
+        return f"{PEER_MODEL_PREFIX}{node}"
+    return model_id
+
+
+def blocked(model_id: str, open_circuits: frozenset[str]) -> bool:
+    return model_id in open_circuits or circuit(model_id) in open_circuits
+
+
 class CircuitBreaker:
-    """Per model: after `threshold` failures in a row the model gets no traffic for `cooldown_s`,
-    then one trial call decides whether it is healthy again."""
+    """Per model (per node for peer nodes' models: `circuit`): after `threshold` failures in a row
+    it gets no traffic for `cooldown_s`, then one trial call decides whether it is healthy again.
+    So a peer that stops answering drops out, and comes back when it answers again."""
 
     def __init__(self, threshold: int = 3, cooldown_s: float = 30.0):
         self.threshold = threshold
@@ -70,6 +86,7 @@ class CircuitBreaker:
         self._opened_at: dict[str, float] = {}
 
     def record(self, model_id: str, ok: bool) -> None:
+        model_id = circuit(model_id)
         if ok:
             self._failures.pop(model_id, None)
             if self._opened_at.pop(model_id, None) is not None:
@@ -181,7 +198,7 @@ async def run_task(
         outcome.attempts.append(Attempt(candidate.model_id, True, latency))
         breaker.record(candidate.model_id, ok=True)
         outcome.status, outcome.model_id, outcome.result = TaskStatus.DONE, candidate.model_id, output.text
-        outcome.kind = candidate.kind
+        outcome.kind, outcome.charged = candidate.kind, output.charged
         outcome.tokens_in, outcome.tokens_out, outcome.latency_ms = (
             output.tokens_in,
             output.tokens_out,

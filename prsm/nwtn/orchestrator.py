@@ -32,7 +32,7 @@ from prsm.ftns.amounts import FTNS
 from prsm.ftns.billing import Billing, payment_refusal
 from prsm.ftns.pricing import call_cost
 from prsm.nwtn.compile import compile_answer
-from prsm.nwtn.execute import MAX_ATTEMPTS, CallFn, CircuitBreaker, TaskOutcome, execute
+from prsm.nwtn.execute import MAX_ATTEMPTS, CallFn, CircuitBreaker, TaskOutcome, blocked, execute
 from prsm.nwtn.grade import Finished, ReferenceGrader, SimilarityFn, ToolGrader
 from prsm.nwtn.plan import (
     llm_planner_messages,
@@ -230,7 +230,7 @@ class Orchestrator:
         with payment_refusal(account, quoted):
             await self.sessions.start(record, charge.hold)  # refused: nothing is written
 
-        costs: list[tuple[ModelCard, int]] = []
+        costs: list[tuple[ModelCard, int, int | None]] = []
         graded: list[Finished] = []
         finished = 0
         last: Write = []  # the last sub-task's write rides with the outcome's: one commit fewer
@@ -246,7 +246,7 @@ class Orchestrator:
             cost = 0
             if card is not None:
                 cost = call_cost(card, outcome.tokens_in, outcome.tokens_out)
-                costs.append((card, cost))
+                costs.append((card, cost, outcome.charged))
             observe_task(outcome, cost)
             canary_of = next(
                 (r.get("canary") or "" for r in outcome.ranking if r["model_id"] == outcome.model_id), ""
@@ -263,7 +263,7 @@ class Orchestrator:
         try:
 
             async def ranked(task: SubTask, open_circuits: frozenset[str]) -> list[Candidate]:
-                return [c for c in rankings[task.key] if c.model_id not in open_circuits]
+                return [c for c in rankings[task.key] if not blocked(c.model_id, open_circuits)]
 
             outcomes = await execute(
                 plan, ranked, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist,
@@ -355,10 +355,11 @@ class Orchestrator:
 
     async def complete(
         self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,
-        account: str,
+        account: str, key: str | None = None,
     ) -> tuple[ModelOutput, dict]:  # fmt: skip
         """One chat completion from one registered model (OpenAI-compatible endpoint), paid by
-        `account` like a one-task query without the orchestration fee."""
+        `account` like a one-task query without the orchestration fee; `key`: the call's own id
+        (a peer node's), answered once (prsm/ftns/billing.py)."""
         card = await asyncio.to_thread(self.registry.get, model_id)
         if card.disabled:
             raise UnknownModel(f"model {model_id!r} is disabled by the operator", "model")
@@ -366,7 +367,7 @@ class Orchestrator:
         call = ModelCall(tuple(messages), budget, response_format)
         cards = await self.cards({card.teacher} - {None})
         output, charge = await self.billing.completion(
-            account, card, call, lambda: self.bounded_call(card, call), cards
+            account, card, call, lambda: self.bounded_call(card, call), cards, key
         )
         charged = int(charge["charged"]) / FTNS
         metrics.TOKENS_IN.inc(output.tokens_in, model=card.id)

@@ -20,7 +20,10 @@ value = w x quality + (1 - w) x price,   w the quality/cost trade-off in [0, 1]
   penalty here), falling with each failure; an open circuit breaker drops the model entirely.
 
 A card is a candidate when it claims the capability, is a general model, or its description
-is similar enough; tool specialists never get sub-tasks outside their tags.
+is similar enough; tool specialists (a peer node's included) never get sub-tasks outside their
+tags. A peer node's model (prsm/federation/market.py) is a candidate only for the capabilities
+the operator lets go to peers (PRSM_FEDERATION_CAPABILITIES), priced with the federation fee, and
+judged on this node's own measurements of it like any card (new, it earns its place as below).
 
 Marketplace governance (`MarketPolicy`, operator settings):
 - a card priced past the operator's bounds is not a candidate (registration refuses such prices;
@@ -48,6 +51,7 @@ import numpy as np
 from prsm import canary, clusters
 from prsm.ftns.amounts import FTNS
 from prsm.ftns.pricing import call_cost
+from prsm.nwtn.execute import blocked
 from prsm.quality import Estimate, estimate_for
 from prsm.registry import Registry
 from prsm.settings import ROUTES
@@ -82,6 +86,8 @@ class MarketPolicy:
     trusted_owners: frozenset[str] = frozenset({"prsm-foundation"})
     max_price_per_call: int = 10**18
     max_price_per_1k_tokens: int = 10**18
+    # Capabilities whose sub-tasks may go to peer nodes' models (PRSM_FEDERATION_CAPABILITIES).
+    federated: frozenset[str] = frozenset(Capability)
 
     def priced_out(self, card: ModelCard) -> bool:
         return (
@@ -120,21 +126,18 @@ def score_candidates(
     for card in cards:
         if (
             card.disabled
-            or card.id in open_circuits
+            or blocked(card.id, open_circuits)
             or card.id not in card_vectors
             or policy.priced_out(card)
+            or (card.kind == ModelKind.PEER and task.capability not in policy.federated)
         ):
             continue
         tag = 1.0 if task.capability in card.tags else 0.0
         similarity = float(np.dot(task_vector, card_vectors[card.id]))
-        general = Capability.GENERAL in card.tags and card.kind != ModelKind.TOOL
+        general = Capability.GENERAL in card.tags and not card.tool_like
         open_to_models = task.capability not in EXACT_CAPABILITIES  # a number is computed, not written
         if not (
-            tag
-            or (
-                open_to_models
-                and (general or (card.kind != ModelKind.TOOL and similarity >= SIMILARITY_FLOOR))
-            )
+            tag or (open_to_models and (general or (not card.tool_like and similarity >= SIMILARITY_FLOOR)))
         ):
             continue
         cost = estimated_cost(card)

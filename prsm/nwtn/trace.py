@@ -167,6 +167,10 @@ class SessionRecord:
                     "depends_on": list(t["depends_on"]),
                     "status": t["status"],
                     "model": t["assigned_model"],
+                    # the peer node (operator address) whose model answered; null: this node's
+                    "node": (cards[t["assigned_model"]].peer or {}).get("operator")
+                    if t["assigned_model"] in cards
+                    else None,
                     "result": t["result"],
                     # true: computed by an exact tool; false: numbers from a language model,
                     # unchecked (the answer says so too); null: no result or no numbers in it

@@ -21,6 +21,7 @@ from prsm.registry import DEFAULT_MODEL_ID
 from prsm.storage.cid import CID, RAW
 
 OPERATOR = "0x" + "ab" * 20
+TOKEN, SETTLEMENT = "0x" + "70" * 20, "0x" + "5e" * 20  # how the node is paid
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_a_catalogue_shows_public_cards_and_measured_quality_and_nothing_private
         record(
             conn, [Grade("mine", "general", 0.8, "reference:x"), Grade("mine", "general", 0.6, "reference:x")]
         )
-    built = catalogue.build(registry, OPERATOR, 31337)
+    built = catalogue.build(registry, OPERATOR, 31337, TOKEN, SETTLEMENT)
     ids = [m.id for m in built.models]
     assert "mine" in ids and "off" not in ids and ids == sorted(ids)
     mine = next(m for m in built.models if m.id == "mine")
@@ -47,16 +48,28 @@ def test_a_catalogue_shows_public_cards_and_measured_quality_and_nothing_private
     body = catalogue.encode(built)
     assert b"carol-private" not in body and b"secret.example" not in body and b"weights" not in body
     cid = catalogue.publish(services.store, built)
-    assert catalogue.publish(services.store, catalogue.build(registry, OPERATOR, 31337)) == cid  # canonical
+    assert (
+        catalogue.publish(services.store, catalogue.build(registry, OPERATOR, 31337, TOKEN, SETTLEMENT))
+        == cid
+    )  # canonical
     assert catalogue.fetch(services.store, cid, OPERATOR.upper().replace("0X", "0x")) == built
 
 
 def test_a_fetched_catalogue_must_parse_and_name_the_operator_that_announced_it(services, registry):
-    cid = catalogue.publish(services.store, catalogue.build(registry, OPERATOR, 31337))
+    cid = catalogue.publish(services.store, catalogue.build(registry, OPERATOR, 31337, TOKEN, SETTLEMENT))
     with pytest.raises(InvalidInput, match="names operator"):
         catalogue.fetch(services.store, cid, "0x" + "cd" * 20)
     junk = services.store.put(
-        json.dumps({"version": 1, "operator": OPERATOR, "chain_id": 1, "models": [{}]}).encode()
+        json.dumps(
+            {
+                "version": 1,
+                "operator": OPERATOR,
+                "chain_id": 1,
+                "token": TOKEN,
+                "settlement": SETTLEMENT,
+                "models": [{}],
+            }
+        ).encode()
     )
     with pytest.raises(InvalidInput, match="not a catalogue: models.0.id"):
         catalogue.fetch(services.store, junk, OPERATOR)
@@ -163,9 +176,11 @@ def test_a_follower_keeps_the_peers_resumes_where_it_stopped_and_checks_their_ca
 
     nodes.address(deploy=True)
     b, c = nodes.chain.dev_account(1), nodes.chain.dev_account(2)
-    good = catalogue.publish(services.store, catalogue.build(registry, b.address, nodes.chain.chain_id))
+    good = catalogue.publish(
+        services.store, catalogue.build(registry, b.address, nodes.chain.chain_id, TOKEN, SETTLEMENT)
+    )
     theirs = catalogue.publish(
-        services.store, catalogue.build(registry, "0x" + "cd" * 20, 1)
+        services.store, catalogue.build(registry, "0x" + "cd" * 20, 1, TOKEN, SETTLEMENT)
     )  # names another
     absent = str(CID.of(RAW, b"not stored yet"))
 
