@@ -1,4 +1,5 @@
-"""Real services started on loopback for tests and benchmarks: a free port, a private PostgreSQL."""
+"""Real services started on loopback for tests and benchmarks: a free port, a private PostgreSQL,
+anvil, an IPFS node, a node's federation endpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from fastapi import Request  # module level: the route's annotation is resolved from here
 
 
 def free_port() -> int:
@@ -164,3 +167,44 @@ def ipfs_node(online: bool = False, host: str = "127.0.0.1") -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
             shutil.rmtree(repo, ignore_errors=True)
+
+
+class FederationServer:
+    """A node's federation endpoint without Ray: PRSM's own FastAPI setup (auth middleware,
+    limits, error bodies) with `POST /v1/federation/call` wired as deployments/app.py wires it,
+    served by uvicorn on loopback in a thread. `nwtn` is the node's Orchestrator."""
+
+    def __init__(self, services, nwtn, port: int):
+        self.services, self.nwtn, self.port = services, nwtn, port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = self._thread = None
+
+    def start(self) -> None:
+        import threading
+        import time
+
+        import uvicorn
+
+        from prsm.api.http import create_api
+        from prsm.federation import serve
+
+        api = create_api()
+
+        @api.post(serve.PATH)
+        async def call(request: Request) -> dict:
+            headers = {k: v for k, v in request.headers.items() if k.startswith("x-prsm-")}
+            return await serve.answer(self.services, self.nwtn, headers, await request.body())
+
+        config = uvicorn.Config(api, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the federation server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -17,6 +17,8 @@ billed twice. The answer is a chat completion with `prsm_charge`, what this node
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections.abc import Mapping
 
 from pydantic import ValidationError
@@ -34,19 +36,51 @@ from prsm.types import ModelKind
 
 PATH = "/v1/federation/call"
 PEERS = FederationPeer.__table__
+# This node's record and the set of peers it follows are read at most this often per process: a
+# call costs no database read for them, and a flood of calls by strangers none either.
+FRESH_S = 5.0
+
+
+class Members:
+    """This node's record and its followed peers' statuses, re-read every FRESH_S seconds; the
+    peer accounts this process has opened (an account is opened once, not on every call)."""
+
+    def __init__(self):
+        self._read_at = float("-inf")
+        self.me: dict | None = None
+        self.status: dict[str, str] = {}
+        self.opened: set[str] = set()
+
+    def refresh(self, services: Services) -> None:
+        if time.monotonic() - self._read_at < FRESH_S:
+            return
+        self.me = record(services.db)
+        with services.db.engine.connect() as conn:
+            self.status = dict(conn.execute(select(PEERS.c.operator, PEERS.c.status)).all())
+        self._read_at = time.monotonic()
+
+
+_members: weakref.WeakKeyDictionary[Services, Members] = weakref.WeakKeyDictionary()
+
+
+def members(services: Services) -> Members:
+    if services not in _members:
+        _members[services] = Members()
+    return _members[services]
 
 
 def caller(services: Services, headers: Mapping[str, str], body: bytes) -> str:
     """The calling node's operator address, checked (BadSignature otherwise). Blocking."""
-    me = record(services.db)
+    known = members(services)
+    known.refresh(services)
+    me = known.me
     if not me or not me.get("announced") or not me.get("chain_id"):
         raise NotFound("this node is not a member of a federation: it answers no peers", "node")
     operator, _ = signing.signer(
         headers, "POST", PATH, me["operator"], int(me["chain_id"]), body,
         services.settings.federation_max_skew_s,
     )  # fmt: skip
-    with services.db.engine.connect() as conn:
-        status = conn.execute(select(PEERS.c.status).where(PEERS.c.operator == operator)).scalar()
+    status = known.status.get(operator)
     if status != "ok":
         raise BadSignature(
             f"{operator} is not a member of the network as this node follows it"
@@ -75,7 +109,10 @@ async def answer(services: Services, nwtn, headers: Mapping[str, str], body: byt
                 field,
             )
     account = peer_account(operator)
-    await asyncio.to_thread(services.ledger.open_account, account, AccountKind.PEER)
+    opened = members(services).opened
+    if account not in opened:
+        await asyncio.to_thread(services.ledger.open_account, account, AccountKind.PEER)
+        opened.add(account)
     nonce = headers.get(signing.NONCE, "")
     messages = [m.model_dump() for m in call.messages]
     output, charge = await nwtn.complete(

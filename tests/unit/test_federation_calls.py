@@ -11,15 +11,11 @@ import asyncio
 import dataclasses
 import json
 import sqlite3
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import Request
 
-from prsm.api.http import create_api
 from prsm.chain import signing
 from prsm.chain.client import Chain
 from prsm.chain.contracts import Contracts
@@ -40,40 +36,9 @@ from prsm.settings import Settings
 from prsm.types import Capability, ModelCard, ModelKind, SubTask
 from tests.conftest import MODEL_DIR, orchestrator
 from tests.fakes import EchoLM
-from tests.services import free_port
+from tests.services import FederationServer, free_port
 
 UNITS = "Convert 3 km to miles."
-
-
-class Server:
-    """A node's app (PRSM's own FastAPI setup: auth middleware, limits, error bodies) with the
-    federation route as deployments/app.py wires it, served by uvicorn on loopback."""
-
-    def __init__(self, services: Services, nwtn, port: int):
-        self.services, self.nwtn, self.port = services, nwtn, port
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = None
-
-    def start(self) -> None:
-        api = create_api()
-
-        @api.post(federation.PATH)
-        async def call(request: Request) -> dict:
-            headers = {k: v for k, v in request.headers.items() if k.startswith("x-prsm-")}
-            return await federation.answer(self.services, self.nwtn, headers, await request.body())
-
-        config = uvicorn.Config(api, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
 
 def make_node(tmp_path, migrated_sqlite, name: str, key, **overrides) -> Services:
@@ -94,7 +59,7 @@ class Node:
     contracts: Contracts
     nodes: NodeRegistry
     nwtn: object
-    server: Server
+    server: FederationServer
 
     @property
     def operator(self) -> str:
@@ -137,7 +102,7 @@ def network(tmp_path, migrated_sqlite, embedder):
             nwtn = orchestrator(
                 services, Router(services.registry, embedder, policy=services.market), services.models
             )
-            built.append(Node(services, chain, contracts, nodes, nwtn, Server(services, nwtn, free_port())))  # fmt: skip
+            built.append(Node(services, chain, contracts, nodes, nwtn, FederationServer(services, nwtn, free_port())))  # fmt: skip
         node_a, node_b = built
         for n in built:
             n.server.start()
@@ -173,6 +138,8 @@ def test_a_sub_task_goes_to_the_peer_that_has_the_model_and_both_ledgers_agree_t
     assert FROM_PEER in trace["answer"]  # A did not compute these numbers itself
     (source,) = trace["sources"]
     assert source["node"] == b.operator
+    measured = a.services.registry.get(peer_units)  # A's own measurements of B's model
+    assert measured.calls == 1 and measured.failures == 0 and measured.latency_ms > 0
     # B billed A (not A's user) exactly its price; A's user paid B's price, the fee and the query fee.
     owed = a.services.ledger.balance(peer_account(b.operator))
     assert owed == b_price == -b.services.ledger.balance(peer_account(a.operator))
