@@ -109,7 +109,7 @@ class NodeProcess:
         self.process = None
         self._lines: queue.Queue[str] = queue.Queue()
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PRSM_")} | self.env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.federation_node"], cwd=REPO, env=env, text=True,
@@ -117,14 +117,15 @@ class NodeProcess:
         )  # fmt: skip
         threading.Thread(target=lambda: [self._lines.put(line.strip()) for line in self.process.stdout],
                          daemon=True).start()  # fmt: skip
-        self._wait()
+        if wait:
+            self.wait()
 
     def command(self, command: str) -> None:
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
-        self._wait()
+        self.wait()
 
-    def _wait(self, timeout_s: float = 300) -> None:
+    def wait(self, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -211,14 +212,17 @@ def test_two_nodes_route_a_sub_task_sign_their_calls_pay_each_other_and_survive_
     node_b = NodeProcess(env_b, tmp_path / "b.log")
     node_a = NodeProcess(env_a, tmp_path / "a.log")
     try:
-        node_b.start()
+        node_b.start(wait=False)  # both start at once: A's app needs nothing of B's to run
+        node_a.start(wait=False)
+        node_b.wait()
+        node_a.wait()
         cli(monkeypatch, capsys, env_b, "federation", "announce", "--endpoint", node_b.url)
-        registry_address = json.loads(cli(monkeypatch, capsys, env_b, "federation", "status", "--json"))[
-            "registry"
-        ]
-        token = contracts_of(env_b)["token"]
-        env_a |= {"PRSM_FTNS_TOKEN": token, "PRSM_FEDERATION_REGISTRY": registry_address}
-        node_a.start()
+        status = json.loads(cli(monkeypatch, capsys, env_b, "federation", "status", "--json"))
+        # A's operator joins B's network: its CLI (announce, sync, settle) uses B's token and registry
+        env_a |= {
+            "PRSM_FTNS_TOKEN": contracts_of(env_b)["token"],
+            "PRSM_FEDERATION_REGISTRY": status["registry"],
+        }
         cli(monkeypatch, capsys, env_a, "federation", "announce", "--endpoint", node_a.url)
         carry_catalogue(env_b, env_a)
         carry_catalogue(env_a, env_b)
@@ -262,7 +266,9 @@ def test_two_nodes_route_a_sub_task_sign_their_calls_pay_each_other_and_survive_
         # the network's token owner here; a real node buys FTNS and sends it to its contract)
         a_settlement = contracts_of(env_a)["settlement"]
         with Chain(Web3(HTTPProvider(url)), Account.from_key(keys[2])) as chain:
-            chain.send(chain.contract("FTNSToken", token).functions.mint(a_settlement, 10**18))
+            chain.send(
+                chain.contract("FTNSToken", env_a["PRSM_FTNS_TOKEN"]).functions.mint(a_settlement, 10**18)
+            )
         assert "confirmed" in cli(monkeypatch, capsys, env_a, "ftns", "settle")
         cli(monkeypatch, capsys, env_b, "ftns", "deposits")
         assert peers(env_a)[b_operator] == 0 == peers(env_b)[a_operator]
