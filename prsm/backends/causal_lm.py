@@ -1,5 +1,6 @@
 """transformers causal language models: load a card's weights (prsm/weights.py finds the folder),
-then generate; plans are decoded under their JSON schema (prsm/backends/guided.py)."""
+then generate, concurrent calls sharing forward passes (prsm/backends/batching.py); plans are
+decoded under their JSON schema (prsm/backends/guided.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from prsm.backends.batching import ContinuousBatcher
 from prsm.backends.guided import PlanDecoder
 from prsm.errors import ModelCallFailed
 from prsm.storage.base import BlockStore
@@ -18,41 +20,50 @@ from prsm.weights import resolve_weights
 
 
 class CausalLMBackend:
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, max_batch: int = 16):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        # One generate at a time per model: on a few CPU cores parallel generates only thrash.
+        # One forward pass at a time per model: concurrent calls share them through the batcher
+        # (prsm/backends/batching.py); a plan's guided decoding takes the lock between its steps.
         self._lock = threading.Lock()
         self._plan_decoder = None
+        eos = self.tokenizer.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        eos_ids |= set(_as_list(getattr(getattr(model, "generation_config", None), "eos_token_id", None)))
+        pad = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+        )
+        self.batcher = ContinuousBatcher(self.model, eos_ids, pad, self._lock, max_batch)
 
     @classmethod
     def load(
-        cls, weights: str, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None
-    ):
+        cls, weights: str, model_dir: Path, num_threads: int | None = None, store: BlockStore | None = None,
+        max_batch: int = 16,
+    ):  # fmt: skip
         if num_threads:
             torch.set_num_threads(num_threads)
         folder = resolve_weights(weights, model_dir, store)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, max_batch)
 
-    def generate(self, messages: list[dict], max_new_tokens: int) -> ModelOutput:
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
         if self.tokenizer.chat_template:
             inputs = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                messages, add_generation_prompt=True, return_dict=True
             )
         else:
-            text = "\n".join(str(m.get("content", "")) for m in messages)
-            inputs = self.tokenizer(text, return_tensors="pt")
-        prompt_len = inputs["input_ids"].shape[1]
-        pad_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
-        with self._lock, torch.inference_mode():
-            output = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id
-            )
-        new_tokens = output[0][prompt_len:]
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-        return ModelOutput(text=text, tokens_in=int(prompt_len), tokens_out=int(len(new_tokens)))
+            inputs = self.tokenizer("\n".join(str(m.get("content", "")) for m in messages))
+        return list(inputs["input_ids"])
+
+    def output(self, prompt: list[int], tokens: list[int]) -> ModelOutput:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return ModelOutput(text=text, tokens_in=len(prompt), tokens_out=len(tokens))
+
+    def generate(self, messages: list[dict], max_new_tokens: int) -> ModelOutput:
+        """Greedy generation, blocking: the call waits for its own row of the batch."""
+        prompt = self.prompt_ids(messages)
+        return self.output(prompt, self.batcher.submit(prompt, max_new_tokens).result())
 
     def generate_plan(self, messages: list[dict], max_tasks: int) -> ModelOutput:
         """A TaskPlan as JSON, decoded under the plan schema (prsm/backends/guided.py)."""
@@ -72,4 +83,13 @@ class CausalLMBackend:
                 )
             max_tasks = int(call.response_format["json_schema"].get("max_tasks", 12))
             return await asyncio.to_thread(self.generate_plan, list(call.messages), max_tasks)
-        return await asyncio.to_thread(self.generate, list(call.messages), call.max_new_tokens)
+        prompt = self.prompt_ids(list(call.messages))
+        # Cancelled (the caller went away): the future is cancelled and its row leaves the batch.
+        tokens = await asyncio.wrap_future(self.batcher.submit(prompt, call.max_new_tokens))
+        return self.output(prompt, tokens)
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

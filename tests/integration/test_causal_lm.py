@@ -74,3 +74,59 @@ def test_the_default_model_is_imported_into_the_store_on_first_use(services):
     assert record["kind"] == "model" and record["licence"] == "Apache-2.0" and cid in services.store.pins()
     assert services.store.put_dir(folder) == cid  # it loads from exactly the stored folder
     assert services.prepare_default_model() == (weights, folder)  # once: the second call finds it done
+
+
+def test_concurrent_calls_share_forward_passes_and_each_gets_exactly_its_answer_alone():
+    """Continuous batching (prsm/backends/batching.py) on the real default model, greedy: calls of
+    different lengths arriving at different times get the very tokens they get alone (and that
+    transformers' own `generate` gives), in fewer forward passes than one call at a time."""
+    import torch
+
+    from prsm.registry import DEFAULT_WEIGHTS
+
+    backend = CausalLMBackend.load(DEFAULT_WEIGHTS, MODEL_DIR)
+    topics = ["entropy", "a photon", "an enzyme", "inertia", "a gene", "osmosis"]
+    calls = [ModelCall(({"role": "user", "content": f"Explain {t} in one sentence."},), n)
+             for t, n in zip(topics, [3, 16, 5, 12, 16, 1], strict=True)]  # fmt: skip
+
+    async def together():
+        async def one(i, call):
+            await asyncio.sleep(0.03 * i)  # arriving while the others run
+            return await backend.run(call)
+
+        return await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
+
+    alone = [asyncio.run(backend.run(c)) for c in calls]
+    steps = backend.batcher.steps
+    assert asyncio.run(together()) == alone
+    assert backend.batcher.steps - steps < sum(c.max_new_tokens for c in calls) - len(calls)  # shared
+    prompt = backend.prompt_ids(list(calls[1].messages))
+    with torch.inference_mode():
+        reference = backend.model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
+                                           pad_token_id=backend.tokenizer.eos_token_id)  # fmt: skip
+    assert (
+        alone[1].text
+        == backend.tokenizer.decode(reference[0][len(prompt) :], skip_special_tokens=True).strip()
+    )
+
+
+def test_a_caller_that_goes_away_leaves_the_batch_and_the_others_go_on(tiny_model_dir):
+    backend = CausalLMBackend.load(str(tiny_model_dir), MODEL_DIR)
+    short = ModelCall(({"role": "user", "content": "Hello"},), max_new_tokens=6)
+    alone = asyncio.run(backend.run(short))
+
+    async def scenario():
+        long = asyncio.create_task(backend.run(ModelCall(({"role": "user", "content": "Go on"},), 4000)))
+        await asyncio.sleep(0.3)
+        answer = await backend.run(short)
+        long.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await long
+        for _ in range(100):  # the cancelled row leaves at the next step
+            if not backend.batcher._rows:
+                break
+            await asyncio.sleep(0.02)
+        return answer
+
+    assert asyncio.run(scenario()) == alone
+    assert backend.batcher._rows == []

@@ -1,0 +1,166 @@
+"""Batched generation against one call at a time, on the default model (issue 16 §1).
+
+In one run, on this machine's CPU, the default model (SmolLM2-135M-Instruct, greedy) answers the
+same explanation sub-tasks (the chat template and NWTN's general system prompt, varied topics;
+each answer ends at its end-of-sequence token or its budget) for 1, 8 and 32 concurrent callers,
+each sending its next call when its last is answered:
+  - batched: PRSM's backend (prsm/backends/batching.py), the calls sharing forward passes
+    (continuous batching, up to its batch size; rows per pass reported);
+  - the baseline: the same calls one at a time with transformers' `generate`, as every sub-task
+    was served before (one `generate` per call behind a lock).
+Tokens per second of both and their ratio (target at 8 concurrent: >= 3x), and whether every
+call's tokens are the same batched and alone. Then a mixed load: calls with different budgets
+arriving 50 ms apart, each call's latency against its own length alone.
+
+    python benchmarks/generation.py [--quick]
+Writes benchmarks/results/generation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from machine import machine  # noqa: E402  (benchmarks/machine.py)
+
+from prsm.backends.causal_lm import CausalLMBackend  # noqa: E402
+from prsm.nwtn.execute import GENERAL_SYSTEM_PROMPT  # noqa: E402
+from prsm.registry import DEFAULT_WEIGHTS  # noqa: E402
+from prsm.types import ModelCall  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "generation.json"
+MODEL_DIR = Path.home() / ".prsm" / "models"
+TARGET = 3.0
+TOPICS = ["entropy", "a photon", "an enzyme", "a catalyst", "inertia", "a gene", "a prime number", "osmosis",
+          "a black hole", "pH", "momentum", "a neutron star", "an isotope", "diffusion", "a vaccine", "torque"]  # fmt: skip
+
+
+def call_for(i: int, tokens: int) -> ModelCall:
+    topic = TOPICS[i % len(TOPICS)]
+    words = ("Explain", "Describe", "Define")[i // len(TOPICS) % 3]
+    messages = ({"role": "system", "content": GENERAL_SYSTEM_PROMPT},
+                {"role": "user", "content": f"{words} {topic} in one or two sentences."})  # fmt: skip
+    return ModelCall(messages, tokens)
+
+
+def one_at_a_time(backend: CausalLMBackend, calls: list[ModelCall]) -> tuple[float, list[list[int]]]:
+    """The baseline: transformers' generate, one call after another (the code this replaces)."""
+    tokenizer, model = backend.tokenizer, backend.model
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    outputs = []
+    started = time.perf_counter()
+    for call in calls:
+        prompt = backend.prompt_ids(list(call.messages))
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
+                                 max_new_tokens=call.max_new_tokens, do_sample=False, pad_token_id=pad)  # fmt: skip
+        outputs.append(out[0][len(prompt) :].tolist())
+    return time.perf_counter() - started, outputs
+
+
+async def batched(
+    backend: CausalLMBackend, calls: list[ModelCall], gaps_s: float = 0.0
+) -> tuple[float, list, list]:
+    """The calls submitted concurrently (each `gaps_s` after the one before): elapsed seconds,
+    each call's tokens and its own latency."""
+
+    async def one(i: int, call: ModelCall):
+        await asyncio.sleep(i * gaps_s)
+        t0 = time.perf_counter()
+        prompt = backend.prompt_ids(list(call.messages))
+        tokens = await asyncio.wrap_future(backend.batcher.submit(prompt, call.max_new_tokens))
+        return tokens, time.perf_counter() - t0
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
+    return time.perf_counter() - started, [r[0] for r in results], [r[1] for r in results]
+
+
+async def sustained(backend: CausalLMBackend, calls: list[ModelCall], concurrent: int) -> tuple[float, list]:
+    """`concurrent` callers share `calls`, each taking the next when its last is answered."""
+    tokens: list = [None] * len(calls)
+    queue = list(range(len(calls)))
+
+    async def caller():
+        while queue:
+            i = queue.pop(0)
+            prompt = backend.prompt_ids(list(calls[i].messages))
+            tokens[i] = await asyncio.wrap_future(backend.batcher.submit(prompt, calls[i].max_new_tokens))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrent)))
+    return time.perf_counter() - started, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer tokens per call (a few minutes)")
+    args = parser.parse_args()
+    tokens = 24 if args.quick else 64
+    backend = CausalLMBackend.load(
+        DEFAULT_WEIGHTS, MODEL_DIR, num_threads=torch.get_num_threads(), max_batch=32
+    )
+    warm = [call_for(0, 4)]
+    one_at_a_time(backend, warm)
+    asyncio.run(batched(backend, warm))
+    figures: dict = {"new_tokens_per_call": tokens, "max_batch": backend.batcher.max_batch}
+    for concurrent, each in ((1, 3), (8, 3 if not args.quick else 2), (32, 1)):
+        # `concurrent` callers, each sending its next call when its last is answered (a
+        # sustained load, as sub-tasks of concurrent queries arrive), `each` calls apiece
+        calls = [call_for(i, tokens) for i in range(concurrent * each)]
+        print(
+            f"{concurrent} concurrent callers x {each} calls, up to {tokens} new tokens each ...", flush=True
+        )
+        base_s, base_tokens = one_at_a_time(backend, calls)
+        steps = backend.batcher.steps
+        batch_s, batch_tokens = asyncio.run(sustained(backend, calls, concurrent))
+        steps = backend.batcher.steps - steps
+        base_rate = sum(map(len, base_tokens)) / base_s
+        batch_rate = sum(map(len, batch_tokens)) / batch_s
+        figures |= {
+            f"c{concurrent}_calls": len(calls),
+            f"c{concurrent}_one_at_a_time_tokens_per_s": round(base_rate, 2),
+            f"c{concurrent}_batched_tokens_per_s": round(batch_rate, 2),
+            f"c{concurrent}_throughput_ratio": round(batch_rate / base_rate, 3),
+            f"c{concurrent}_mean_rows_per_pass": round(sum(map(len, batch_tokens)) / max(steps, 1), 2),
+            f"c{concurrent}_same_tokens": base_tokens == batch_tokens,
+        }
+        print({k: v for k, v in figures.items() if k.startswith(f"c{concurrent}_")}, flush=True)
+
+    # Mixed budgets, staggered: a short call is not held back by long ones past its own length.
+    budgets = [4, tokens, 8, tokens // 2, tokens, 2, tokens, 12]
+    calls = [call_for(i, b) for i, b in enumerate(budgets)]
+    alone = []
+    for call in calls:
+        _, _, latency = asyncio.run(batched(backend, [call]))
+        alone.append(latency[0])
+    _, mixed_tokens, mixed = asyncio.run(batched(backend, calls, gaps_s=0.05))
+    _, alone_tokens = one_at_a_time(backend, calls)
+    short = [i for i, b in enumerate(budgets) if b <= 8]
+    figures |= {
+        "mixed_budgets": budgets,
+        "mixed_latency_s": [round(x, 3) for x in mixed],
+        "mixed_alone_latency_s": [round(x, 3) for x in alone],
+        "mixed_short_calls_latency_ratio": round(statistics.mean(mixed[i] / alone[i] for i in short), 3),
+        "mixed_same_tokens": mixed_tokens == alone_tokens,
+    }
+    result = {"machine": machine(), "quick": args.quick, "target_ratio_at_8": TARGET, **figures,
+              "target_met": figures["c8_throughput_ratio"] >= TARGET}  # fmt: skip
+    for key, value in result.items():
+        print(f"{key}: {value}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
