@@ -1,9 +1,10 @@
 """Batched generation against one call at a time, on the default model (issue 16 §1).
 
-In one run, on this machine's CPU, the default model (SmolLM2-135M-Instruct, greedy) answers the
-same explanation sub-tasks (the chat template and NWTN's general system prompt, varied topics;
-each answer ends at its end-of-sequence token or its budget) for 1, 8 and 32 concurrent callers,
-each sending its next call when its last is answered:
+In one run, on this machine's CPU, the default model (SmolLM2-135M-Instruct, greedy, PRSM's default
+budget of new tokens) answers explanation sub-tasks (the chat template and NWTN's general system
+prompt, varied topics; each answer ends at its end-of-sequence token or its budget):
+  - a wave of 1, 8 and 32 sub-tasks at once (one query's concurrent sub-tasks), and a sustained
+    load of 8 callers each sending its next call when its last is answered (24 calls);
   - batched: PRSM's backend (prsm/backends/batching.py), the calls sharing forward passes
     (continuous batching, up to its batch size; rows per pass reported);
   - the baseline: the same calls one at a time with transformers' `generate`, as every sub-task
@@ -35,6 +36,7 @@ from machine import machine  # noqa: E402  (benchmarks/machine.py)
 from prsm.backends.causal_lm import CausalLMBackend  # noqa: E402
 from prsm.nwtn.execute import GENERAL_SYSTEM_PROMPT  # noqa: E402
 from prsm.registry import DEFAULT_WEIGHTS  # noqa: E402
+from prsm.settings import Settings  # noqa: E402
 from prsm.types import ModelCall  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "generation.json"
@@ -52,19 +54,21 @@ def call_for(i: int, tokens: int) -> ModelCall:
     return ModelCall(messages, tokens)
 
 
-def one_at_a_time(backend: CausalLMBackend, calls: list[ModelCall]) -> tuple[float, list[list[int]]]:
-    """The baseline: transformers' generate, one call after another (the code this replaces)."""
+def one_at_a_time(backend: CausalLMBackend, calls: list[ModelCall]) -> tuple[list[float], list[list[int]]]:
+    """The baseline: transformers' generate, one call after another (the code this replaces):
+    each call's seconds and tokens."""
     tokenizer, model = backend.tokenizer, backend.model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs = []
-    started = time.perf_counter()
+    seconds, outputs = [], []
     for call in calls:
+        started = time.perf_counter()
         prompt = backend.prompt_ids(list(call.messages))
         with torch.inference_mode():
             out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
                                  max_new_tokens=call.max_new_tokens, do_sample=False, pad_token_id=pad)  # fmt: skip
         outputs.append(out[0][len(prompt) :].tolist())
-    return time.perf_counter() - started, outputs
+        seconds.append(time.perf_counter() - started)
+    return seconds, outputs
 
 
 async def batched(
@@ -105,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens per call (a few minutes)")
     args = parser.parse_args()
-    tokens = 24 if args.quick else 64
+    tokens = 24 if args.quick else Settings(_env_file=None).max_new_tokens  # PRSM's default budget
     backend = CausalLMBackend.load(
         DEFAULT_WEIGHTS, MODEL_DIR, num_threads=torch.get_num_threads(), max_batch=32
     )
@@ -113,28 +117,33 @@ def main() -> None:
     one_at_a_time(backend, warm)
     asyncio.run(batched(backend, warm))
     figures: dict = {"new_tokens_per_call": tokens, "max_batch": backend.batcher.max_batch}
-    for concurrent, each in ((1, 3), (8, 3 if not args.quick else 2), (32, 1)):
-        # `concurrent` callers, each sending its next call when its last is answered (a
-        # sustained load, as sub-tasks of concurrent queries arrive), `each` calls apiece
-        calls = [call_for(i, tokens) for i in range(concurrent * each)]
-        print(
-            f"{concurrent} concurrent callers x {each} calls, up to {tokens} new tokens each ...", flush=True
-        )
-        base_s, base_tokens = one_at_a_time(backend, calls)
+    # The baseline once, call by call: every measure below compares the same calls.
+    calls = [call_for(i, tokens) for i in range(32)]
+    print(f"baseline: 32 calls one at a time, up to {tokens} new tokens each ...", flush=True)
+    base_s, base_tokens = one_at_a_time(backend, calls)
+
+    def compare(name: str, n: int, elapsed: float, got: list, steps: int) -> None:
+        base_rate = sum(map(len, base_tokens[:n])) / sum(base_s[:n])
+        rate = sum(map(len, got)) / elapsed
+        figures.update({
+            f"{name}_calls": n,
+            f"{name}_one_at_a_time_tokens_per_s": round(base_rate, 2),
+            f"{name}_batched_tokens_per_s": round(rate, 2),
+            f"{name}_throughput_ratio": round(rate / base_rate, 3),
+            f"{name}_mean_rows_per_pass": round(sum(map(len, got)) / max(steps, 1), 2),
+            f"{name}_same_tokens": got == base_tokens[:n],
+        })  # fmt: skip
+        print({k: v for k, v in figures.items() if k.startswith(f"{name}_")}, flush=True)
+
+    for concurrent in (1, 8, 32):  # a wave: one query's `concurrent` sub-tasks, all at once
         steps = backend.batcher.steps
-        batch_s, batch_tokens = asyncio.run(sustained(backend, calls, concurrent))
-        steps = backend.batcher.steps - steps
-        base_rate = sum(map(len, base_tokens)) / base_s
-        batch_rate = sum(map(len, batch_tokens)) / batch_s
-        figures |= {
-            f"c{concurrent}_calls": len(calls),
-            f"c{concurrent}_one_at_a_time_tokens_per_s": round(base_rate, 2),
-            f"c{concurrent}_batched_tokens_per_s": round(batch_rate, 2),
-            f"c{concurrent}_throughput_ratio": round(batch_rate / base_rate, 3),
-            f"c{concurrent}_mean_rows_per_pass": round(sum(map(len, batch_tokens)) / max(steps, 1), 2),
-            f"c{concurrent}_same_tokens": base_tokens == batch_tokens,
-        }
-        print({k: v for k, v in figures.items() if k.startswith(f"c{concurrent}_")}, flush=True)
+        elapsed, got, _ = asyncio.run(batched(backend, calls[:concurrent]))
+        compare(f"c{concurrent}", concurrent, elapsed, got, backend.batcher.steps - steps)
+    # Sustained: 8 callers, each sending its next call when its last is answered (the sub-tasks
+    # of concurrent queries arriving over time), 24 calls in all.
+    steps = backend.batcher.steps
+    elapsed, got = asyncio.run(sustained(backend, calls[:24], 8))
+    compare("c8_sustained", 24, elapsed, got, backend.batcher.steps - steps)
 
     # Mixed budgets, staggered: a short call is not held back by long ones past its own length.
     budgets = [4, tokens, 8, tokens // 2, tokens, 2, tokens, 12]

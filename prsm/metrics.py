@@ -173,6 +173,11 @@ SCHEDULE_LAST_OK = gauge(
     "Unix time of a scheduled job's last run that did not fail, in the process that ran it.",
     "schedule",
 )
+SUBTASK_CACHE = counter(
+    "prsm_subtask_cache",
+    "Lookups of the sub-task cache by outcome (hit, miss): the hit rate is hits / all.",
+    "outcome",
+)
 GRADES = counter(
     "prsm_grades",
     "Grades of answers by grader (tool, reference) and outcome (graded, unfunded, busy, failed).",

@@ -90,14 +90,18 @@ def settle(services: Services) -> str:
 
 
 def gc(services: Services) -> str:
+    from prsm.nwtn.cache import SubtaskCache
+
+    expired = SubtaskCache(services.db, services.settings.cache_ttl_s).expire()
     store = services.store
     if store.backend != "local":
         # An IPFS node collects its own garbage (`ipfs repo gc`, or its daemon's --enable-gc); a
         # collection started from here could not spare uploads whose pin is still on its way.
-        raise Skipped("the IPFS node collects its own garbage")
+        raise Skipped(f"the IPFS node collects its own garbage ({expired} expired cache entries deleted)")
     done = store.gc(grace_s=services.settings.gc_grace_s)
     return (
-        f"removed {done['removed_blocks']} blocks ({done['freed_bytes']} bytes); kept {done['kept_blocks']}"
+        f"removed {done['removed_blocks']} blocks ({done['freed_bytes']} bytes); kept {done['kept_blocks']}; "
+        f"{expired} expired cache entries deleted"
     )
 
 

@@ -187,6 +187,20 @@ class Settings(BaseSettings):
         description="Quality/cost trade-off of routing: quality, balanced, cost, or a number 0..1 "
         "(the weight of quality); a query may override it.",
     )
+    # The sub-task cache (prsm/nwtn/cache.py): transformers models' answers, given again.
+    cache_ttl_s: float = Field(
+        default=7 * 86400, ge=0, description="How long a cached sub-task answer is given again (0: no cache)."
+    )
+    cache_scope: Literal["account", "global"] = Field(
+        default="account",
+        description="account: answers are given again only to the account that paid for them; global: to anyone.",
+    )
+    cache_price_bps: int = Field(
+        default=2_000,
+        ge=0,
+        le=10_000,
+        description="What a cache hit costs, in basis points of the model's price.",
+    )
     grade_share: float = Field(
         default=0.05,
         ge=0,

@@ -171,8 +171,24 @@ class PlanTask(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     ranking: Mapped[list] = mapped_column(JSON, default=list)
     cost: Mapped[int] = mapped_column(TokenAmount, default=0)  # measured usage x the model's price
+    # Answered from the sub-task cache (prsm/nwtn/cache.py): the model did not run.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     session: Mapped[QuerySession] = relationship(back_populates="tasks")
+
+
+class SubtaskCacheEntry(Base):
+    """A deterministic model's answer to one sub-task, by the digest of everything that decides it
+    (prsm/nwtn/cache.py)."""
+
+    __tablename__ = "subtask_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(128))
+    result: Mapped[str] = mapped_column(Text)
+    tokens_in: Mapped[int] = mapped_column(Integer)
+    tokens_out: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class ReasoningStep(Base):

@@ -41,6 +41,8 @@ class Attempt:
     # Never called: the query's deadline passed before this candidate's turn. Neither the
     # model's failure nor the caller's mistake: it counts for nothing.
     skipped: bool = False
+    # Answered from the sub-task cache (prsm/nwtn/cache.py): the model did not run.
+    cached: bool = False
 
 
 @dataclass
@@ -55,6 +57,7 @@ class TaskOutcome:
     tokens_in: int = 0
     tokens_out: int = 0
     charged: int | None = None  # what a peer node charged this node for the answer
+    cached: bool = False  # the answer came from the sub-task cache
     latency_ms: float = 0.0
     route_ms: float = 0.0
     ranking: list[dict] = field(default_factory=list)
@@ -108,6 +111,8 @@ class CircuitBreaker:
 
 
 RankFn = Callable[[SubTask, frozenset[str]], Awaitable[list[Candidate]]]
+# The sub-task cache's answer for this candidate and call, if it has one (prsm/nwtn/cache.py).
+CacheFn = Callable[[Candidate, ModelCall], Awaitable[ModelOutput | None]]
 CallFn = Callable[[str, ModelKind, ModelCall], Awaitable[ModelOutput]]  # (model id, kind, call)
 DoneFn = Callable[[TaskOutcome], Awaitable[None]]
 
@@ -148,9 +153,11 @@ async def run_task(
     breaker: CircuitBreaker,
     max_new_tokens: int,
     deadline: float | None = None,
+    cache: CacheFn | None = None,
 ) -> TaskOutcome:
-    """Run one sub-task: its candidates in rank order until one answers, each call bounded by
-    what is left of the query's `deadline` (time.monotonic())."""
+    """Run one sub-task: its candidates in rank order until one answers (from the cache when it
+    has the candidate's answer), each call bounded by what is left of the query's `deadline`
+    (time.monotonic())."""
     results = {k: o.result for k, o in outcomes.items() if o.status == TaskStatus.DONE and o.result}
     as_values = task.capability != Capability.GENERAL
     outcome = TaskOutcome(task=task, instruction=fill(task.instruction, results, as_values))
@@ -182,6 +189,14 @@ async def run_task(
             )
             break
         t0 = time.perf_counter()
+        hit = None if cache is None else await cache(candidate, call_args)
+        if hit is not None:
+            latency = (time.perf_counter() - t0) * 1000
+            outcome.attempts.append(Attempt(candidate.model_id, True, latency, cached=True))
+            outcome.status, outcome.model_id, outcome.result = TaskStatus.DONE, candidate.model_id, hit.text
+            outcome.kind, outcome.cached = candidate.kind, True
+            outcome.tokens_in, outcome.tokens_out, outcome.latency_ms = hit.tokens_in, hit.tokens_out, latency
+            return outcome
         try:
             output = await asyncio.wait_for(call(candidate.model_id, candidate.kind, call_args), left)
         except Exception as exc:  # any failure of one candidate hands the task to the next
@@ -218,6 +233,7 @@ async def execute(
     max_new_tokens: int,
     on_done: DoneFn | None = None,
     deadline: float | None = None,
+    cache: CacheFn | None = None,
 ) -> dict[str, TaskOutcome]:
     """Run every sub-task once its dependencies are finished; independent ones run at once. If
     this is cancelled (the client went away), the running sub-tasks are cancelled with it."""
@@ -229,7 +245,7 @@ async def execute(
             for task in plan.ready(set(outcomes), started):
                 started.add(task.key)
                 job = asyncio.create_task(
-                    run_task(task, outcomes, rank, call, breaker, max_new_tokens, deadline)
+                    run_task(task, outcomes, rank, call, breaker, max_new_tokens, deadline, cache)
                 )
                 running[job] = task.key
             if not running:

@@ -30,9 +30,19 @@ from prsm.errors import (
 )
 from prsm.ftns.amounts import FTNS
 from prsm.ftns.billing import Billing, payment_refusal
-from prsm.ftns.pricing import call_cost
+from prsm.ftns.pricing import BPS, call_cost
+from prsm.nwtn import cache
+from prsm.nwtn.cache import SubtaskCache
 from prsm.nwtn.compile import compile_answer
-from prsm.nwtn.execute import MAX_ATTEMPTS, CallFn, CircuitBreaker, TaskOutcome, blocked, execute
+from prsm.nwtn.execute import (
+    MAX_ATTEMPTS,
+    CallFn,
+    CircuitBreaker,
+    TaskOutcome,
+    blocked,
+    execute,
+    messages_for,
+)
 from prsm.nwtn.grade import Finished, ReferenceGrader, SimilarityFn, ToolGrader
 from prsm.nwtn.plan import (
     llm_planner_messages,
@@ -80,15 +90,15 @@ def observe_task(outcome: TaskOutcome, cost: int) -> None:
     """A finished sub-task in the metrics: each attempt's latency, fallbacks, tokens, earnings."""
     capability = outcome.task.capability
     for attempt in outcome.attempts:
-        if attempt.skipped:
-            continue  # never called: no latency to observe
+        if attempt.skipped or attempt.cached:
+            continue  # never called, or answered from the cache: no model latency to observe
         result = "ok" if attempt.ok else "refused" if attempt.refused else "failed"
         metrics.SUBTASK_SECONDS.observe(
             attempt.latency_ms / 1000, model=attempt.model_id, capability=capability, outcome=result
         )
     if len(outcome.attempts) > 1:
         metrics.FALLBACKS.inc(len(outcome.attempts) - 1, capability=capability)
-    if outcome.status == TaskStatus.DONE:
+    if outcome.status == TaskStatus.DONE and not outcome.cached:  # tokens a model processed
         metrics.TOKENS_IN.inc(outcome.tokens_in, model=outcome.model_id)
         metrics.TOKENS_OUT.inc(outcome.tokens_out, model=outcome.model_id)
         metrics.FTNS_EARNED.inc(cost / FTNS, model=outcome.model_id)
@@ -124,6 +134,7 @@ class Orchestrator:
                 billing, settings.operator_account, settings.max_new_tokens,
             )  # fmt: skip
         self._grading: set[asyncio.Task] = set()
+        self.cache = SubtaskCache(registry.db, settings.cache_ttl_s)  # prsm/nwtn/cache.py
 
     async def plan(self, prompt: str) -> tuple[TaskPlan, list[tuple[str, str]]]:
         """The plan and planner notes; the LLM planner's output is used only if it validates."""
@@ -231,6 +242,16 @@ class Orchestrator:
             await self.sessions.start(record, charge.hold)  # refused: nothing is written
 
         costs: list[tuple[ModelCard, int, int | None]] = []
+        scope = None if self.settings.cache_scope == "global" else account  # whose answers a hit reuses
+
+        async def from_cache(candidate: Candidate, call: ModelCall) -> ModelOutput | None:
+            card = cards.get(candidate.model_id)
+            if not self.cache.on or card is None or not cache.cacheable(card):
+                return None
+            hit = await asyncio.to_thread(self.cache.get, cache.key(card, call, scope))
+            metrics.SUBTASK_CACHE.inc(outcome="hit" if hit else "miss")
+            return hit
+
         graded: list[Finished] = []
         finished = 0
         last: Write = []  # the last sub-task's write rides with the outcome's: one commit fewer
@@ -246,6 +267,8 @@ class Orchestrator:
             cost = 0
             if card is not None:
                 cost = call_cost(card, outcome.tokens_in, outcome.tokens_out)
+                if outcome.cached:  # the billing rule of a hit (prsm/nwtn/cache.py)
+                    cost = cost * self.settings.cache_price_bps // BPS
                 costs.append((card, cost, outcome.charged))
             observe_task(outcome, cost)
             canary_of = next(
@@ -255,6 +278,12 @@ class Orchestrator:
             graded.append(finished_task)
             grades = self.tool_grader.grades(finished_task)
             write = self.sessions.task_write(record, outcome, task_steps(outcome, seq), cost, grades)
+            if card is not None and not outcome.cached and self.cache.on and cache.cacheable(card):
+                call = ModelCall(
+                    messages_for(outcome.task, outcome.instruction), self.settings.max_new_tokens
+                )
+                answer = ModelOutput(outcome.result or "", outcome.tokens_in, outcome.tokens_out)
+                write.append(cache.put(cache.key(card, call, scope), card.id, answer))
             if finished < len(plan.tasks):
                 await self.sessions.commit(write)
             else:
@@ -267,7 +296,7 @@ class Orchestrator:
 
             outcomes = await execute(
                 plan, ranked, self.call, self.breaker, self.settings.max_new_tokens, on_done=persist,
-                deadline=deadline,
+                deadline=deadline, cache=from_cache,
             )  # fmt: skip
             t_compile = time.perf_counter()
             compiled = compile_answer(outcomes)
@@ -312,7 +341,7 @@ class Orchestrator:
         if grader is None:
             return
         for item in finished:
-            if not grader.wants(item):
+            if item.outcome.cached or not grader.wants(item):  # a cached answer was graded when made
                 continue
             if len(self._grading) >= MAX_GRADING:
                 metrics.GRADES.inc(grader=grader.name, outcome="busy")

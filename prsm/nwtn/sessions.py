@@ -29,6 +29,7 @@ from prsm.db.models import (
 )
 from prsm.errors import InvalidInput, SessionNotFound, SessionRunning
 from prsm.ftns.ledger import Ledger, Op
+from prsm.nwtn import cache
 from prsm.nwtn.execute import TaskOutcome
 from prsm.nwtn.trace import (
     FLAG_FIELDS,
@@ -90,6 +91,7 @@ class SessionStore:
             "grade": quality.GRADES.insert(),
             "quality": quality.add_statement(db.engine.dialect.name),
             "canary_grade": canary.GRADE,
+            "cache_put": cache.put_statement(db.engine.dialect.name),
         }
         # Rows many replicas update (a card's counters, its quality totals) are locked in one order.
         order = {
@@ -123,7 +125,8 @@ class SessionStore:
             if a.ok
             else ("model_failed", {"b_id": a.model_id})
             for a in outcome.attempts
-            if not (a.refused or a.skipped)  # the input's fault, or never called: the record stays
+            # the input's fault, never called, or answered from the cache: the record stays
+            if not (a.refused or a.skipped or a.cached)
         ]
         return write + quality.writes(list(grades))
 

@@ -22,7 +22,7 @@ SESSION_FIELDS = ("id", "account", "user", "prompt", "status", "planner", "answe
                   "charge_split")  # fmt: skip
 SESSION_RESULT_FIELDS = ("status", "answer", "error", "latency_ms", "finished_at", "charged", "charge_split")
 TASK_RESULT_FIELDS = ("instruction", "status", "assigned_model", "result", "error", "tokens_in",
-                      "tokens_out", "latency_ms", "ranking", "cost")  # fmt: skip
+                      "tokens_out", "latency_ms", "ranking", "cost", "cached")  # fmt: skip
 TASK_FIELDS = ("session_id", "key", "position", "depends_on", "capability", "cluster", *TASK_RESULT_FIELDS)
 STEP_FIELDS = ("session_id", "seq", "role", "task_key", "model_id", "input", "output", "latency_ms")
 FLAG_FIELDS = ("session_id", "category", "severity", "detail")
@@ -88,6 +88,7 @@ class SessionRecord:
                 "latency_ms": None,
                 "ranking": [],
                 "cost": 0,
+                "cached": False,
             }  # fmt: skip
             for i, t in enumerate(plan.tasks)
         ]
@@ -117,6 +118,7 @@ class SessionRecord:
             latency_ms=outcome.latency_ms,
             ranking=outcome.ranking,
             cost=cost,
+            cached=outcome.cached,
         )
         return task
 
@@ -183,6 +185,8 @@ class SessionRecord:
                     "tokens_out": t["tokens_out"],
                     "ranking": t["ranking"],
                     "cost": str(t["cost"]),
+                    # answered from the sub-task cache (the model did not run; a hit's price)
+                    "cached": bool(t.get("cached")),
                 }
                 for t in tasks
             ],
