@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from prsm.db.models import FederationPeer
@@ -89,7 +90,11 @@ def offer(registry, ledger, contracts, fee_bps: int) -> dict:
     wanted: dict[str, ModelCard] = {}
     left_out: dict[str, str] = {}
     for r in rows:
-        doc = Catalogue.model_validate(r.document)
+        try:
+            doc = Catalogue.model_validate(r.document)
+        except ValidationError:  # kept by an older PRSM (no token, no settlement): it must announce again
+            left_out[r.operator] = "its catalogue lacks how it is paid: it must announce again"
+            continue
         if doc.chain_id != contracts.chain_id:
             left_out[r.operator] = (
                 f"its catalogue is for chain {doc.chain_id}, this node's is {contracts.chain_id}"

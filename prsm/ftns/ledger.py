@@ -1,9 +1,12 @@
 """The FTNS ledger: double-entry accounts in the database, exact integer amounts, idempotent
-operations, no negative balance ever (also under concurrency, on SQLite and PostgreSQL).
+operations, no negative balance ever (also under concurrency, on SQLite and PostgreSQL) but the
+two kinds made for it: issuance, and a peer node's account down to its credit.
 
 Every operation is one transaction row plus entries that sum to zero. Minting and burning move
-funds against the `ftns:issuance` account, the only one allowed below zero; so the sum of all
-other balances changes only by mint and burn entries. A hold moves funds from a user to the
+funds against the `ftns:issuance` account, allowed below zero without bound; so the sum of all
+other balances changes only by mint and burn entries. A peer node's account (`peer:<address>`,
+prsm/federation/) may go below zero by at most the ledger's `peer_credit`: what that node owes
+this one until its settlement pays; a payment in can never be refused. A hold moves funds from a user to the
 user's escrow account; capture pays out of escrow and returns the rest; release returns it all.
 
 Operations are values (`Op`, built by `mint_op`, `hold_op`, ...) posted in batches: `post_many`
@@ -73,7 +76,7 @@ class AccountKind(StrEnum):
     OPERATOR = "operator"
     TREASURY = "treasury"
     ESCROW = "escrow"  # a user's held funds
-    ISSUANCE = "issuance"  # the only account below zero: minus all that was minted
+    ISSUANCE = "issuance"  # below zero without bound: minus all that was minted
     SETTLING = "settling"
     # Another PRSM node (prsm/federation/): paid for what it answers for this node's users, and
     # charged for what this node answers for it. It may owe up to the ledger's `peer_credit`

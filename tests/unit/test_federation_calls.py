@@ -339,3 +339,19 @@ def test_nobody_registers_a_peer_model_by_hand():
         ModelCardIn(id=market.card_id("0x" + "ab" * 20, "pint-units"), kind="tool", **card)
     with pytest.raises(ValidationError, match="'transformers', 'tool' or 'openai'"):
         ModelCardIn(id="my-units", kind="peer", **card)
+
+
+def test_a_catalogue_kept_by_an_older_node_is_left_out_with_the_reason(network):
+    from sqlalchemy import update
+
+    from prsm.db.models import FederationPeer
+
+    a, b = network
+    assert a.follow()["offered"]["added"]
+    peers = FederationPeer.__table__
+    with a.services.db.writer.begin() as conn:  # as an older PRSM stored it: no token, no settlement
+        doc = conn.execute(peers.select()).first().document
+        old = {k: v for k, v in doc.items() if k not in ("token", "settlement")}
+        conn.execute(update(peers).values(document=old))
+    done = a.follow()["offered"]
+    assert "announce again" in done["left_out"][b.operator] and done["removed"]
