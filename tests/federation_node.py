@@ -11,9 +11,6 @@ Serve app down (the node is gone: its port refuses connections), `start` deploys
 from __future__ import annotations
 
 import sys
-import time
-
-import httpx
 
 
 def main() -> None:
@@ -24,22 +21,14 @@ def main() -> None:
     from ray import serve
 
     from deployments.app import build_app
+    from prsm.cli.stack import wait_healthy
 
     settings = Settings()
 
     def start() -> None:
         serve.start(http_options={"host": "127.0.0.1", "port": settings.port})
         serve.run(build_app(settings.portable()), name="prsm", route_prefix="/")
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{settings.base_url}/healthz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the node's app never became healthy")
-            time.sleep(0.5)
+        wait_healthy(settings.base_url, 180)
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:

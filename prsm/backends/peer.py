@@ -21,7 +21,7 @@ from prsm.errors import BadInstruction, ModelCallFailed
 from prsm.ftns.pricing import call_cost
 from prsm.types import ModelCall, ModelCard, ModelOutput
 
-PATH = "/v1/federation/call"
+PATH = signing.CALL_PATH
 
 
 def agreed_cost(card: ModelCard, tokens_in: int, tokens_out: int) -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 from prsm.errors import BadSignature, ChainError
 
 SCHEME = "PRSM federation call v1"
+CALL_PATH = "/v1/federation/call"  # the route a peer node's call is sent to (and signed for)
 NODE, TIMESTAMP, NONCE, SIGNATURE = "x-prsm-node", "x-prsm-timestamp", "x-prsm-nonce", "x-prsm-signature"
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 HEX_NONCE = re.compile(r"^[0-9a-f]{32}$")

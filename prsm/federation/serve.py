@@ -34,7 +34,7 @@ from prsm.ftns.ledger import AccountKind, peer_account
 from prsm.services import Services
 from prsm.types import ModelKind
 
-PATH = "/v1/federation/call"
+PATH = signing.CALL_PATH
 PEERS = FederationPeer.__table__
 # This node's record and the set of peers it follows are read at most this often per process: a
 # call costs no database read for them, and a flood of calls by strangers none either.
