@@ -11,7 +11,8 @@ prompt, varied topics; each answer ends at its end-of-sequence token or its budg
     was served before (one `generate` per call behind a lock).
 Tokens per second of both and their ratio (target at 8 concurrent: >= 3x), and whether every
 call's tokens are the same batched and alone. Then a mixed load: calls with different budgets
-arriving 50 ms apart, each call's latency against its own length alone.
+arriving 50 ms apart, each call's latency against its own length alone. Then streaming (§2):
+time to the first piece of text beside the whole answer's time, 1 and 8 calls at once.
 
     python benchmarks/generation.py [--quick]
 Writes benchmarks/results/generation.json.
@@ -105,6 +106,21 @@ async def sustained(backend: CausalLMBackend, calls: list[ModelCall], concurrent
     return time.perf_counter() - started, tokens
 
 
+async def streamed(backend: CausalLMBackend, calls: list[ModelCall]) -> tuple[list[float], list[float]]:
+    """The calls streamed at once: each one's seconds to its first piece of text and to its end."""
+
+    async def one(call: ModelCall) -> tuple[float, float]:
+        started, first = time.perf_counter(), None
+        async for piece in backend.stream(call):
+            if first is None and piece.text:
+                first = time.perf_counter() - started
+        whole = time.perf_counter() - started
+        return (first if first is not None else whole), whole
+
+    results = await asyncio.gather(*(one(c) for c in calls))
+    return [r[0] for r in results], [r[1] for r in results]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens per call (a few minutes)")
@@ -162,6 +178,16 @@ def main() -> None:
         "mixed_short_calls_latency_ratio": round(statistics.mean(mixed[i] / alone[i] for i in short), 3),
         "mixed_same_tokens": mixed_tokens == alone_tokens,
     }
+    # Streaming (issue 16 §2): time to the first piece of text against the whole answer's time,
+    # one call alone and 8 at once (each streamed through the backend's `stream`).
+    for concurrent in (1, 8):
+        first, whole = asyncio.run(streamed(backend, [call_for(i, tokens) for i in range(concurrent)]))
+        figures |= {
+            f"stream_c{concurrent}_first_token_s": round(statistics.mean(first), 3),
+            f"stream_c{concurrent}_full_answer_s": round(statistics.mean(whole), 3),
+            f"stream_c{concurrent}_first_token_ratio": round(statistics.mean(first) / statistics.mean(whole), 3),
+        }  # fmt: skip
+        print({k: v for k, v in figures.items() if k.startswith(f"stream_c{concurrent}_")}, flush=True)
     result = {"machine": machine(), "quick": args.quick, "target_ratio_at_8": TARGET, **figures,
               "target_met": figures["c8_throughput_ratio"] >= TARGET}  # fmt: skip
     for key, value in result.items():

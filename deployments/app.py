@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import ray
 from fastapi import Depends, Query, Request, Response
@@ -21,7 +22,7 @@ from ray.serve.config import BackpressureConfig
 from starlette.concurrency import iterate_in_threadpool
 
 from prsm import consent, logs, metrics
-from prsm.api import auth, limits
+from prsm.api import auth, limits, streaming
 from prsm.api.auth import BEARER_SECURITY, acting_for, current_principal, record_usage, require
 from prsm.api.http import TRACE_RESPONSE, body_schema, create_api, model_entry, parse_body, trace_usage
 from prsm.api.ratelimit import RayLimiter
@@ -37,7 +38,7 @@ from prsm.api.schemas import (
     QueryRequest,
     chat_completion,
 )
-from prsm.backends import Backend, run_many, run_one
+from prsm.backends import Backend, run_many, run_one, stream_one
 from prsm.errors import (
     Forbidden,
     InvalidInput,
@@ -91,6 +92,13 @@ class ModelReplica:
     async def run_many(self, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
         model_id = serve.get_multiplexed_model_id()
         return await run_many(await self.backend(model_id), calls, model_id)
+
+    async def stream(self, call: ModelCall) -> AsyncIterator[ModelOutput]:
+        """The answer in pieces as they are made (a streamed chat completion); a caller that
+        cancels the stream stops the generation here."""
+        model_id = serve.get_multiplexed_model_id()
+        async for piece in stream_one(await self.backend(model_id), call, model_id):
+            yield piece
 
 
 @serve.deployment
@@ -155,6 +163,9 @@ class NWTN:
         call = ModelClient(
             heavy=lambda model_id: lm_replica.options(multiplexed_model_id=model_id).run.remote,
             light=lambda model_id: tool_replica.options(multiplexed_model_id=model_id).run_many.remote,
+            heavy_stream=lambda model_id: (
+                lm_replica.options(multiplexed_model_id=model_id, stream=True).stream.remote
+            ),
         )
         similar = Coalescer(router.similarity.remote)  # shadow grades' agreement (prsm/nwtn/grade.py)
         self.nwtn = Orchestrator(
@@ -480,16 +491,34 @@ class NWTN:
     def _reserved(self) -> set[str]:
         return {"nwtn"} | ({self.services.settings.planner_model} - {None})
 
-    @api.post("/v1/chat/completions")
+    @api.post(
+        "/v1/chat/completions",
+        responses={200: {"description": "A chat.completion, or with `stream: true` server-sent "
+                         "chat.completion.chunk events ending in [DONE]", "content": {"text/event-stream": {}}}},
+    )  # fmt: skip
     async def chat_completions(
         self, body: ChatCompletionRequest, request: Request, principal: Principal = WHO
     ) -> dict:
         """OpenAI-compatible. `model` is a registry id, or `nwtn` for the whole pipeline; the
-        key's account pays; `user` is recorded as your end user's tag."""
+        key's account pays; `user` is recorded as your end user's tag. `stream: true` streams the
+        answer (prsm/api/streaming.py): token by token, or for `nwtn` the plan, each sub-task as
+        it is answered and the answer."""
         messages = [m.model_dump() for m in body.messages]
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
         if body.model == "nwtn":
             prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
             started = time.perf_counter()
+            if body.stream:
+
+                def run(on_event):
+                    return self.nwtn.query(prompt, principal.account, body.user, body.route, on_event)
+
+                def finished(trace: dict | None, status: str) -> None:
+                    log_query(principal, started, status, trace)
+                    if trace is not None:
+                        record_usage(request, *trace_usage(trace))
+
+                return await self._streamed(streaming.query_chunks(run, include_usage, finished))
             try:
                 trace = await self.nwtn.query(prompt, principal.account, body.user, body.route)
             except BaseException as exc:
@@ -502,12 +531,33 @@ class NWTN:
             extra = {"prsm_session_id": trace["session_id"], "prsm_charge": trace["cost"]}
             return chat_completion("nwtn", trace["answer"], tokens_in, tokens_out, extra)
         budget = body.max_completion_tokens or body.max_tokens
+        if body.stream:
+            receipt: dict = {}
+
+            def used(last: ModelOutput | None) -> None:
+                if last is not None:
+                    record_usage(request, last.tokens_in + last.tokens_out, int(receipt.get("charged") or 0))
+
+            pieces = self.nwtn.complete_stream(
+                body.model, messages, budget, body.response_format, principal.account, receipt
+            )
+            return await self._streamed(
+                streaming.completion_chunks(pieces, body.model, include_usage, receipt, used)
+            )
         output, charge = await self.nwtn.complete(
             body.model, messages, budget, body.response_format, principal.account
         )
         record_usage(request, output.tokens_in + output.tokens_out, int(charge["charged"]))
         extra = {"prsm_charge": charge}
         return chat_completion(body.model, output.text, output.tokens_in, output.tokens_out, extra)
+
+    @staticmethod
+    async def _streamed(chunks) -> StreamingResponse:
+        """Server-sent events, once the first is ready (an error before it: its HTTP status)."""
+        headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}  # no proxy buffers it
+        return StreamingResponse(
+            await streaming.primed(chunks), media_type="text/event-stream", headers=headers
+        )
 
 
 def build_app(args: dict | None = None) -> Application:
@@ -521,11 +571,14 @@ def build_app(args: dict | None = None) -> Application:
     # Internal hops log no Serve access line per call: PRSM's line per call carries the query's
     # request id, and each line costs CPU on every request. The ingress keeps its access log.
     quiet = {"enable_access_log": False, "encoding": "JSON"}
+    lm_scaling = {"autoscaling_config": settings.lm_autoscaling} if settings.lm_autoscaling else {}
     lm = ModelReplica.options(
         name="LMReplica",
         max_ongoing_requests=settings.lm_max_ongoing,
+        max_queued_requests=settings.lm_max_queued,
         ray_actor_options={"num_cpus": 0.5},
         logging_config=quiet,
+        **lm_scaling,
     ).bind(config)
     tools = ModelReplica.options(
         name="ToolReplica",
@@ -540,8 +593,12 @@ def build_app(args: dict | None = None) -> Application:
         logging_config=quiet,
     ).bind(config)
     overload = BackpressureConfig(status_code=503, retry_after_s=settings.overload_retry_after_s)
+    if settings.nwtn_autoscaling:
+        nwtn_scaling = {"autoscaling_config": settings.nwtn_autoscaling}
+    else:
+        nwtn_scaling = {"num_replicas": settings.nwtn_replicas}
     return NWTN.options(
-        num_replicas=settings.nwtn_replicas,
+        **nwtn_scaling,
         max_ongoing_requests=settings.nwtn_max_ongoing,
         max_queued_requests=settings.nwtn_max_queued,
         backpressure_config=overload,

@@ -236,6 +236,15 @@ class ArtifactConflict(PRSMError):
     status_code = 409
 
 
+class Overloaded(PRSMError):
+    """The models a request needs have more work queued than they take: try again after
+    `retry_after_s` (503 with Retry-After), rather than wait in a queue without end."""
+
+    status_code = 503
+    code = "overloaded"
+    figures = {"retry_after_s": int}
+
+
 class TooLarge(PRSMError):
     status_code = 413
 

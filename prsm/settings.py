@@ -297,6 +297,16 @@ class Settings(BaseSettings):
     overload_retry_after_s: int = Field(default=5, ge=1, description="Retry-After of an overload 503.")
     router_max_ongoing: int = 256
     lm_max_ongoing: int = 16
+    # Autoscaling (Serve's autoscaling_config: min_replicas, max_replicas, target_ongoing_requests,
+    # upscale_delay_s, downscale_delay_s, ...) of the language-model replicas and of NWTN; None:
+    # a fixed number (1 LM replica, `nwtn_replicas` ingress replicas), the embedded default.
+    # deployments/prsm.yaml sets both for a cluster, chosen from benchmarks/autoscale.py.
+    lm_autoscaling: dict | None = Field(default=None, description="Serve autoscaling_config of LMReplica.")
+    nwtn_autoscaling: dict | None = Field(default=None, description="Serve autoscaling_config of NWTN.")
+    # Language-model calls waiting for a replica, past which a call is refused at once (the
+    # query answers 503 with Retry-After) instead of queueing longer than its answer is worth:
+    # with 16 calls batched per replica, 32 waiting is about two answers' time (benchmarks/load.py).
+    lm_max_queued: int = Field(default=32, ge=1, description="LM calls queued per deployment before 503.")
     tool_max_ongoing: int = 256
 
     @field_validator("data_dir", "model_dir", "distill_dir")

@@ -68,7 +68,11 @@ def orchestrator(services, router, models):
     from prsm.nwtn.remote import Coalescer, ModelClient, RouterClient
 
     rank = RouterClient(lambda requests: asyncio.to_thread(router.rank_many, [r[:3] for r in requests]))
-    call = ModelClient(heavy=lambda m: partial(models.run, m), light=lambda m: partial(models.run_many, m))
+    call = ModelClient(
+        heavy=lambda m: partial(models.run, m),
+        light=lambda m: partial(models.run_many, m),
+        heavy_stream=lambda m: partial(models.stream, m),
+    )
     services.ledger.open_account("alice")
     services.ledger.mint("alice", 10**18, "faucet-alice")
     similar = Coalescer(lambda pairs: asyncio.to_thread(router.similarity, pairs))

@@ -4,6 +4,7 @@ SmolLM2) run in tests/integration."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 
@@ -43,3 +44,11 @@ class EchoLM:
         return ModelOutput(
             text=text, tokens_in=tokens_in, tokens_out=min(len(text.split()), call.max_new_tokens)
         )
+
+    async def stream(self, call: ModelCall):
+        """The same answer, a word a piece (a streamed call): the pieces join to `run`'s text."""
+        whole = await self.run(call)
+        words = whole.text.split(" ")[: whole.tokens_out]
+        for n, word in enumerate(words, 1):
+            await asyncio.sleep(0.01)
+            yield ModelOutput(word if n == 1 else f" {word}", whole.tokens_in, n)

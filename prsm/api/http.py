@@ -70,6 +70,9 @@ def create_api() -> FastAPI:
     return api
 
 
+RETRY_AFTER_S = 5  # a 503's Retry-After where the error names none
+
+
 def error_body(error: dict, code: str | None = None) -> dict:
     """PRSM's error fields (type, field, message, figures) plus OpenAI's `param` and `code`, so
     that OpenAI clients read our errors as theirs."""
@@ -80,6 +83,8 @@ async def prsm_error(_request: Request, exc: Exception) -> JSONResponse:
     error = unwrap(exc)
     assert isinstance(error, PRSMError)
     headers = {"www-authenticate": "Bearer"} if error.status_code == 401 else None
+    if error.status_code == 503:  # overload, or a cluster too small for now: when to try again
+        headers = {"retry-after": str(int(getattr(error, "retry_after_s", 0) or RETRY_AFTER_S))}
     return JSONResponse(
         error_body(error.to_dict(), error.code), status_code=error.status_code, headers=headers
     )

@@ -1,4 +1,5 @@
-"""Code that runs in Ray Serve's HTTP proxy: a deadline on reading a request's headers.
+"""Code that runs in Ray Serve's HTTP proxy: a deadline on reading a request's headers, and
+the answer to GET /healthz (see `AnswerHealth` below).
 
 Serve's proxy serves HTTP with uvicorn, which bounds nothing before a request's headers are
 complete: a client that opens a connection and trickles its headers one byte at a time holds it
@@ -10,12 +11,15 @@ deadline in the app (prsm/api/limits.py).
 Serve calls `guard_headers` in each proxy process as it starts
 (`RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`, set in prsm/settings.py:RAY_ENV for every Ray process
 PRSM starts; a cluster started by hand sets it on `ray start`). It wraps uvicorn's two HTTP
-protocols (httptools and h11) and returns no middleware.
+protocols (httptools and h11) and returns the /healthz middleware.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import time
 
 ENV = "PRSM_HEADER_TIMEOUT_S"
 DEFAULT_S = 10.0
@@ -67,7 +71,9 @@ def _guard(cls, timeout_s: float) -> None:
 
 
 def guard_headers() -> list:
-    """Serve's proxy callback: guard uvicorn's protocols; no middleware."""
+    """Serve's proxy callback: guard uvicorn's protocols; answer /healthz here (`Health`)."""
+    from starlette.middleware import Middleware
+
     timeout_s = header_timeout_s()
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -75,6 +81,91 @@ def guard_headers() -> list:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # httptools not installed: uvicorn uses h11
-        return []
-    _guard(HttpToolsProtocol, timeout_s)
-    return []
+        pass
+    else:
+        _guard(HttpToolsProtocol, timeout_s)
+    return [Middleware(AnswerHealth)]
+
+
+# --- /healthz, answered by the proxy ---------------------------------------------------------
+#
+# A health check that waits in the ingress's queue fails exactly when the node is busiest, and a
+# load balancer (or Kubernetes) that believes it takes a loaded node out or restarts it: the
+# failure spreads. So the proxy answers GET /healthz itself, from what Serve's controller knows:
+# 200 while every application is RUNNING (each replica passing Serve's own health checks, which
+# call NWTN's `check_health`), else 503 with the state and Retry-After. It costs one controller
+# read per FRESH_S per proxy, never a place in NWTN's queue (benchmarks/load.py: answered within
+# a second while 500 connections load the node). Where the proxy has no PRSM callback (a cluster
+# started without it), NWTN's own /healthz route answers instead.
+
+HEALTH_PATH = "/healthz"
+FRESH_S = 2.0
+STALE_S = 15.0  # a state this old is still given at once while a new read runs
+READ_DEADLINE_S = 5.0
+
+
+def serve_state() -> tuple[bool, str]:
+    """(healthy, state): every Serve application RUNNING, as the controller says."""
+    from ray import serve
+
+    apps = serve.status().applications
+    if not apps:
+        return False, "no application is deployed"
+    states = {name: str(getattr(app.status, "value", app.status)) for name, app in apps.items()}  # an enum
+    down = {name: state for name, state in states.items() if state != "RUNNING"}
+    if down:
+        return False, ", ".join(f"{name}: {state}" for name, state in sorted(down.items()))
+    return True, "RUNNING"
+
+
+class Health:
+    """The controller's state, read at most every FRESH_S (concurrent probes share one read). A
+    probe never waits for a read while the last state is younger than STALE_S: it gets that
+    state at once and the read runs behind it, so a probe's answer does not depend on how fast a
+    loaded machine lets the controller answer."""
+
+    def __init__(self, read=serve_state):
+        self._read = read
+        self._state: tuple[bool, str] = (False, "not read yet")
+        self._at = float("-inf")
+        self._reading: asyncio.Future | None = None
+
+    async def state(self) -> tuple[bool, str]:
+        age = time.monotonic() - self._at
+        if age <= FRESH_S:
+            return self._state
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._refresh())
+        if age <= STALE_S:
+            return self._state
+        await asyncio.shield(self._reading)
+        return self._state
+
+    async def _refresh(self) -> None:
+        try:
+            state = await asyncio.wait_for(asyncio.to_thread(self._read), READ_DEADLINE_S)
+        except Exception as exc:  # noqa: BLE001 (the controller unreachable: not healthy)
+            state = (False, f"Serve's controller did not answer: {type(exc).__name__}")
+        self._state, self._at = state, time.monotonic()
+
+
+class AnswerHealth:
+    """ASGI middleware in Serve's proxy: GET (or HEAD) /healthz answered here, the rest passed on."""
+
+    def __init__(self, app, health: Health | None = None):
+        self.app, self.health = app, health or Health()
+
+    async def __call__(self, scope, receive, send):
+        if (
+            scope["type"] != "http"
+            or scope.get("path") != HEALTH_PATH
+            or scope.get("method") not in ("GET", "HEAD")
+        ):
+            return await self.app(scope, receive, send)
+        ok, state = await self.health.state()
+        body = json.dumps({"status": "ok"} if ok else {"status": "unavailable", "detail": state}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if not ok:
+            headers.append((b"retry-after", b"5"))
+        await send({"type": "http.response.start", "status": 200 if ok else 503, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

@@ -316,6 +316,12 @@ class ChatMessage(BaseModel):
     content: str
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI's other options: accepted, no effect
+
+    include_usage: bool = Field(default=False, description="A last chunk with the usage, choices empty.")
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request; fields PRSM does not use are accepted and ignored."""
 
@@ -325,7 +331,10 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=4096)
-    stream: bool = False
+    stream: bool = Field(
+        default=False, description="Server-sent events, chat.completion.chunk objects (prsm/api/streaming.py)"
+    )
+    stream_options: StreamOptions | None = None
     response_format: dict | None = Field(
         default=None, description=f"json_schema named {PLAN_SCHEMA_NAME}: decoded under the plan schema"
     )
@@ -333,13 +342,6 @@ class ChatCompletionRequest(BaseModel):
     route: Route | None = Field(
         default=None, description="model nwtn: the routing trade-off, as in POST /v1/query (extra_body)"
     )
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported yet; send stream=false")
-        return value
 
 
 class FederationCall(BaseModel):

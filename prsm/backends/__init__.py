@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -39,6 +39,30 @@ async def run_one(backend: Backend, call: ModelCall, model_id: str = "") -> Mode
         raise error from None
     _log_call(call, model_id, started, "ok", output)
     return output
+
+
+async def stream_one(backend: Backend, call: ModelCall, model_id: str = "") -> AsyncIterator[ModelOutput]:
+    """One call, streamed: pieces of the answer as they are made (each a `ModelOutput` whose
+    text is the new piece and whose counts are the call's so far). A backend that streams (a
+    transformers model) gives one piece per few tokens; any other gives its whole answer as one.
+    The pieces joined are the text `run_one` answers; closing the stream early stops the call."""
+    started = time.perf_counter()
+    stream = getattr(backend, "stream", None)
+    if stream is None:
+        yield await run_one(backend, call, model_id)
+        return
+    last, status = None, "cancelled"
+    try:
+        async for piece in stream(call):
+            last = piece
+            yield piece
+        status = "ok"
+    except Exception as exc:
+        error = as_prsm_error(exc)
+        status = type(error).__name__
+        raise error from None
+    finally:
+        _log_call(call, model_id, started, status, last)
 
 
 async def run_many(
@@ -153,3 +177,7 @@ class LocalModels:
 
     async def run_many(self, model_id: str, calls: list[ModelCall]) -> list[ModelOutput | PRSMError]:
         return await run_many(await self.backend(model_id), calls, model_id)
+
+    async def stream(self, model_id: str, call: ModelCall) -> AsyncIterator[ModelOutput]:
+        async for piece in stream_one(await self.backend(model_id), call, model_id):
+            yield piece

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
@@ -45,7 +46,16 @@ class Row:
     prompt: list[int]
     budget: int
     future: Future
+    listen: Callable[[int], None] | None = None  # told each new token (a streamed call)
     tokens: list[int] = field(default_factory=list)
+
+    def add(self, token: int) -> None:
+        self.tokens.append(token)
+        if self.listen is not None:
+            try:
+                self.listen(token)
+            except Exception:  # noqa: BLE001 (a listener gone wrong never fails the batch)
+                self.listen = None
 
 
 class ContinuousBatcher:
@@ -62,14 +72,19 @@ class ContinuousBatcher:
         self._next: torch.Tensor | None = None
         self.steps = 0  # forward passes of the decode loop (for tests and benchmarks)
 
-    def submit(self, prompt: list[int], max_new_tokens: int) -> Future:
-        """A Future of the generated token ids (the end-of-sequence token included, if reached)."""
+    def submit(
+        self, prompt: list[int], max_new_tokens: int, listen: Callable[[int], None] | None = None
+    ) -> Future:
+        """A Future of the generated token ids (the end-of-sequence token included, if reached).
+        `listen`, if given, is called with each token as it is made, on the batch's thread (it
+        must be quick: a streamed call hands the token to its event loop), before the future
+        is settled."""
         future: Future = Future()
         if max_new_tokens < 1:
             future.set_result([])
             return future
         with self._wake:
-            self._waiting.append(Row(list(prompt), max_new_tokens, future))
+            self._waiting.append(Row(list(prompt), max_new_tokens, future, listen))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="generate", daemon=True)
                 self._thread.start()
@@ -124,7 +139,7 @@ class ContinuousBatcher:
         )  # fmt: skip  (the cache is filled in place)
         first = out.logits[:, -1, :].argmax(-1)
         for r, token in zip(rows, first.tolist(), strict=True):
-            r.tokens.append(token)
+            r.add(token)
         self._merge(rows, cache, mask, first.unsqueeze(-1))
 
     def _merge(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor, nxt: torch.Tensor) -> None:
@@ -154,7 +169,7 @@ class ContinuousBatcher:
                          use_cache=True, logits_to_keep=1)  # fmt: skip
         chosen = out.logits[:, -1, :].argmax(-1)
         for r, token in zip(self._rows, chosen.tolist(), strict=True):
-            r.tokens.append(token)
+            r.add(token)
         self._next = chosen.unsqueeze(-1)
         self.steps += 1
 

@@ -5,7 +5,9 @@ decoded under their JSON schema (prsm/backends/guided.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import torch
@@ -74,6 +76,48 @@ class CausalLMBackend:
             text = self._plan_decoder.generate(messages)
         return ModelOutput(text=text, tokens_out=len(self.tokenizer.encode(text, add_special_tokens=False)))
 
+    async def stream(self, call: ModelCall) -> AsyncIterator[ModelOutput]:
+        """The answer as it is made: each piece is the new text (whole words and characters;
+        the answer's leading and trailing blanks left out, as `run` strips them) with the call's
+        token counts so far. The pieces joined are `run`'s text for the same call, and the last
+        piece has its counts. Closing the stream (the client went away) takes the call's row out
+        of the batch at the next step: nothing more is generated for it."""
+        if call.response_format:  # a plan is decoded under its schema: it comes whole
+            yield await self.run(call)
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def listen(token: int) -> None:  # on the batch's thread
+            loop.call_soon_threadsafe(queue.put_nowait, token)
+
+        prompt = self.prompt_ids(list(call.messages))
+        future = self.batcher.submit(prompt, call.max_new_tokens, listen)
+        # Settled after its last token was told: the end marker queues behind that token.
+        future.add_done_callback(lambda _: _threadsafe(loop, queue.put_nowait, None))
+        tokens: list[int] = []
+        text = Detokenizer(self.tokenizer)
+        try:
+            while True:
+                token = await queue.get()
+                ended = token is None
+                if not ended:
+                    tokens.append(token)
+                while not ended and not queue.empty():  # behind: decode what came, once
+                    token = queue.get_nowait()
+                    ended = token is None
+                    if not ended:
+                        tokens.append(token)
+                if ended:
+                    break
+                piece = text.piece(tokens)
+                if piece:
+                    yield ModelOutput(piece, len(prompt), len(tokens))
+            tokens = future.result()  # the batch's error, if it failed
+            yield ModelOutput(text.rest(tokens), len(prompt), len(tokens))
+        finally:
+            future.cancel()  # no-op once it is done
+
     async def run(self, call: ModelCall) -> ModelOutput:
         if call.response_format:
             schema = (call.response_format.get("json_schema") or {}).get("name")
@@ -87,6 +131,38 @@ class CausalLMBackend:
         # Cancelled (the caller went away): the future is cancelled and its row leaves the batch.
         tokens = await asyncio.wrap_future(self.batcher.submit(prompt, call.max_new_tokens))
         return self.output(prompt, tokens)
+
+
+class Detokenizer:
+    """Text of a growing list of tokens, handed out in pieces that never need taking back: a
+    piece ends before a partial character (a byte-level token can split one) and before
+    trailing blanks (the finished answer is stripped; they are sent once more text follows)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.sent = ""
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+
+    def piece(self, tokens: list[int]) -> str:
+        text = self._text(tokens).rstrip()
+        if text.endswith("\ufffd") or not text.startswith(self.sent):
+            return ""  # mid-character, or the text so far reads differently: wait for more
+        new, self.sent = text[len(self.sent) :], text
+        return new
+
+    def rest(self, tokens: list[int]) -> str:
+        """What the finished answer adds to the pieces sent (its text is `run`'s)."""
+        text = self._text(tokens)
+        new = text[len(self.sent) :] if text.startswith(self.sent) else ""
+        self.sent = text
+        return new
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening any more
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _as_list(value) -> list[int]:

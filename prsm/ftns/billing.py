@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -140,33 +140,95 @@ class Billing:
         capture the measured cost. `cards` must hold the card's teacher (its royalty). `key` names
         the call where the caller gives it an id (a peer node's nonce): the same key a second time
         is refused before anything runs (409)."""
-
-        async def post(op: Op) -> Receipt:
-            return await asyncio.to_thread(self.ledger.post, op)
-
-        tokens_in = estimate_tokens(json.dumps(list(call.messages))) + TEMPLATE_TOKENS
-        quoted = call_cost(card, tokens_in, call.max_new_tokens)
-        if quoted == 0:  # a free model
-            return await run(), {"quoted": "0", "charged": "0", "split": {}}
-        fresh = key is None
-        key = key or f"completion:{uuid.uuid4()}"
-        hold = hold_op(account, quoted, f"{key}:hold", f"completion {card.id}", fresh=fresh)
-        with payment_refusal(account, quoted):
-            if (await post(hold)).replayed:
-                raise IdempotencyConflict(
-                    f"call {key} was made before: each is answered once", "idempotency_key"
-                )
+        held = await self._hold(account, card, call, key)
         try:
             output = await run()
         except BaseException:  # a failure, or the client went away (cancelled): the hold returns
-            await asyncio.shield(post(release_op(hold.hold_id, f"{key}:release", fresh=True)))
+            await asyncio.shield(held.release())
             raise
-        cost = call_cost(card, output.tokens_in, output.tokens_out)
-        parts = split([(card, cost, output.charged)], 0, quoted, self.shares, cards)
-        await post(capture_op(hold.hold_id, parts, f"{key}:capture", fresh=True))
-        charge = {"quoted": str(quoted), "charged": str(sum(parts.values())),
-                  "split": {a: str(v) for a, v in sorted(parts.items())}}  # fmt: skip
-        return output, charge
+        return output, await held.capture(output, cards)
+
+    async def completion_stream(
+        self,
+        account: str,
+        card: ModelCard,
+        call: ModelCall,
+        pieces: AsyncIterator[ModelOutput],
+        cards: dict[str, ModelCard],
+        receipt: dict,
+    ) -> AsyncIterator[ModelOutput]:
+        """`completion`, streamed: the hold is placed before the first piece, the pieces pass
+        through, and the charge (written into `receipt` when the stream ends) is the same as
+        unstreamed for the same answer. A stream that ends early (the client went away, a
+        failure after some pieces) is charged for what the model did: the prompt and the tokens
+        made so far; one that ends before any piece is released."""
+        held = await self._hold(account, card, call, None)
+        last: ModelOutput | None = None
+        try:
+            async for piece in pieces:
+                last = piece
+                yield piece
+        finally:  # the end, a failure, or the client went away (closed or cancelled mid-stream)
+            # One shielded task does it all: a cancelled stream's task may be cancelled again at
+            # every await of its clean-up (an ASGI server's cancel scope does that).
+            await asyncio.shield(self._stream_ended(pieces, held, last, cards, receipt))
+
+    @staticmethod
+    async def _stream_ended(pieces, held: _Held, last: ModelOutput | None, cards, receipt: dict) -> None:
+        try:
+            closing = getattr(pieces, "aclose", None)
+            if closing is not None:  # an early end stops the model before the charge is counted
+                await closing()
+        finally:
+            if last is None:
+                await held.release()
+            else:
+                receipt.update(await held.capture(last, cards))
+
+    async def _hold(self, account: str, card: ModelCard, call: ModelCall, key: str | None) -> _Held:
+        tokens_in = estimate_tokens(json.dumps(list(call.messages))) + TEMPLATE_TOKENS
+        quoted = call_cost(card, tokens_in, call.max_new_tokens)
+        held = _Held(self, card, quoted, None, key or f"completion:{uuid.uuid4()}")
+        if quoted == 0:  # a free model: nothing to hold or capture
+            return held
+        held.hold = hold_op(account, quoted, f"{held.key}:hold", f"completion {card.id}", fresh=key is None)
+        with payment_refusal(account, quoted):
+            if (await held.post(held.hold)).replayed:
+                raise IdempotencyConflict(
+                    f"call {held.key} was made before: each is answered once", "idempotency_key"
+                )
+        return held
+
+
+@dataclass
+class _Held:
+    """A chat completion's hold, captured for what its model did or released (once either)."""
+
+    billing: Billing
+    card: ModelCard
+    quoted: int
+    hold: Op | None
+    key: str
+    closed: bool = False
+
+    async def post(self, op: Op) -> Receipt:
+        return await asyncio.to_thread(self.billing.ledger.post, op)
+
+    async def release(self) -> None:
+        if self.hold is not None and not self.closed:
+            self.closed = True
+            await self.post(release_op(self.hold.hold_id, f"{self.key}:release", fresh=True))
+
+    async def capture(self, output: ModelOutput, cards: dict[str, ModelCard]) -> dict:
+        if self.hold is None:
+            return {"quoted": "0", "charged": "0", "split": {}}
+        cost = call_cost(self.card, output.tokens_in, output.tokens_out)
+        parts = split([(self.card, cost, output.charged)], 0, self.quoted, self.billing.shares, cards)
+        if not self.closed:
+            self.closed = True
+            await self.post(capture_op(self.hold.hold_id, parts, f"{self.key}:capture", fresh=True))
+        return {"quoted": str(self.quoted), "charged": str(sum(parts.values())),
+                "split": {a: str(v) for a, v in sorted(parts.items())}}  # fmt: skip
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from prsm import logs, metrics
-from prsm.errors import BadInstruction, PRSMError
+from prsm.errors import BadInstruction, Overloaded, PRSMError
 from prsm.types import (
     PEER_MODEL_PREFIX,
     PLACEHOLDER,
@@ -43,6 +43,8 @@ class Attempt:
     skipped: bool = False
     # Answered from the sub-task cache (prsm/nwtn/cache.py): the model did not run.
     cached: bool = False
+    # Refused unrun: the model's queue was full (Overloaded). Load, not the model's failure.
+    busy: bool = False
 
 
 @dataclass
@@ -205,8 +207,11 @@ async def run_task(
                 exc = PRSMError(f"no answer within the query's deadline ({left:.1f} s were left)")
             message = str(exc) if isinstance(exc, PRSMError) else f"{type(exc).__name__}: {exc}"
             refused = isinstance(exc, BadInstruction)
-            outcome.attempts.append(Attempt(candidate.model_id, False, latency, message[:500], refused))
-            if not refused:
+            busy = isinstance(exc, Overloaded)
+            outcome.attempts.append(
+                Attempt(candidate.model_id, False, latency, message[:500], refused, busy=busy)
+            )
+            if not refused and not busy:
                 breaker.record(candidate.model_id, ok=False)
             continue
         latency = (time.perf_counter() - t0) * 1000

@@ -93,7 +93,7 @@ class ToolGrader:
                 finished.cluster,
             )
             for a in outcome.attempts
-            if kinds.get(a.model_id) == ModelKind.TOOL and not (a.refused or a.skipped)
+            if kinds.get(a.model_id) == ModelKind.TOOL and not (a.refused or a.skipped or a.busy)
         ]
         for _ in grades:
             metrics.GRADES.inc(grader=self.name, outcome="graded")

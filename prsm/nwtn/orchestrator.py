@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prsm import canary, logs, metrics, quality
 from prsm.db.committer import Write
@@ -23,6 +23,7 @@ from prsm.errors import (
     AllCandidatesFailed,
     InvalidInput,
     ModelCallFailed,
+    Overloaded,
     PromptBlocked,
     PRSMError,
     QueryRefused,
@@ -51,6 +52,7 @@ from prsm.nwtn.plan import (
     plan_response_format,
     validate,
 )
+from prsm.nwtn.remote import OVERLOAD_RETRY_S
 from prsm.nwtn.sessions import SessionStore
 from prsm.nwtn.trace import SessionRecord, Step, task_steps
 from prsm.registry import Registry
@@ -84,6 +86,33 @@ def check_prompt(prompt: str, max_chars: int) -> str:
     if "\x00" in prompt:
         raise InvalidInput("the prompt contains a NUL character", "prompt")
     return prompt.strip()
+
+
+def _ignore(event: dict) -> None:
+    pass
+
+
+def plan_event(session_id: str, plan: TaskPlan, quoted: int) -> dict:
+    """A streamed query's first event: its plan, once the quote is held."""
+    tasks = [{"key": t.key, "capability": t.capability, "instruction": t.instruction,
+              "depends_on": list(t.depends_on)} for t in plan.tasks]  # fmt: skip
+    return {"event": "plan", "session_id": session_id, "planner": plan.planner, "quoted": str(quoted),
+            "tasks": tasks}  # fmt: skip
+
+
+def task_event(outcome: TaskOutcome, card: ModelCard | None) -> dict:
+    """A streamed query's event for one answered (or failed) sub-task."""
+    return {
+        "event": "task",
+        "key": outcome.task.key,
+        "capability": outcome.task.capability,
+        "status": str(outcome.status),
+        "model": outcome.model_id,
+        "node": (card.peer or {}).get("operator") if card is not None else None,  # a peer's model
+        "cached": outcome.cached,
+        "result": outcome.result,
+        "error": outcome.error,
+    }
 
 
 def observe_task(outcome: TaskOutcome, cost: int) -> None:
@@ -152,16 +181,19 @@ class Orchestrator:
         return validate(plan_deterministic(prompt), *limits), notes
 
     async def query(
-        self, prompt: str, account: str, user: str | None = None, route: str | float | None = None
-    ) -> dict:
+        self, prompt: str, account: str, user: str | None = None, route: str | float | None = None,
+        on_event: Callable[[dict], None] | None = None,
+    ) -> dict:  # fmt: skip
         """Answer `prompt`, paid by `account` (its API key's); `user` is the caller's own tag for
         its end user (OpenAI's `user`), recorded with the session (default: the account); `route`
-        the quality/cost trade-off for this query (prsm/nwtn/route.py; None: the operator's)."""
+        the quality/cost trade-off for this query (prsm/nwtn/route.py; None: the operator's).
+        `on_event` (a streamed query's) hears of the plan once its quote is held, and of each
+        sub-task as it is answered (`plan_event`, `task_event`)."""
         started = time.perf_counter()
         status = "cancelled"
         try:
             weight = None if route is None else tradeoff(route)
-            view = await self._query(prompt, account, user, weight, started)
+            view = await self._query(prompt, account, user, weight, started, on_event or _ignore)
             status = view["status"]
             return view
         except PRSMError as exc:  # the client's mistake (4xx), or no model could answer (5xx)
@@ -175,8 +207,9 @@ class Orchestrator:
             metrics.QUERY_SECONDS.observe(time.perf_counter() - started, status=status)
 
     async def _query(
-        self, prompt: str, account: str, user: str | None, route: float | None, started: float
-    ) -> dict:
+        self, prompt: str, account: str, user: str | None, route: float | None, started: float,
+        on_event: Callable[[dict], None],
+    ) -> dict:  # fmt: skip
         # Every model call of this query ends by then (prsm/nwtn/execute.py).
         deadline = time.monotonic() + self.settings.query_deadline_s
         user = user or account
@@ -240,6 +273,7 @@ class Orchestrator:
         )
         with payment_refusal(account, quoted):
             await self.sessions.start(record, charge.hold)  # refused: nothing is written
+        on_event(plan_event(session_id, plan, quoted))
 
         costs: list[tuple[ModelCard, int, int | None]] = []
         scope = None if self.settings.cache_scope == "global" else account  # whose answers a hit reuses
@@ -288,6 +322,7 @@ class Orchestrator:
                 await self.sessions.commit(write)
             else:
                 last = write
+            on_event(task_event(outcome, card))
 
         try:
 
@@ -302,12 +337,17 @@ class Orchestrator:
             compiled = compile_answer(outcomes)
         except (Exception, asyncio.CancelledError) as exc:
             # An unexpected failure, or the client went away (its work was cancelled with it): the
-            # session ends failed and the hold is released, whatever else is cancelled meanwhile.
+            # session ends failed, whatever else is cancelled meanwhile. The sub-tasks answered
+            # by then are paid (their models ran, and a streamed query has sent their results),
+            # with the fee; the rest of the hold is released. None answered: nothing is paid.
             error = "cancelled: the client went away" if isinstance(exc, asyncio.CancelledError) else str(exc)
+            parts = self.billing.query_parts(costs, quoted, cards) if costs else {}
             record.finish(
-                SessionStatus.FAILED, None, error[:2000], (time.perf_counter() - started) * 1000, {}
+                SessionStatus.FAILED, None, error[:2000], (time.perf_counter() - started) * 1000, parts
             )
-            await asyncio.shield(self.sessions.finish(record, [], charge.release(), last))
+            op = charge.capture(parts) if parts else charge.release()
+            await asyncio.shield(self.sessions.finish(record, [], op, last))
+            metrics.FTNS_CHARGED.inc(sum(parts.values()) / FTNS, kind="query")
             raise
         statuses = json.dumps({k: o.status for k, o in outcomes.items()})
         compile_step = Step(
@@ -327,6 +367,11 @@ class Orchestrator:
         metrics.FTNS_CHARGED.inc(sum(parts.values()) / FTNS, kind="query")
         if compiled.status == SessionStatus.FAILED:
             failed = [o for o in outcomes.values() if o.status == TaskStatus.FAILED]
+            if any(a.busy for o in failed for a in o.attempts):  # load, not the query: try again
+                raise Overloaded(
+                    f"the models this query needs are at capacity (session {session_id}): try again shortly",
+                    "prompt", retry_after_s=OVERLOAD_RETRY_S,
+                )  # fmt: skip
             if failed and all(o.attempts and all(a.refused for a in o.attempts) for o in failed):
                 raise QueryRefused(
                     f"the tools could not read this prompt (session {session_id}): {errors}", "prompt"
@@ -404,6 +449,65 @@ class Orchestrator:
         metrics.FTNS_CHARGED.inc(charged, kind="completion")
         metrics.FTNS_EARNED.inc(charged, model=card.id)  # a completion's charge is its model's cost
         return output, charge
+
+    async def complete_stream(
+        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,
+        account: str, receipt: dict,
+    ) -> AsyncIterator[ModelOutput]:  # fmt: skip
+        """`complete`, streamed (`stream: true`): pieces of the answer as the model makes them;
+        `receipt` gets the charge when the stream ends, the same as unstreamed for the same
+        answer, or what ran when it ends early (prsm/ftns/billing.py's `completion_stream`)."""
+        card = await asyncio.to_thread(self.registry.get, model_id)
+        if card.disabled:
+            raise UnknownModel(f"model {model_id!r} is disabled by the operator", "model")
+        budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
+        call = ModelCall(tuple(messages), budget, response_format)
+        cards = await self.cards({card.teacher} - {None})
+        deadline = time.monotonic() + self.settings.query_deadline_s
+        pieces = self.billing.completion_stream(
+            account, card, call, self.stream(card, call, deadline), cards, receipt
+        )
+        last = None
+        try:
+            async for piece in pieces:
+                last = piece
+                yield piece
+        finally:
+            try:
+                await pieces.aclose()  # charged (or released) before the stream's caller goes on
+            finally:
+                self._count_completion(card, last, receipt)
+
+    @staticmethod
+    def _count_completion(card: ModelCard, last: ModelOutput | None, receipt: dict) -> None:
+        if last is not None:
+            charged = int(receipt.get("charged") or 0) / FTNS
+            metrics.TOKENS_IN.inc(last.tokens_in, model=card.id)
+            metrics.TOKENS_OUT.inc(last.tokens_out, model=card.id)
+            metrics.FTNS_CHARGED.inc(charged, kind="completion")
+            metrics.FTNS_EARNED.inc(charged, model=card.id)
+
+    async def stream(self, card: ModelCard, call: ModelCall, deadline: float) -> AsyncIterator[ModelOutput]:
+        """One model call's answer in pieces (`call.stream` where the deployment streams; one
+        piece otherwise), ended at `deadline` like every call."""
+        opened = getattr(self.call, "stream", None)
+        if opened is None:
+            yield await self.bounded_call(card, call)
+            return
+        pieces = opened(card.id, card.kind, call)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                try:
+                    piece = await asyncio.wait_for(anext(pieces), max(left, 0))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    limit = self.settings.query_deadline_s
+                    raise ModelCallFailed(f"{card.id} did not finish within {limit:g} s", "model") from None
+                yield piece
+        finally:
+            await pieces.aclose()
 
     async def bounded_call(self, card: ModelCard, call: ModelCall) -> ModelOutput:
         """One model call within the query deadline (cancelled past it, on its replica too)."""

@@ -11,11 +11,11 @@ the same classes. Values cross as they are (prsm/types.py), errors through their
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 from prsm import logs
-from prsm.errors import PRSMError, as_prsm_error, unwrap
+from prsm.errors import Overloaded, PRSMError, as_prsm_error, unwrap
 from prsm.types import Candidate, ModelCall, ModelKind, ModelOutput, SubTask
 
 Item = TypeVar("Item")
@@ -98,6 +98,8 @@ RankBatch = Callable[
 # A model id gives the function that calls that model: once per call, or once per batch.
 CallOne = Callable[[ModelCall], Awaitable[ModelOutput]]
 CallBatch = Callable[[list[ModelCall]], Awaitable[list[ModelOutput | PRSMError]]]
+# A call whose answer comes in pieces (prsm/backends/__init__.py's `stream_one`).
+CallStream = Callable[[ModelCall], AsyncIterator[ModelOutput]]
 
 
 class RouterClient:
@@ -118,6 +120,20 @@ class RouterClient:
 # Ray's errors for an actor that died or cannot be reached (named, not imported: this module is
 # library code without Ray).
 REPLICA_DIED = frozenset({"ActorDiedError", "RayActorError", "ActorUnavailableError"})
+# Serve's refusal of a call past a deployment's `max_queued_requests`: the model's replicas
+# have more work queued than they take (deployments/app.py bounds the language models' queue).
+QUEUE_FULL = "BackPressureError"
+OVERLOAD_RETRY_S = 5
+
+
+def model_error(exc: BaseException) -> PRSMError:
+    """A model call's failure as the PRSM error it is: Ray's wrappers taken off, a full queue
+    as `Overloaded` (a 503 with Retry-After, no mark against the model)."""
+    if QUEUE_FULL in {type(exc).__name__, type(unwrap(exc)).__name__}:
+        return Overloaded(
+            "the model's replicas are at capacity: try again shortly", "model", retry_after_s=OVERLOAD_RETRY_S
+        )
+    return as_prsm_error(unwrap(exc))
 
 
 class ModelClient:
@@ -125,10 +141,37 @@ class ModelClient:
     and heavy: one call each, to the replicas that host such models. Tools and remote endpoints
     are light and fast: batched per model, to the light replicas."""
 
-    def __init__(self, heavy: Callable[[str], CallOne], light: Callable[[str], CallBatch]):
-        self._heavy_for, self._light_for = heavy, light
+    def __init__(
+        self,
+        heavy: Callable[[str], CallOne],
+        light: Callable[[str], CallBatch],
+        heavy_stream: Callable[[str], CallStream] | None = None,
+    ):
+        self._heavy_for, self._light_for, self._stream_for = heavy, light, heavy_stream
         self._heavy: dict[str, CallOne] = {}
         self._light: dict[str, Coalescer[ModelCall, ModelOutput]] = {}
+
+    async def stream(self, model_id: str, kind: ModelKind, call: ModelCall) -> AsyncIterator[ModelOutput]:
+        """The call's answer in pieces as the model makes them (a transformers model's, on its
+        replica); any other kind's answer comes whole, as one piece. Closing this stream early
+        cancels the call on its replica."""
+        if kind != ModelKind.TRANSFORMERS or self._stream_for is None:
+            yield await self(model_id, kind, call)
+            return
+        pieces = self._stream_for(model_id)(call)
+        ended = False
+        try:
+            async for piece in pieces:
+                yield piece
+            ended = True
+        except Exception as exc:  # a replica's error arrives wrapped by Ray: raise it as itself
+            ended = True
+            raise model_error(exc) from None
+        finally:
+            if not ended:  # left early (the client went away): the replica stops too
+                stop = getattr(pieces, "cancel", None) or getattr(pieces, "aclose", None)
+                if stop is not None and asyncio.iscoroutine(stopping := stop()):
+                    await stopping
 
     async def __call__(self, model_id: str, kind: ModelKind, call: ModelCall) -> ModelOutput:
         for attempt in (1, 2):
@@ -137,7 +180,7 @@ class ModelClient:
             except Exception as exc:  # a replica's error arrives wrapped by Ray: raise it as itself
                 died = REPLICA_DIED & {type(exc).__name__, type(unwrap(exc)).__name__}
                 if not died or attempt == 2:
-                    raise as_prsm_error(unwrap(exc)) from None
+                    raise model_error(exc) from None
                 # The replica died mid-call (killed, out of memory): once more, on another
                 # replica or the one Serve starts in its place.
         raise AssertionError("unreachable")

@@ -125,8 +125,9 @@ class SessionStore:
             if a.ok
             else ("model_failed", {"b_id": a.model_id})
             for a in outcome.attempts
-            # the input's fault, never called, or answered from the cache: the record stays
-            if not (a.refused or a.skipped or a.cached)
+            # the input's fault, never called, turned away by load, or answered from the cache:
+            # the model's record stays
+            if not (a.refused or a.skipped or a.busy or a.cached)
         ]
         return write + quality.writes(list(grades))
 

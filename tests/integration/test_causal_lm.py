@@ -130,3 +130,33 @@ def test_a_caller_that_goes_away_leaves_the_batch_and_the_others_go_on(tiny_mode
 
     assert asyncio.run(scenario()) == alone
     assert backend.batcher._rows == []
+
+
+def test_a_streamed_call_is_the_same_answer_in_pieces_and_stops_when_closed(tiny_model_dir):
+    """Random weights make arbitrary tokens (byte pieces of characters, blanks): the pieces join
+    to exactly `run`'s text with its counts; closing the stream takes its row out of the batch."""
+    backend = CausalLMBackend.load(str(tiny_model_dir), MODEL_DIR)
+    calls = [ModelCall(({"role": "user", "content": f"Tell me about {topic}"},), 48)
+             for topic in ("tea", "Zürich", "π", "rain")]  # fmt: skip
+
+    async def streamed(call):
+        return [piece async for piece in backend.stream(call)]
+
+    for call in calls:
+        whole = asyncio.run(backend.run(call))
+        pieces = asyncio.run(streamed(call))
+        assert "".join(p.text for p in pieces) == whole.text
+        assert (pieces[-1].tokens_in, pieces[-1].tokens_out) == (whole.tokens_in, whole.tokens_out)
+        assert [p.tokens_out for p in pieces] == sorted(p.tokens_out for p in pieces)
+
+    async def leaves():
+        stream = backend.stream(ModelCall(({"role": "user", "content": "Go on"},), 4000))
+        await anext(stream)
+        await stream.aclose()  # the client went away
+        for _ in range(100):
+            if not backend.batcher._rows:
+                break
+            await asyncio.sleep(0.02)
+
+    asyncio.run(leaves())
+    assert backend.batcher._rows == []

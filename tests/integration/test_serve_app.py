@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -127,6 +128,54 @@ def test_official_openai_client_talks_to_a_model_and_to_nwtn(prsm_app):
     with pytest.raises(openai.AuthenticationError) as info:
         stranger.chat.completions.create(model="sympy-cas", messages=[{"role": "user", "content": "x"}])
     assert info.value.code == "invalid_api_key"
+
+
+def test_the_official_client_streams_a_model_token_by_token_and_nwtn_event_by_event(client, prsm_app):
+    """`stream: true` through Serve (NWTN -> the LM replica's streaming method): the same text,
+    usage and charge as unstreamed, in chunks the official client's iterator reads."""
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{prsm_app.base_url}/v1", api_key=prsm_app.keys["alice"])
+    ask = {"model": "smollm2-135m-instruct", "max_tokens": 24,
+           "messages": [{"role": "user", "content": "Name three planets of the solar system."}]}  # fmt: skip
+    whole = oai.chat.completions.create(**ask)
+    chunks = list(oai.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    content = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(content) == whole.choices[0].message.content and len(content) > 3
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-2].model_extra["prsm_charge"]["charged"] == whole.model_extra["prsm_charge"]["charged"]
+
+    query = {"role": "user", "content": "Integrate x^2 from 0 to 3. Convert 2 km to m."}
+    chunks = list(oai.chat.completions.create(model="nwtn", messages=[query], stream=True))
+    events = [c.model_extra["prsm_event"] for c in chunks if c.model_extra.get("prsm_event")]
+    assert [e["event"] for e in events] == ["plan", "task", "task"]
+    answer = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    trace = client.get(f"/v1/sessions/{events[0]['session_id']}").json()
+    assert answer == trace["answer"] and "9" in answer
+    with pytest.raises(openai.NotFoundError):  # before the first chunk: a plain HTTP error
+        next(iter(oai.chat.completions.create(model="nope", messages=[query], stream=True)))
+
+
+def test_a_client_that_disconnects_mid_stream_pays_only_for_the_tokens_it_was_sent(client, prsm_app):
+    body = {"model": "smollm2-135m-instruct", "max_tokens": 1000, "stream": True,
+            "messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}]}  # fmt: skip
+    before = int(client.get("/v1/accounts/alice").json()["balance"])
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        got = [line for line, _ in zip(lines, range(8), strict=False) if line.startswith("data: ")]
+    assert len(got) >= 3  # hung up after a few chunks
+    with Services(prsm_app.settings) as services:
+        for _ in range(100):  # the charge lands once the stream has stopped on the server
+            if services.ledger.balance("escrow:alice") == 0:
+                break
+            time.sleep(0.1)
+        assert services.ledger.balance("escrow:alice") == 0
+        paid = before - services.ledger.balance("alice")
+    price = 2 * 10**15  # the default model's per 1k tokens
+    assert 0 < paid < price * 200 // 1000  # the prompt and the few tokens made, not 1000 tokens
 
 
 def test_remote_endpoint_backend_against_prsms_own_chat_completions(client, prsm_app):

@@ -242,3 +242,36 @@ def test_a_deadline_that_passes_before_a_sub_task_starts_is_no_refusal_and_no_ma
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
     assert {c.id: c.calls for c in services.registry.list()} == calls_before
     assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
+
+
+def test_a_full_model_queue_is_a_503_to_try_again_with_no_mark_on_the_model(nwtn, services, models):
+    """Serve refuses a call past the LM deployment's max_queued_requests (BackPressureError):
+    the query answers Overloaded (503, Retry-After), pays nothing, and the model's record and
+    breaker are untouched: load is not the model's failure."""
+    from functools import partial
+
+    from prsm.errors import Overloaded
+    from prsm.nwtn.remote import ModelClient
+    from prsm.registry import DEFAULT_MODEL_ID
+
+    class BackPressureError(Exception):  # Ray Serve's, by name (prsm/nwtn/remote.py)
+        pass
+
+    async def queue_full(call):
+        raise BackPressureError(
+            "Request dropped due to backpressure (num_queued_requests=32, max_queued_requests=32)."
+        )
+
+    nwtn.call = ModelClient(heavy=lambda m: queue_full, light=lambda m: partial(models.run_many, m))
+    before = services.registry.get(DEFAULT_MODEL_ID)
+    for _ in range(3):  # as many as would open a failing model's breaker
+        with pytest.raises(Overloaded) as info:
+            asyncio.run(nwtn.query("In one sentence, what is entropy?", "alice"))
+    assert info.value.status_code == 503 and info.value.retry_after_s > 0
+    after = services.registry.get(DEFAULT_MODEL_ID)
+    assert (after.calls, after.failures) == (before.calls, before.failures)
+    assert DEFAULT_MODEL_ID not in nwtn.breaker.open_ids()
+    assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
+    with pytest.raises(Overloaded):  # a direct completion likewise
+        asyncio.run(nwtn.complete(DEFAULT_MODEL_ID, [{"role": "user", "content": "hi"}], 8, None, "alice"))
+    assert services.ledger.balance("escrow:alice") == 0

@@ -23,7 +23,7 @@ async def app(scope, receive, send):
 @pytest.fixture(params=["h11", "httptools"])
 def server(request, monkeypatch):
     monkeypatch.setenv(proxy.ENV, "1.5")
-    assert proxy.guard_headers() == []
+    assert [m.cls for m in proxy.guard_headers()] == [proxy.AnswerHealth]
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, http=request.param, log_level="error", lifespan="off",
                             timeout_keep_alive=60)  # fmt: skip
@@ -68,3 +68,78 @@ def test_whole_requests_are_answered_and_an_idle_connection_is_closed_after_the_
             assert b"200 OK" in sock.recv(1024)
         took = closed_within(sock, 6, trickle=False)
     assert took is not None and took < 3.5
+
+
+def test_healthz_is_answered_in_the_proxy_from_serves_state_read_at_most_every_two_seconds():
+    """However busy the ingress, the proxy answers /healthz from the controller's view: 200 while
+    every application runs, 503 with the state and Retry-After otherwise (the read shared and
+    cached), and every other request passes through."""
+    import asyncio
+    import json
+
+    reads = []
+    states = iter([(True, "RUNNING"), (False, "prsm: DEPLOY_FAILED")])
+
+    def read():
+        reads.append(time.monotonic())
+        time.sleep(0.05)
+        return next(states)
+
+    passed = []
+
+    async def inner(scope, receive, send):
+        passed.append(scope["path"])
+
+    health = proxy.AnswerHealth(inner, proxy.Health(read))
+
+    async def get(path):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await health({"type": "http", "method": "GET", "path": path}, None, send)
+        return sent
+
+    async def scenario():
+        first = await asyncio.gather(*(get("/healthz") for _ in range(20)))
+        await get("/v1/query")
+        return first
+
+    first = asyncio.run(scenario())
+    assert len(reads) == 1 and passed == ["/v1/query"]
+    assert all(s[0]["status"] == 200 and json.loads(s[1]["body"]) == {"status": "ok"} for s in first)
+    health.health._at -= proxy.FRESH_S + 1  # a little old: answered at once, read again behind it
+
+    async def stale_then_fresh():
+        at_once = await get("/healthz")
+        await health.health._reading
+        return at_once
+
+    assert asyncio.run(stale_then_fresh())[0]["status"] == 200 and len(reads) == 2
+    health.health._at -= proxy.FRESH_S + 1
+    health.health._state = (True, "RUNNING")
+    health.health._at -= proxy.STALE_S  # too old to give: the probe waits for the read
+    states = iter([(False, "prsm: DEPLOY_FAILED")])
+    down = asyncio.run(get("/healthz"))
+    assert down[0]["status"] == 503 and (b"retry-after", b"5") in down[0]["headers"]
+    assert json.loads(down[1]["body"]) == {"status": "unavailable", "detail": "prsm: DEPLOY_FAILED"}
+
+
+def test_serve_state_reads_serves_status_enums(monkeypatch):
+    from types import SimpleNamespace
+
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    def status_of(**apps):
+        return lambda: SimpleNamespace(applications={n: SimpleNamespace(status=s) for n, s in apps.items()})
+
+    monkeypatch.setattr(serve, "status", status_of(prsm=ApplicationStatus.RUNNING))
+    assert proxy.serve_state() == (True, "RUNNING")
+    monkeypatch.setattr(
+        serve, "status", status_of(prsm=ApplicationStatus.DEPLOYING, other=ApplicationStatus.RUNNING)
+    )
+    assert proxy.serve_state() == (False, "prsm: DEPLOYING")
+    monkeypatch.setattr(serve, "status", status_of())
+    assert proxy.serve_state()[0] is False

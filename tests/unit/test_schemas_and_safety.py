@@ -39,11 +39,15 @@ def test_prices_may_exceed_64_bits_as_digit_strings():
     assert card.public()["price_per_1k_tokens"] == str(10**25)
 
 
-def test_blank_prompt_and_streaming_are_refused():
+def test_a_blank_prompt_is_refused_and_stream_options_are_read():
     with pytest.raises(ValidationError):
         QueryRequest(prompt="  \n ")
-    with pytest.raises(ValidationError, match="streaming"):
-        ChatCompletionRequest(model="nwtn", messages=[{"role": "user", "content": "x"}], stream=True)
+    asked = ChatCompletionRequest(model="nwtn", messages=[{"role": "user", "content": "x"}], stream=True,
+                                  stream_options={"include_usage": True})  # fmt: skip
+    assert asked.stream and asked.stream_options.include_usage
+    with pytest.raises(ValidationError, match="include_usage"):
+        ChatCompletionRequest(model="nwtn", messages=[{"role": "user", "content": "x"}], stream=True,
+                              stream_options={"include_usage": "sometimes"})  # fmt: skip
 
 
 def test_safety_screen_blocks_weapons_and_notes_injection():

@@ -1,0 +1,178 @@
+"""Streamed chat completions (prsm/api/streaming.py) without Ray: the chunks OpenAI's client
+reads, the charge against the unstreamed one, and what a client that goes away pays."""
+
+import asyncio
+import json
+
+import pytest
+from openai.types.chat import ChatCompletionChunk
+
+from prsm.api.streaming import completion_chunks, primed, query_chunks
+from prsm.errors import InsufficientFunds, UnknownModel
+from prsm.ftns.pricing import call_cost
+from prsm.registry import DEFAULT_MODEL_ID
+from prsm.types import ModelOutput
+
+QUESTION = [{"role": "user", "content": "What does a catalyst do in a reaction"}]
+
+
+def events(chunks: list[str]) -> list[dict | str]:
+    """The server-sent events as the client parses them: JSON objects, then the [DONE] marker."""
+    out = []
+    for chunk in chunks:
+        assert chunk.startswith("data: ") and chunk.endswith("\n\n"), chunk
+        data = chunk[len("data: ") : -2]
+        out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+async def drain(stream) -> list[str]:
+    return [chunk async for chunk in stream]
+
+
+def stream_completion(nwtn, receipt, include_usage=False, account="alice", model=DEFAULT_MODEL_ID):
+    pieces = nwtn.complete_stream(model, QUESTION, 16, None, account, receipt)
+    return completion_chunks(pieces, model, include_usage, receipt, lambda last: None)
+
+
+def test_a_streamed_completion_is_the_unstreamed_answer_in_valid_chunks_at_the_same_charge(nwtn):
+    async def scenario():
+        output, charge = await nwtn.complete(DEFAULT_MODEL_ID, QUESTION, 16, None, "alice")
+        receipt: dict = {}
+        chunks = await drain(await primed(stream_completion(nwtn, receipt, include_usage=True)))
+        return output, charge, receipt, events(chunks)
+
+    output, charge, receipt, got = asyncio.run(scenario())
+    assert got[-1] == "[DONE]"
+    parsed = [ChatCompletionChunk.model_validate(e) for e in got[:-1]]  # the official client's type
+    assert parsed[0].choices[0].delta.role == "assistant"
+    content = "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)
+    assert content == output.text
+    assert sum(1 for c in parsed if c.choices and c.choices[0].delta.content) > 3  # piece by piece
+    assert parsed[-2].choices[0].finish_reason == "stop"
+    assert got[-2]["choices"] == [] and got[-2]["usage"]["completion_tokens"] == output.tokens_out
+    assert got[-3]["prsm_charge"] == receipt
+    assert receipt["charged"] == charge["charged"] and int(charge["charged"]) > 0
+
+
+def test_a_client_that_goes_away_mid_stream_stops_the_model_and_pays_for_the_tokens_made(nwtn, services):
+    card = services.registry.get(DEFAULT_MODEL_ID)
+    before = services.ledger.balance("alice")
+
+    async def scenario():
+        receipt: dict = {}
+        stream = await primed(stream_completion(nwtn, receipt))
+        got = [await anext(stream) for _ in range(3)]  # the role chunk and two words
+        await stream.aclose()  # what Serve does when the HTTP client disconnects
+        return receipt, got
+
+    receipt, got = asyncio.run(scenario())
+    made = 2  # two pieces of one token each reached the client
+    tokens_in = events(got[-1:])[0]  # (a content chunk)
+    assert tokens_in["choices"][0]["delta"]["content"]
+    charged = int(receipt["charged"])
+    assert charged == call_cost(card, 8 + len(QUESTION[0]["content"].split()), made)
+    assert services.ledger.balance("alice") == before - charged
+    assert services.ledger.balance("escrow:alice") == 0  # the rest of the hold went back
+
+
+def test_errors_before_the_first_chunk_are_plain_errors_and_hold_nothing(nwtn, services):
+    services.ledger.open_account("broke")
+    with pytest.raises(UnknownModel):
+        asyncio.run(primed(stream_completion(nwtn, {}, model="no-such-model")))
+    with pytest.raises(InsufficientFunds):
+        asyncio.run(primed(stream_completion(nwtn, {}, account="broke")))
+    assert services.ledger.balance("escrow:broke") == 0 and services.ledger.balance("escrow:alice") == 0
+
+
+def test_a_model_that_fails_mid_stream_ends_it_with_an_error_event_and_charges_what_ran(
+    nwtn, services, models
+):
+    class Breaks:
+        async def run(self, call):
+            raise AssertionError("unused")
+
+        async def stream(self, call):
+            yield ModelOutput("Catalysts", 20, 1)
+            raise RuntimeError("the replica ran out of memory")
+
+    models.host(DEFAULT_MODEL_ID, Breaks())
+    receipt: dict = {}
+    got = events(asyncio.run(drain(stream_completion(nwtn, receipt))))
+    assert got[-1]["error"]["type"] == "ModelCallFailed" and "memory" in got[-1]["error"]["message"]
+    assert "[DONE]" not in got
+    assert int(receipt["charged"]) == call_cost(services.registry.get(DEFAULT_MODEL_ID), 20, 1)
+    assert services.ledger.balance("escrow:alice") == 0
+
+
+def run_query(nwtn, prompt):
+    return lambda on_event: nwtn.query(prompt, "alice", None, None, on_event)
+
+
+def test_a_streamed_nwtn_query_sends_its_plan_each_sub_task_then_the_unstreamed_answer(nwtn, services):
+    finished = []
+    chunks = asyncio.run(
+        drain(
+            query_chunks(
+                run_query(nwtn, "Integrate x^2 from 0 to 3. Convert 2 km to m."),
+                True,
+                lambda trace, status: finished.append((trace, status)),
+            )
+        )  # fmt: skip
+    )
+    got = events(chunks)
+    for e in got[:-1]:
+        ChatCompletionChunk.model_validate(e)
+    kinds = [e.get("prsm_event", {}).get("event") for e in got[1:-1]]
+    assert kinds[:3] == ["plan", "task", "task"]
+    plan = got[1]["prsm_event"]
+    assert [t["key"] for t in plan["tasks"]] == ["t1", "t2"]
+    assert "Plan, 2 sub-task(s)" in got[1]["choices"][0]["delta"]["reasoning_content"]
+    results = {e["prsm_event"]["key"]: e["prsm_event"]["result"] for e in got if e != "[DONE]" and "prsm_event" in e
+               and e["prsm_event"]["event"] == "task"}  # fmt: skip
+    assert results["t1"] == "9" and "2000" in results["t2"]
+    ((trace, status),) = finished
+    assert status == "completed" and trace["session_id"] == plan["session_id"]
+    content = "".join(e["choices"][0]["delta"].get("content") or "" for e in got[:-1] if e["choices"])
+    assert content == services.sessions.trace(plan["session_id"])["answer"]
+    assert got[-3]["prsm_charge"] == trace["cost"] and got[-3]["prsm_session_id"] == plan["session_id"]
+
+
+def test_a_client_that_leaves_a_streamed_query_pays_for_the_sub_tasks_it_was_sent(nwtn, services, models):
+    """Its results were streamed: leaving before the answer is not a way to get them free. The
+    sub-task still running is cancelled and the rest of the hold goes back."""
+    cancelled = []
+
+    class Hangs:
+        async def run(self, call):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.append(call)
+                raise
+
+    models.host(DEFAULT_MODEL_ID, Hangs())
+    before = services.ledger.balance("alice")
+
+    async def scenario():
+        stream = await primed(query_chunks(run_query(nwtn, "Integrate x^2 from 0 to 3. Explain what entropy is."),
+                                           False, lambda trace, status: None))  # fmt: skip
+        got = []
+        async for chunk in stream:
+            got.append(chunk)
+            event = events([chunk])[0].get("prsm_event", {})
+            if event.get("event") == "task":
+                break
+        await stream.aclose()
+        return events(got)
+
+    got = asyncio.run(scenario())
+    session_id = got[1]["prsm_event"]["session_id"]
+    assert got[-1]["prsm_event"]["key"] == "t1" and got[-1]["prsm_event"]["result"] == "9"
+    assert len(cancelled) == 1
+    trace = services.sessions.trace(session_id)
+    assert trace["status"] == "failed" and "went away" in trace["error"]
+    paid = before - services.ledger.balance("alice")
+    tool = services.registry.get("sympy-cas")
+    assert paid == int(trace["cost"]["charged"]) == tool.price_per_call + services.settings.query_fee
+    assert services.ledger.balance("escrow:alice") == 0
