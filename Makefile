@@ -29,10 +29,11 @@ $(STAMP): pyproject.toml
 # GitHub tarball that cannot be fetched here, and `npm ci` refuses a lock file without it.
 services: $(NPM_STAMP)
 
-$(NPM_STAMP): $(STAMP) contracts/package-lock.json ipfs/package-lock.json
+# (No Python needed: `make -j2 install services` runs the two installs side by side.)
+$(NPM_STAMP): contracts/package-lock.json ipfs/package-lock.json
 	npm ci --prefix contracts --no-audit --no-fund --loglevel=error
 	npm install --prefix ipfs --no-save --no-audit --no-fund --loglevel=error
-	touch $(NPM_STAMP)
+	mkdir -p $(VENV) && touch $(NPM_STAMP)
 
 demo: install
 	$(BIN)/prsm demo

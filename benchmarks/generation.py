@@ -12,7 +12,8 @@ prompt, varied topics; each answer ends at its end-of-sequence token or its budg
 Tokens per second of both and their ratio (target at 8 concurrent: >= 3x), and whether every
 call's tokens are the same batched and alone. Then a mixed load: calls with different budgets
 arriving 50 ms apart, each call's latency against its own length alone. Then streaming (§2):
-time to the first piece of text beside the whole answer's time, 1 and 8 calls at once.
+time to the first piece of text beside the whole answer's time, 1 and 8 calls at once. Last,
+what one decoding pass costs with 1, 4 and 8 rows (200 tokens of context each).
 
     python benchmarks/generation.py [--quick]
 Writes benchmarks/results/generation.json.
@@ -106,6 +107,27 @@ async def sustained(backend: CausalLMBackend, calls: list[ModelCall], concurrent
     return time.perf_counter() - started, tokens
 
 
+def step_ms(backend: CausalLMBackend, rows: int, context: int = 200, steps: int = 20) -> float:
+    """Milliseconds of one decoding pass for `rows` rows at `context` tokens of cache each (the
+    batcher's own call: mask, positions, cache), what a batched pass costs against a single one."""
+    from transformers import DynamicCache
+
+    model, cache = backend.model, DynamicCache()
+    ids = torch.randint(100, 1000, (rows, context), generator=torch.Generator().manual_seed(rows))
+    mask = torch.ones((rows, context), dtype=torch.long)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1)
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        started = time.perf_counter()
+        for i in range(steps):
+            mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=1)
+            positions = torch.full((rows, 1), context + i)
+            out = model(input_ids=nxt, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                        logits_to_keep=1)  # fmt: skip
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+    return (time.perf_counter() - started) / steps * 1000
+
+
 async def streamed(backend: CausalLMBackend, calls: list[ModelCall]) -> tuple[list[float], list[float]]:
     """The calls streamed at once: each one's seconds to its first piece of text and to its end."""
 
@@ -188,6 +210,15 @@ def main() -> None:
             f"stream_c{concurrent}_first_token_ratio": round(statistics.mean(first) / statistics.mean(whole), 3),
         }  # fmt: skip
         print({k: v for k, v in figures.items() if k.startswith(f"stream_c{concurrent}_")}, flush=True)
+    # What a pass costs by its rows: the ceiling of batching on this CPU (a wave of 8 averages
+    # fewer rows a pass, as short answers leave).
+    for rows in (1, 4, 8):
+        figures[f"step_ms_rows_{rows}"] = round(step_ms(backend, rows), 1)
+    for rows in (4, 8):
+        figures[f"step_cost_ratio_{rows}_vs_1"] = round(
+            figures[f"step_ms_rows_{rows}"] / figures["step_ms_rows_1"], 3
+        )
+    print({k: v for k, v in figures.items() if k.startswith("step_")}, flush=True)
     result = {"machine": machine(), "quick": args.quick, "target_ratio_at_8": TARGET, **figures,
               "target_met": figures["c8_throughput_ratio"] >= TARGET}  # fmt: skip
     for key, value in result.items():

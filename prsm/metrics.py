@@ -127,7 +127,7 @@ FTNS_EARNED = counter(
 )
 REFUSALS = counter(
     "prsm_refusals",
-    "Requests refused at the edge: 401 (no valid key), 402 (no funds), 429 (over a limit).",
+    "Requests refused: 401 (no valid key), 402 (no funds), 429 (over a limit), 503 (overloaded).",
     "status",
 )
 COMMIT_SECONDS = histogram(

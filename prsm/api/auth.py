@@ -139,11 +139,11 @@ class Authenticate:
         return send_and_record
 
 
-REFUSED = frozenset({401, 402, 429})
+REFUSED = frozenset({401, 402, 429, 503})
 
 
 def _counting_refusals(send):
-    """`send`, counting a 401, 402 or 429 answer in the metrics as it starts."""
+    """`send`, counting a 401, 402, 429 or 503 answer in the metrics as it starts."""
 
     async def send_and_count(message):
         if message["type"] == "http.response.start" and message["status"] in REFUSED:
