@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -33,7 +32,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from machine import machine  # noqa: E402  (benchmarks/machine.py)
+from machine import machine, report  # noqa: E402  (benchmarks/machine.py)
 
 from prsm.settings import apply_ray_env  # noqa: E402
 from tests.services import free_port  # noqa: E402
@@ -192,12 +191,7 @@ def main() -> None:
         },
         "timeline": timeline,
     }
-    for key_, value in result.items():
-        if key_ != "timeline":
-            print(f"{key_}: {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    report(result, RESULTS, leave_out=("timeline",))
 
 
 if __name__ == "__main__":

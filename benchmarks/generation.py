@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from machine import machine  # noqa: E402  (benchmarks/machine.py)
+from machine import machine, report  # noqa: E402  (benchmarks/machine.py)
 
 from prsm.backends.causal_lm import CausalLMBackend  # noqa: E402
 from prsm.nwtn.execute import GENERAL_SYSTEM_PROMPT  # noqa: E402
@@ -221,11 +220,7 @@ def main() -> None:
     print({k: v for k, v in figures.items() if k.startswith("step_")}, flush=True)
     result = {"machine": machine(), "quick": args.quick, "target_ratio_at_8": TARGET, **figures,
               "target_met": figures["c8_throughput_ratio"] >= TARGET}  # fmt: skip
-    for key, value in result.items():
-        print(f"{key}: {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    report(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import subprocess
@@ -40,7 +39,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from machine import machine  # noqa: E402  (benchmarks/machine.py)
+from machine import machine, report  # noqa: E402  (benchmarks/machine.py)
 from serve_overhead import PeakMemory  # noqa: E402  (all Ray processes' memory, sampled)
 
 from prsm.settings import apply_ray_env  # noqa: E402
@@ -281,11 +280,7 @@ def main() -> None:
         "healthz_within_1_s": result["healthz_ratio"] <= 1.0,
         "memory_under_6_gib": result["memory_ratio"] < 1.0,
     }
-    for key, value in result.items():
-        print(f"{key}: {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(REPO)}")
+    report(result, RESULTS)
 
 
 if __name__ == "__main__":

@@ -236,6 +236,9 @@ class ArtifactConflict(PRSMError):
     status_code = 409
 
 
+RETRY_AFTER_S = 5  # a 503's Retry-After where the error names none, and an overload's
+
+
 class Overloaded(PRSMError):
     """The models a request needs have more work queued than they take: try again after
     `retry_after_s` (503 with Retry-After), rather than wait in a queue without end."""

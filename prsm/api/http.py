@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from prsm import quality
 from prsm.api import auth, limits
-from prsm.errors import PRSMError, unwrap
+from prsm.errors import RETRY_AFTER_S, PRSMError, unwrap
 from prsm.types import ModelCard
 
 TRACE_RESPONSE = {
@@ -68,9 +68,6 @@ def create_api() -> FastAPI:
     api.add_exception_handler(RequestValidationError, validation_error)
     api.add_exception_handler(BodyInvalid, body_invalid)
     return api
-
-
-RETRY_AFTER_S = 5  # a 503's Retry-After where the error names none
 
 
 def error_body(error: dict, code: str | None = None) -> dict:

@@ -21,6 +21,8 @@ import json
 import os
 import time
 
+from prsm.errors import RETRY_AFTER_S
+
 ENV = "PRSM_HEADER_TIMEOUT_S"
 DEFAULT_S = 10.0
 
@@ -129,6 +131,7 @@ class Health:
         self._state: tuple[bool, str] = (False, "not read yet")
         self._at = float("-inf")
         self._reading: asyncio.Future | None = None
+        self._call: asyncio.Future | None = None  # the read's thread: one at a time, even past its deadline
 
     async def state(self) -> tuple[bool, str]:
         age = time.monotonic() - self._at
@@ -142,8 +145,10 @@ class Health:
         return self._state
 
     async def _refresh(self) -> None:
+        if self._call is None or self._call.done():  # a read still hanging is waited on, not repeated
+            self._call = asyncio.ensure_future(asyncio.to_thread(self._read))
         try:
-            state = await asyncio.wait_for(asyncio.to_thread(self._read), READ_DEADLINE_S)
+            state = await asyncio.wait_for(asyncio.shield(self._call), READ_DEADLINE_S)
         except Exception as exc:  # noqa: BLE001 (the controller unreachable: not healthy)
             state = (False, f"Serve's controller did not answer: {type(exc).__name__}")
         self._state, self._at = state, time.monotonic()
@@ -166,6 +171,6 @@ class AnswerHealth:
         body = json.dumps({"status": "ok"} if ok else {"status": "unavailable", "detail": state}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if not ok:
-            headers.append((b"retry-after", b"5"))
+            headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         await send({"type": "http.response.start", "status": 200 if ok else 503, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

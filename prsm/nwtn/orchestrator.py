@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from prsm import canary, logs, metrics, quality
 from prsm.db.committer import Write
 from prsm.errors import (
+    RETRY_AFTER_S,
     AllCandidatesFailed,
     InvalidInput,
     ModelCallFailed,
@@ -52,7 +53,6 @@ from prsm.nwtn.plan import (
     plan_response_format,
     validate,
 )
-from prsm.nwtn.remote import OVERLOAD_RETRY_S
 from prsm.nwtn.sessions import SessionStore
 from prsm.nwtn.trace import SessionRecord, Step, task_steps
 from prsm.registry import Registry
@@ -370,7 +370,7 @@ class Orchestrator:
             if any(a.busy for o in failed for a in o.attempts):  # load, not the query: try again
                 raise Overloaded(
                     f"the models this query needs are at capacity (session {session_id}): try again shortly",
-                    "prompt", retry_after_s=OVERLOAD_RETRY_S,
+                    "prompt", retry_after_s=RETRY_AFTER_S,
                 )  # fmt: skip
             if failed and all(o.attempts and all(a.refused for a in o.attempts) for o in failed):
                 raise QueryRefused(
@@ -434,21 +434,24 @@ class Orchestrator:
         """One chat completion from one registered model (OpenAI-compatible endpoint), paid by
         `account` like a one-task query without the orchestration fee; `key`: the call's own id
         (a peer node's), answered once (prsm/ftns/billing.py)."""
+        card, call, cards = await self._completion(model_id, messages, max_tokens, response_format)
+        output, charge = await self.billing.completion(
+            account, card, call, lambda: self.bounded_call(card, call), cards, key
+        )
+        self._count_completion(card, output, charge)
+        return output, charge
+
+    async def _completion(
+        self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None
+    ) -> tuple[ModelCard, ModelCall, dict[str, ModelCard]]:
+        """A chat completion's card (enabled), its call within the budget, and the cards its
+        charge needs (the teacher's, for the royalty)."""
         card = await asyncio.to_thread(self.registry.get, model_id)
         if card.disabled:
             raise UnknownModel(f"model {model_id!r} is disabled by the operator", "model")
         budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
         call = ModelCall(tuple(messages), budget, response_format)
-        cards = await self.cards({card.teacher} - {None})
-        output, charge = await self.billing.completion(
-            account, card, call, lambda: self.bounded_call(card, call), cards, key
-        )
-        charged = int(charge["charged"]) / FTNS
-        metrics.TOKENS_IN.inc(output.tokens_in, model=card.id)
-        metrics.TOKENS_OUT.inc(output.tokens_out, model=card.id)
-        metrics.FTNS_CHARGED.inc(charged, kind="completion")
-        metrics.FTNS_EARNED.inc(charged, model=card.id)  # a completion's charge is its model's cost
-        return output, charge
+        return card, call, await self.cards({card.teacher} - {None})
 
     async def complete_stream(
         self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,
@@ -457,12 +460,7 @@ class Orchestrator:
         """`complete`, streamed (`stream: true`): pieces of the answer as the model makes them;
         `receipt` gets the charge when the stream ends, the same as unstreamed for the same
         answer, or what ran when it ends early (prsm/ftns/billing.py's `completion_stream`)."""
-        card = await asyncio.to_thread(self.registry.get, model_id)
-        if card.disabled:
-            raise UnknownModel(f"model {model_id!r} is disabled by the operator", "model")
-        budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
-        call = ModelCall(tuple(messages), budget, response_format)
-        cards = await self.cards({card.teacher} - {None})
+        card, call, cards = await self._completion(model_id, messages, max_tokens, response_format)
         deadline = time.monotonic() + self.settings.query_deadline_s
         pieces = self.billing.completion_stream(
             account, card, call, self.stream(card, call, deadline), cards, receipt
@@ -479,13 +477,16 @@ class Orchestrator:
                 self._count_completion(card, last, receipt)
 
     @staticmethod
-    def _count_completion(card: ModelCard, last: ModelOutput | None, receipt: dict) -> None:
-        if last is not None:
-            charged = int(receipt.get("charged") or 0) / FTNS
-            metrics.TOKENS_IN.inc(last.tokens_in, model=card.id)
-            metrics.TOKENS_OUT.inc(last.tokens_out, model=card.id)
-            metrics.FTNS_CHARGED.inc(charged, kind="completion")
-            metrics.FTNS_EARNED.inc(charged, model=card.id)
+    def _count_completion(card: ModelCard, last: ModelOutput | None, charge: dict) -> None:
+        """A completion's tokens and charge in the metrics (a completion's charge is its model's
+        cost); `last` None: nothing was answered."""
+        if last is None:
+            return
+        charged = int(charge.get("charged") or 0) / FTNS
+        metrics.TOKENS_IN.inc(last.tokens_in, model=card.id)
+        metrics.TOKENS_OUT.inc(last.tokens_out, model=card.id)
+        metrics.FTNS_CHARGED.inc(charged, kind="completion")
+        metrics.FTNS_EARNED.inc(charged, model=card.id)
 
     async def stream(self, card: ModelCard, call: ModelCall, deadline: float) -> AsyncIterator[ModelOutput]:
         """One model call's answer in pieces (`call.stream` where the deployment streams; one

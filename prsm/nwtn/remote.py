@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 from prsm import logs
-from prsm.errors import Overloaded, PRSMError, as_prsm_error, unwrap
+from prsm.errors import RETRY_AFTER_S, Overloaded, PRSMError, as_prsm_error, unwrap
 from prsm.types import Candidate, ModelCall, ModelKind, ModelOutput, SubTask
 
 Item = TypeVar("Item")
@@ -123,7 +123,6 @@ REPLICA_DIED = frozenset({"ActorDiedError", "RayActorError", "ActorUnavailableEr
 # Serve's refusal of a call past a deployment's `max_queued_requests`: the model's replicas
 # have more work queued than they take (deployments/app.py bounds the language models' queue).
 QUEUE_FULL = "BackPressureError"
-OVERLOAD_RETRY_S = 5
 
 
 def model_error(exc: BaseException) -> PRSMError:
@@ -131,7 +130,7 @@ def model_error(exc: BaseException) -> PRSMError:
     as `Overloaded` (a 503 with Retry-After, no mark against the model)."""
     if QUEUE_FULL in {type(exc).__name__, type(unwrap(exc)).__name__}:
         return Overloaded(
-            "the model's replicas are at capacity: try again shortly", "model", retry_after_s=OVERLOAD_RETRY_S
+            "the model's replicas are at capacity: try again shortly", "model", retry_after_s=RETRY_AFTER_S
         )
     return as_prsm_error(unwrap(exc))
 

@@ -143,3 +143,31 @@ def test_serve_state_reads_serves_status_enums(monkeypatch):
     assert proxy.serve_state() == (False, "prsm: DEPLOYING")
     monkeypatch.setattr(serve, "status", status_of())
     assert proxy.serve_state()[0] is False
+
+
+def test_a_controller_read_that_hangs_is_waited_on_not_repeated(monkeypatch):
+    """The controller not answering: /healthz says so within the read's deadline, and later
+    probes wait on that same read instead of starting thread after thread."""
+    import asyncio
+    import threading
+
+    monkeypatch.setattr(proxy, "READ_DEADLINE_S", 0.1)
+    release, reads = threading.Event(), []
+
+    def hangs():
+        reads.append(1)
+        release.wait(5)
+        return (True, "RUNNING")
+
+    health = proxy.Health(hangs)
+
+    async def scenario():
+        first = await health.state()
+        health._at -= proxy.STALE_S + 1  # too old to give: the next probe waits for a read
+        second = await health.state()
+        release.set()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first[0] is False and "did not answer" in first[1] and second[0] is False
+    assert len(reads) == 1
