@@ -3,6 +3,7 @@ anvil, an IPFS node, a node's federation endpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -134,11 +135,15 @@ def ipfs_node(online: bool = False, host: str = "127.0.0.1") -> Iterator[str]:
     run = {"env": env, "check": True, "capture_output": True}
     subprocess.run([str(JSIPFS), "init", "--profile", "test"], **run)
     api, rpc = free_port(), free_port()
-    subprocess.run([str(JSIPFS), "config", "Addresses.API", f"/ip4/{host}/tcp/{api}"], **run)
-    subprocess.run([str(JSIPFS), "config", "Addresses.RPC", f"/ip4/127.0.0.1/tcp/{rpc}"], **run)
+    # The repo's config file is edited here, not with `jsipfs config` (a Node.js start per key,
+    # seconds each on these machines).
+    config_file = repo / "repo" / "config"
+    config = json.loads(config_file.read_text())
+    config["Addresses"]["API"] = f"/ip4/{host}/tcp/{api}"
+    config["Addresses"]["RPC"] = f"/ip4/127.0.0.1/tcp/{rpc}"
     if online:  # the test profile already has no bootstrap peers and no mDNS
-        swarm = f'["/ip4/127.0.0.1/tcp/{free_port()}"]'
-        subprocess.run([str(JSIPFS), "config", "--json", "Addresses.Swarm", swarm], **run)
+        config["Addresses"]["Swarm"] = [f"/ip4/127.0.0.1/tcp/{free_port()}"]
+    config_file.write_text(json.dumps(config, indent=2))
     url = f"http://{host}:{api}/api/v0"
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(
