@@ -47,6 +47,7 @@ from prsm.errors import (
     SessionNotFound,
     UnknownAccount,
     UnknownKey,
+    UnsupportedMediaType,
 )
 from prsm.federation import serve as federation
 from prsm.federation.node import NODE_PATH
@@ -144,6 +145,7 @@ api = create_api()
 TICK_S = 5.0  # how often an NWTN replica looks for due scheduled jobs (a read; no write unless due)
 PARENTS = Query(default=[], description="CIDs it was made from (repeat the parameter).")
 KIND = Query(..., description="What the bytes are.")
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 WHO = Depends(current_principal)
 
 
@@ -325,7 +327,10 @@ class NWTN:
 
     @api.get("/v1/keys")
     async def list_keys(self, account: str | None = Query(None), principal: Principal = WHO) -> dict:
-        """The asking key's account's keys (an operator's key: every account's, or `account`'s)."""
+        """The asking key's account's keys (an operator's key: every account's, or `account`'s).
+        Another account's keys are not found, as every other object of another account."""
+        if account not in (None, principal.account) and not principal.operator:
+            raise UnknownAccount(f"no account {account!r}", "account")
         wanted = account if principal.operator else principal.account
         records = await asyncio.to_thread(self.keys.list, wanted)
         return {"object": "list", "data": [r.public() for r in records]}
@@ -335,7 +340,7 @@ class NWTN:
         """A new key for the asking key's account, with at most its role. The key is in this
         answer only: it is stored as a hash."""
         account = acting_for(principal, body.account, "account")
-        require(principal, body.role, f"making a {body.role} key")
+        require(principal, body.role, f"making {'an' if body.role == 'operator' else 'a'} {body.role} key")
         if principal.limits.any and not principal.operator:
             # else a limited key would make itself an unlimited one
             raise Forbidden("a key with limits cannot make keys: ask the operator", "authorization")
@@ -375,6 +380,12 @@ class NWTN:
         """Upload bytes (the raw body, streamed; size-limited) into the content-addressed store
         and record their provenance, created by the key's account; answers with the CID and the
         record."""
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media in FORM_TYPES:  # a form's framing would be stored as the artifact's bytes
+            raise UnsupportedMediaType(
+                f"send the artifact's bytes as the raw body (application/octet-stream), not as {media}",
+                "content-type",
+            )
         creator = acting_for(principal, creator, "creator")
         provenance = {"kind": kind, "creator": creator, "parents": parents, "licence": licence, "name": name}
         settings = self.services.settings

@@ -112,6 +112,15 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
+PRIVATE_NAMES = frozenset({"localhost", "metadata", "instance-data"})
+PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".intranet", ".home.arpa", ".lan")
+
+
+def private_name(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host in PRIVATE_NAMES or host.endswith(PRIVATE_SUFFIXES)
+
+
 def parse_endpoint(url: str) -> Endpoint:
     """Split and check an endpoint's form (not its destination): raises InvalidInput."""
     if any(c.isspace() or ord(c) < 32 or c == "\\" for c in url):
@@ -161,6 +170,14 @@ class EgressPolicy:
         literal = _literal(endpoint.host)
         if literal is not None:
             self._check_address(endpoint, literal, InvalidInput)
+        elif private_name(endpoint.host) and not self.allowed(endpoint, None):
+            # Names that only ever mean a private network (RFC 6761, 6762, 8375; ICANN's
+            # .internal; cloud metadata): refused by name, before any resolver is asked.
+            raise InvalidInput(
+                f"the endpoint's host {endpoint.host!r} is a private-network name; an operator can "
+                "allow it with PRSM_EGRESS_ALLOW",
+                "endpoint",
+            )
         elif endpoint.scheme != "https" and not self.allowed(endpoint, None):
             # A host name's addresses are checked at each call; plain http needs the allowlist
             # by name (an address can only be judged once resolved).

@@ -252,6 +252,10 @@ class TooLarge(PRSMError):
     status_code = 413
 
 
+class UnsupportedMediaType(PRSMError):
+    status_code = 415
+
+
 class ClusterTooSmall(PRSMError):
     """A job asks for more than the cluster has free (said at once, not retried forever)."""
 

@@ -68,11 +68,15 @@ async def authenticate(keys: ApiKeys | None, token: str | None) -> Principal:
 
 
 def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
+    """The request's bearer token (None: there is none). More than one Authorization header is
+    refused: which of two keys acts is never guessed."""
+    found = [value for name, value in headers if name == b"authorization"]
+    if len(found) > 1:
+        raise Unauthorized("send one Authorization header, not several", "authorization")
+    if not found:
+        return None
+    scheme, _, token = found[0].decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def request_id(headers: list[tuple[bytes, bytes]]) -> str:

@@ -336,8 +336,17 @@ class ChatCompletionRequest(BaseModel):
     )
     stream_options: StreamOptions | None = None
     response_format: dict | None = Field(
-        default=None, description=f"json_schema named {PLAN_SCHEMA_NAME}: decoded under the plan schema"
+        default=None,
+        description=f"text; PRSM's own language models also decode under the json_schema named "
+        f"{PLAN_SCHEMA_NAME} (the plan schema); a remote model gets it as sent",
     )
+    # OpenAI's sampling fields are checked against OpenAI's ranges and not applied: every call
+    # decodes greedily (the same answer for the same call, which prices, the sub-task cache and
+    # the graders rely on; a remote model is called with temperature 0). More
+    # than one choice is refused, not silently ignored.
+    n: int | None = Field(default=None, ge=1, le=1, description="PRSM answers one choice per request")
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     user: str | None = Field(default=None, pattern=ACCOUNT_ID_PATTERN)
     route: Route | None = Field(
         default=None, description="model nwtn: the routing trade-off, as in POST /v1/query (extra_body)"

@@ -59,9 +59,11 @@ from prsm.registry import Registry
 from prsm.safety import blocking, screen
 from prsm.settings import Settings, tradeoff
 from prsm.types import (
+    PLAN_SCHEMA_NAME,
     Candidate,
     ModelCall,
     ModelCard,
+    ModelKind,
     ModelOutput,
     SessionStatus,
     StepRole,
@@ -450,8 +452,38 @@ class Orchestrator:
         if card.disabled:
             raise UnknownModel(f"model {model_id!r} is disabled by the operator", "model")
         budget = min(max_tokens or self.settings.max_new_tokens, 4 * self.settings.max_new_tokens)
+        response_format = self._response_format(card, response_format)
         call = ModelCall(tuple(messages), budget, response_format)
         return card, call, await self.cards({card.teacher} - {None})
+
+    def _response_format(self, card: ModelCard, asked: dict | None) -> dict | None:
+        """What a completion may ask of `card`'s output, checked before anything is held: text
+        from any model; a remote endpoint gets the client's `response_format` as sent (it decides
+        what it supports); PRSM's own language models decode under the task-plan schema and
+        nothing else, with at most the planner's limit of sub-tasks. Anything else is the
+        client's mistake (422 naming response_format), not a failure of the model."""
+        if asked is None or asked.get("type") == "text":
+            return None
+        if card.kind == ModelKind.OPENAI:
+            return asked
+        schema = asked.get("json_schema")
+        if (
+            card.kind != ModelKind.TRANSFORMERS
+            or asked.get("type") != "json_schema"
+            or not isinstance(schema, dict)
+            or schema.get("name") != PLAN_SCHEMA_NAME
+        ):
+            decodes = (
+                f"text or the {PLAN_SCHEMA_NAME!r} json_schema"
+                if card.kind == ModelKind.TRANSFORMERS
+                else "text"
+            )
+            raise InvalidInput(f"model {card.id!r} answers only {decodes}", "response_format")
+        limit = self.settings.max_plan_tasks
+        max_tasks = schema.get("max_tasks", limit)
+        if isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or not 1 <= max_tasks <= limit:
+            raise InvalidInput(f"max_tasks is a whole number from 1 to {limit}", "response_format")
+        return plan_response_format(max_tasks)
 
     async def complete_stream(
         self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,

@@ -170,6 +170,7 @@ def test_keys_are_managed_by_their_own_account_within_its_role(prsm_app, service
         assert erin.post("/v1/keys", json={"role": "owner"}).status_code == 403  # above its own role
         assert erin.post("/v1/keys", json={"account": "alice"}).status_code == 403
         assert bob.delete(f"/v1/keys/{key_id}").status_code == 404  # not bob's: as if absent
+        assert bob.get("/v1/keys", params={"account": "erin"}).status_code == 404  # likewise
         rotated = erin.post(f"/v1/keys/{key_id}/rotate", json={"grace_s": 0})
         assert rotated.status_code == 201 and rotated.json()["id"] != key_id
         with client(prsm_app, token) as old:

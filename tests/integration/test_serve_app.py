@@ -295,6 +295,9 @@ def test_artifacts_upload_streams_into_the_store_and_record_provenance(client, p
     assert orphan.status_code == 422 and orphan.json()["error"]["field"] == "parents"
     bad_kind = client.post("/v1/artifacts", params={"kind": "movie", "creator": "alice"}, content=b"x")
     assert bad_kind.status_code == 422 and bad_kind.json()["error"]["field"] == "kind"
+    # A form upload would store the form's framing: refused, nothing kept.
+    form = client.post("/v1/artifacts", params={"kind": "dataset"}, files={"file": ("a.bin", b"bytes")})
+    assert form.status_code == 415 and form.json()["error"]["field"] == "content-type"
 
 
 def test_a_students_answers_are_graded_in_shadow_against_its_teacher(prsm_app):

@@ -98,9 +98,13 @@ def allowing(port: int, **limits) -> EgressPolicy:
 )
 def test_a_card_cannot_make_prsm_call_a_local_or_private_address(url):
     policy = EgressPolicy()
-    with pytest.raises((InvalidInput, ModelCallFailed), match="not on the public internet|http"):
+    with pytest.raises(
+        (InvalidInput, ModelCallFailed), match="not on the public internet|http|private-network"
+    ):
         asyncio.run(policy.vet(url))
-    with pytest.raises(ModelCallFailed, match="not on the public internet|http"):  # the card's fault
+    with pytest.raises(
+        ModelCallFailed, match="not on the public internet|http|private-network"
+    ):  # the card's fault
         call(RemoteChatBackend(url, "m", policy))
 
 
@@ -126,6 +130,27 @@ def test_an_endpoint_in_a_bad_form_is_refused_naming_the_field(url, words):
     with pytest.raises(InvalidInput, match=words) as info:
         parse_endpoint(url)
     assert info.value.field == "endpoint"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "api.localhost",
+        "metadata.google.internal",
+        "metadata",
+        "printer.local",
+        "router.home.arpa",
+        "LOCALHOST.",
+    ],  # fmt: skip
+)
+def test_a_private_network_name_is_refused_before_any_resolver_is_asked(host):
+    """What such a name resolves to here says nothing of what it resolves to at the next call."""
+    with pytest.raises(InvalidInput, match="private-network name") as info:
+        EgressPolicy().check(f"https://{host}/v1")
+    assert info.value.field == "endpoint"
+    allowed = EgressPolicy.from_entries([f"{host.lower().rstrip('.')}:8000"])
+    assert allowed.check(f"https://{host}:8000/v1").port == 8000  # the operator's allowlist still rules
 
 
 def test_plain_http_to_a_public_address_needs_the_allowlist():

@@ -125,3 +125,31 @@ def test_a_question_in_words_is_answered_by_the_tools_with_values_passed_on(nwtn
     assert tasks[2]["result"] == "6.437376 kilometer"
     assert tasks[3]["result"].startswith("K = 9 joule (kinetic energy: K = m*v^2/2")
     assert "unverified" not in trace["answer"]
+
+
+def test_an_output_format_a_model_cannot_decode_is_the_callers_mistake_and_holds_nothing(nwtn, services):
+    """PRSM's language models decode text or the task-plan schema; a tool answers text. Any
+    other response_format is a 422 naming it before anything is held, never a model failure."""
+    from prsm.errors import InvalidInput
+    from prsm.nwtn.plan import plan_response_format
+    from prsm.registry import DEFAULT_MODEL_ID
+
+    hi = [{"role": "user", "content": "hi"}]
+    before = services.ledger.balance("alice")
+    plan = plan_response_format(4)
+    for model, asked in (
+        (DEFAULT_MODEL_ID, {"type": "json_object"}),
+        (DEFAULT_MODEL_ID, {"type": "json_schema", "json_schema": {"name": "mine", "schema": {}}}),
+        (DEFAULT_MODEL_ID, {"type": "json_schema", "json_schema": "prsm_task_plan"}),
+        (DEFAULT_MODEL_ID, {**plan, "json_schema": {**plan["json_schema"], "max_tasks": 10**9}}),
+        (DEFAULT_MODEL_ID, {**plan, "json_schema": {**plan["json_schema"], "max_tasks": "many"}}),
+        ("pint-units", plan),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            asyncio.run(nwtn.complete(model, hi, 8, asked, "alice"))
+        assert refused.value.status_code == 422 and refused.value.field == "response_format"
+    assert services.ledger.balance("alice") == before and services.ledger.balance("escrow:alice") == 0
+    # Text, asked for by name, is what every model answers.
+    output, _ = asyncio.run(nwtn.complete("pint-units", [{"role": "user", "content": "1 km to m"}], None,
+                                          {"type": "text"}, "alice"))  # fmt: skip
+    assert output.text.startswith("1000")

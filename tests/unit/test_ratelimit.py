@@ -130,6 +130,22 @@ def test_a_key_without_limits_is_not_metered(app, services):
     assert "x-ratelimit-limit-requests" not in responses[0].headers
 
 
+def test_a_request_with_two_authorization_headers_is_refused_not_guessed(app, services):
+    """A proxy in front may add its own key; the app never picks one of two."""
+    mine, _ = services.keys.create("two-headers")
+    other, _ = services.keys.create("someone-else")
+
+    async def ask(headers):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.get("/v1/accounts/x", headers=headers)
+
+    assert asyncio.run(ask([("authorization", f"Bearer {mine}")])).status_code == 200
+    for headers in ([("authorization", f"Bearer {mine}"), ("authorization", f"Bearer {other}")],
+                    [("authorization", f"Bearer {mine}"), ("authorization", f"Bearer {mine}")]):  # fmt: skip
+        refused = asyncio.run(ask(headers))
+        assert refused.status_code == 401 and "one Authorization header" in refused.json()["error"]["message"]
+
+
 def test_a_body_that_trickles_is_cut_off_with_408():
     from prsm.api import limits
 
