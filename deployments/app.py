@@ -146,6 +146,9 @@ TICK_S = 5.0  # how often an NWTN replica looks for due scheduled jobs (a read; 
 PARENTS = Query(default=[], description="CIDs it was made from (repeat the parameter).")
 KIND = Query(..., description="What the bytes are.")
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+# A page's cursor: a row id, within the 64-bit integers both databases store (past them SQLite's
+# driver raised OverflowError, a 500).
+BEFORE = Query(None, ge=1, le=2**63 - 1, description="The `next_before` of the page before.")
 WHO = Depends(current_principal)
 
 
@@ -254,7 +257,7 @@ class NWTN:
     @api.get("/v1/audit")
     async def audit(
         self, account: str | None = Query(None, pattern=ACCOUNT_ID_PATTERN), key_id: str | None = Query(None, max_length=32),
-        limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=1), principal: Principal = WHO,
+        limit: int = Query(50, ge=1, le=500), before: int | None = BEFORE, principal: Principal = WHO,
     ) -> dict:  # fmt: skip
         """The audit trail of state-changing requests, newest first (operators only)."""
         require(principal, KeyRole.OPERATOR, "reading the audit trail")
@@ -316,7 +319,7 @@ class NWTN:
 
     @api.get("/v1/accounts/{account_id}/entries")
     async def entries(
-        self, account_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = Query(None, ge=1),
+        self, account_id: str, limit: int = Query(50, ge=1, le=500), before: int | None = BEFORE,
         principal: Principal = WHO,
     ) -> dict:  # fmt: skip
         """Ledger entries, newest first; pass `next_before` back as `before` for the next page."""

@@ -193,6 +193,13 @@ class BadInstruction(ModelCallFailed):
         return wrap
 
 
+class ContextTooLong(BadInstruction):
+    """A call's messages and budget do not fit the model's context (OpenAI's error for it)."""
+
+    status_code = 400
+    code = "context_length_exceeded"
+
+
 # --- FTNS -----------------------------------------------------------------------------------
 
 

@@ -15,16 +15,24 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prsm.backends.batching import ContinuousBatcher
 from prsm.backends.guided import PlanDecoder
-from prsm.errors import ModelCallFailed
+from prsm.errors import ContextTooLong, ModelCallFailed
 from prsm.storage.base import BlockStore
 from prsm.types import PLAN_SCHEMA_NAME, ModelCall, ModelOutput
 from prsm.weights import resolve_weights
+
+# The most tokens one call may take, its prompt and its budget together (or the model's own
+# limit, if lower). A prompt is computed in one pass that every other row of the batch waits
+# for: 4,096 tokens take about 14 s on a 2-core CPU, 50,000 took the replica for many minutes.
+# Past it a call is refused before any work (400, OpenAI's `context_length_exceeded`).
+MAX_CONTEXT_TOKENS = 4096
 
 
 class CausalLMBackend:
     def __init__(self, model, tokenizer, max_batch: int = 16):
         self.model = model.eval()
         self.tokenizer = tokenizer
+        own = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.max_context = min(own or MAX_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS)
         # One forward pass at a time per model: concurrent calls share them through the batcher
         # (prsm/backends/batching.py); a plan's guided decoding takes the lock between its steps.
         self._lock = threading.Lock()
@@ -49,6 +57,17 @@ class CausalLMBackend:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         return cls(model, tokenizer, max_batch)
 
+    def fitted(self, messages: list[dict], budget: int) -> list[int]:
+        """The call's prompt ids, if the prompt and its budget fit the model's context."""
+        prompt = self.prompt_ids(messages)
+        if len(prompt) + budget > self.max_context:
+            raise ContextTooLong(
+                f"the messages are {len(prompt)} tokens and ask for up to {budget} more; this model "
+                f"takes at most {self.max_context} in all",
+                "messages",
+            )
+        return prompt
+
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         if self.tokenizer.chat_template:
             inputs = self.tokenizer.apply_chat_template(
@@ -64,7 +83,7 @@ class CausalLMBackend:
 
     def generate(self, messages: list[dict], max_new_tokens: int) -> ModelOutput:
         """Greedy generation, blocking: the call waits for its own row of the batch."""
-        prompt = self.prompt_ids(messages)
+        prompt = self.fitted(messages, max_new_tokens)
         return self.output(prompt, self.batcher.submit(prompt, max_new_tokens).result())
 
     def generate_plan(self, messages: list[dict], max_tasks: int) -> ModelOutput:
@@ -91,7 +110,7 @@ class CausalLMBackend:
         def listen(token: int) -> None:  # on the batch's thread
             loop.call_soon_threadsafe(queue.put_nowait, token)
 
-        prompt = self.prompt_ids(list(call.messages))
+        prompt = self.fitted(list(call.messages), call.max_new_tokens)
         future = self.batcher.submit(prompt, call.max_new_tokens, listen)
         # Settled after its last token was told: the end marker queues behind that token.
         future.add_done_callback(lambda _: _threadsafe(loop, queue.put_nowait, None))
@@ -125,9 +144,10 @@ class CausalLMBackend:
                 raise ModelCallFailed(
                     f"local models decode only the {PLAN_SCHEMA_NAME!r} json_schema", "response_format"
                 )
+            self.fitted(list(call.messages), 0)  # the plan's own length is bounded by its schema
             max_tasks = int(call.response_format["json_schema"].get("max_tasks", 12))
             return await asyncio.to_thread(self.generate_plan, list(call.messages), max_tasks)
-        prompt = self.prompt_ids(list(call.messages))
+        prompt = self.fitted(list(call.messages), call.max_new_tokens)
         # Cancelled (the caller went away): the future is cancelled and its row leaves the batch.
         tokens = await asyncio.wrap_future(self.batcher.submit(prompt, call.max_new_tokens))
         return self.output(prompt, tokens)

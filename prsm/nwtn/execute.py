@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prsm import logs, metrics
 from prsm.errors import BadInstruction, Overloaded, PRSMError
@@ -147,6 +148,35 @@ def messages_for(task: SubTask, instruction: str) -> tuple[dict, ...]:
     return ({"role": "user", "content": instruction},)
 
 
+T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """`awaitable`'s result, or TimeoutError once `seconds` have passed: then it is cancelled and
+    left to end by itself. Unlike `asyncio.wait_for`, the caller never waits for the cancellation
+    to finish: a replica stuck in a long forward pass cannot hold a deadline past its time."""
+    task = asyncio.ensure_future(awaitable)
+    if seconds is None:
+        return await task
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(seconds, 0))
+    except asyncio.CancelledError:
+        if task.done() and not task.cancelled():  # it ended first: its outcome, as wait_for does
+            return task.result()
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_quietly)
+        raise TimeoutError
+    return task.result()
+
+
+def _quietly(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure of an abandoned call is not logged as lost
+
+
 async def run_task(
     task: SubTask,
     outcomes: dict[str, TaskOutcome],
@@ -200,7 +230,7 @@ async def run_task(
             outcome.tokens_in, outcome.tokens_out, outcome.latency_ms = hit.tokens_in, hit.tokens_out, latency
             return outcome
         try:
-            output = await asyncio.wait_for(call(candidate.model_id, candidate.kind, call_args), left)
+            output = await within(call(candidate.model_id, candidate.kind, call_args), left)
         except Exception as exc:  # any failure of one candidate hands the task to the next
             latency = (time.perf_counter() - t0) * 1000
             if isinstance(exc, TimeoutError):  # the call is cancelled, on its replica too

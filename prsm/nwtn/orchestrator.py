@@ -10,6 +10,7 @@ same real components. Charging is prsm/ftns/billing.py's; persistence is prsm/nw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -44,6 +45,7 @@ from prsm.nwtn.execute import (
     blocked,
     execute,
     messages_for,
+    within,
 )
 from prsm.nwtn.grade import Finished, ReferenceGrader, SimilarityFn, ToolGrader
 from prsm.nwtn.plan import (
@@ -532,7 +534,7 @@ class Orchestrator:
             while True:
                 left = deadline - time.monotonic()
                 try:
-                    piece = await asyncio.wait_for(anext(pieces), max(left, 0))
+                    piece = await within(anext(pieces), max(left, 0))
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
@@ -540,12 +542,15 @@ class Orchestrator:
                     raise ModelCallFailed(f"{card.id} did not finish within {limit:g} s", "model") from None
                 yield piece
         finally:
-            await pieces.aclose()
+            # A piece still awaited past the deadline is being cancelled: the stream closes
+            # with it (aclose would find it running).
+            with contextlib.suppress(RuntimeError):
+                await pieces.aclose()
 
     async def bounded_call(self, card: ModelCard, call: ModelCall) -> ModelOutput:
         """One model call within the query deadline (cancelled past it, on its replica too)."""
         limit = self.settings.query_deadline_s
         try:
-            return await asyncio.wait_for(self.call(card.id, card.kind, call), limit)
+            return await within(self.call(card.id, card.kind, call), limit)
         except TimeoutError:
             raise ModelCallFailed(f"{card.id} gave no answer within {limit:g} s", "model") from None

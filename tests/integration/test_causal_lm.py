@@ -52,6 +52,28 @@ def test_a_schema_other_than_the_plan_is_refused(tiny_model_dir):
         asyncio.run(backend.run(ModelCall(({"role": "user", "content": "x"},), 8, other)))
 
 
+def test_messages_past_the_models_context_are_refused_before_any_work(tiny_model_dir):
+    """A 50,000-word message once held a replica for minutes; now it is the caller's mistake
+    (OpenAI's context_length_exceeded), said at once, and the model answers the next call."""
+    import time
+
+    from prsm.errors import BadInstruction, ContextTooLong
+
+    backend = CausalLMBackend.load(str(tiny_model_dir), MODEL_DIR)
+    huge = ModelCall(({"role": "user", "content": "word " * 50_000},), 8)
+    started = time.perf_counter()
+    for attempt in (backend.run(huge), anext(backend.stream(huge))):
+        with pytest.raises(ContextTooLong, match="at most 4096") as refused:
+            asyncio.run(attempt)
+        assert isinstance(refused.value, BadInstruction) and refused.value.field == "messages"
+    assert time.perf_counter() - started < 5
+    assert refused.value.status_code == 400 and refused.value.code == "context_length_exceeded"
+    fits = ModelCall(({"role": "user", "content": "word " * 100},), 4096 - 50)
+    with pytest.raises(ContextTooLong):  # the budget counts too
+        asyncio.run(backend.run(fits))
+    assert asyncio.run(backend.run(ModelCall(({"role": "user", "content": "hi"},), 3))).tokens_out == 3
+
+
 def test_a_card_with_weights_by_cid_is_loaded_from_the_store_and_answers(
     services, registry, tiny_model_dir, tmp_path
 ):

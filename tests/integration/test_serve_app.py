@@ -230,6 +230,8 @@ def test_accounts_show_balance_and_page_through_entries(prsm_app):
         assert len(first["data"]) == 3 and len(rest["data"]) == 2 and rest["next_before"] is None
         assert gina.get("/v1/accounts/nobody").status_code == 404
         assert gina.get("/v1/accounts/gina/entries", params={"limit": 0}).status_code == 422
+        past = gina.get("/v1/accounts/gina/entries", params={"before": 10**23})  # past 64 bits: was a 500
+        assert past.status_code == 422 and past.json()["error"]["field"] == "before"
 
 
 def test_queries_are_paid_and_an_unfunded_account_gets_402_with_the_quote(client, prsm_app, demo_trace):

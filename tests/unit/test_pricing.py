@@ -6,12 +6,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from prsm.db.models import LedgerTransaction, QuerySession
-from prsm.errors import AllCandidatesFailed, InsufficientFunds, InvalidInput
+from prsm.errors import AllCandidatesFailed, InsufficientFunds, InvalidInput, ModelCallFailed
 from prsm.ftns.ledger import TREASURY
 from prsm.ftns.pricing import Shares, call_cost, quote, split
-from prsm.registry import DEFAULT_CARDS
+from prsm.registry import DEFAULT_CARDS, DEFAULT_MODEL_ID
 from prsm.settings import Settings
-from prsm.types import Candidate, ModelCard, SubTask, TaskPlan
+from prsm.types import Candidate, ModelCard, ModelOutput, SubTask, TaskPlan
 
 LM = DEFAULT_CARDS[0]  # 2e15 per 1k tokens
 TOOL = DEFAULT_CARDS[1]  # 1e14 per call
@@ -222,6 +222,27 @@ def test_every_model_call_ends_within_the_query_deadline(nwtn, services):
     started = time.monotonic()
     with pytest.raises(AllCandidatesFailed, match="deadline"):
         asyncio.run(nwtn.query("Integrate x^2 from 0 to 3", "alice"))
+    assert time.monotonic() - started < 3
+    assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
+
+
+def test_a_call_slow_to_take_its_cancellation_does_not_hold_the_deadline(nwtn, services):
+    """A replica deep in a long forward pass answers a cancellation only when the pass ends; the
+    query and a chat completion answer at their deadline all the same, not when the call gives up."""
+    nwtn.settings = nwtn.settings.model_copy(update={"query_deadline_s": 0.5})
+
+    async def stuck(model_id, kind, call):
+        await asyncio.shield(asyncio.sleep(4))  # the cancellation lands only after 4 s
+        return ModelOutput("too late", 1, 1)
+
+    nwtn.call = stuck
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(AllCandidatesFailed, match="deadline"):
+        asyncio.run(nwtn.query("In one sentence, what is entropy?", "alice"))
+    with pytest.raises(ModelCallFailed, match="no answer within 0.5 s"):
+        asyncio.run(nwtn.complete(DEFAULT_MODEL_ID, [{"role": "user", "content": "hi"}], 8, None, "alice"))
     assert time.monotonic() - started < 3
     assert services.ledger.balance("escrow:alice") == 0 and services.ledger.balance("alice") == 10**18
 
