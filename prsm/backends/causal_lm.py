@@ -22,8 +22,8 @@ from prsm.weights import resolve_weights
 
 # The most tokens one call may take, its prompt and its budget together (or the model's own
 # limit, if lower). A prompt is computed in one pass that every other row of the batch waits
-# for: 4,096 tokens take about 14 s on a 2-core CPU, 50,000 took the replica for many minutes.
-# Past it a call is refused before any work (400, OpenAI's `context_length_exceeded`).
+# for, and its cost grows faster than its length: a 50,000-token message held a replica for
+# minutes. Past the cap a call is refused before any work (400, `context_length_exceeded`).
 MAX_CONTEXT_TOKENS = 4096
 
 
