@@ -378,7 +378,7 @@ class Orchestrator:
                 )  # fmt: skip
             if failed and all(o.attempts and all(a.refused for a in o.attempts) for o in failed):
                 raise QueryRefused(
-                    f"the tools could not read this prompt (session {session_id}): {errors}", "prompt"
+                    f"the models could not work on this prompt (session {session_id}): {errors}", "prompt"
                 )
             raise AllCandidatesFailed(f"no sub-task could be answered (session {session_id}): {errors}")
         return record.view(cards)
