@@ -563,7 +563,9 @@ class NWTN:
         )
         record_usage(request, output.tokens_in + output.tokens_out, int(charge["charged"]))
         extra = {"prsm_charge": charge}
-        return chat_completion(body.model, output.text, output.tokens_in, output.tokens_out, extra)
+        return chat_completion(
+            body.model, output.text, output.tokens_in, output.tokens_out, extra, output.finish_reason
+        )
 
     @staticmethod
     async def _streamed(chunks) -> StreamingResponse:

@@ -196,6 +196,8 @@ class ModelOutput:
     tokens_out: int = 0
     # What a peer node charged this node for the call (base units); None for a local model.
     charged: int | None = None
+    # OpenAI's finish_reason: "length" when the answer was cut at its budget of new tokens.
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)

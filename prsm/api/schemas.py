@@ -368,7 +368,12 @@ class FederationCall(BaseModel):
 
 
 def chat_completion(
-    model: str, text: str, tokens_in: int, tokens_out: int, extra: dict | None = None
+    model: str,
+    text: str,
+    tokens_in: int,
+    tokens_out: int,
+    extra: dict | None = None,
+    finish_reason: str = "stop",
 ) -> dict:
     body = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -379,7 +384,7 @@ def chat_completion(
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
             }
         ],
         "usage": {

@@ -65,8 +65,8 @@ class Chunks:
     def start(self) -> str:
         return self.chunk({"role": "assistant", "content": ""})
 
-    def end(self, tokens_in: int, tokens_out: int, **extra) -> list[str]:
-        out = [self.chunk({}, "stop", **extra)]
+    def end(self, tokens_in: int, tokens_out: int, finish_reason: str = "stop", **extra) -> list[str]:
+        out = [self.chunk({}, finish_reason, **extra)]
         if self.include_usage:
             usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                      "total_tokens": tokens_in + tokens_out}  # fmt: skip
@@ -128,7 +128,7 @@ async def completion_chunks(
     if last is None:  # no piece at all (cannot happen: a call answers at least once)
         yield chunks.start()
         last = ModelOutput("")
-    for item in chunks.end(last.tokens_in, last.tokens_out, prsm_charge=dict(receipt)):
+    for item in chunks.end(last.tokens_in, last.tokens_out, last.finish_reason, prsm_charge=dict(receipt)):
         yield item
 
 

@@ -77,14 +77,19 @@ class CausalLMBackend:
             inputs = self.tokenizer("\n".join(str(m.get("content", "")) for m in messages))
         return list(inputs["input_ids"])
 
-    def output(self, prompt: list[int], tokens: list[int]) -> ModelOutput:
+    def output(self, prompt: list[int], tokens: list[int], budget: int) -> ModelOutput:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        return ModelOutput(text=text, tokens_in=len(prompt), tokens_out=len(tokens))
+        return ModelOutput(text, len(prompt), len(tokens), finish_reason=self.finish_reason(tokens, budget))
+
+    def finish_reason(self, tokens: list[int], budget: int) -> str:
+        """ "length" when the budget ran out before an end-of-sequence token, else "stop"."""
+        ended = bool(tokens) and tokens[-1] in self.batcher.eos_ids
+        return "length" if len(tokens) >= budget and not ended else "stop"
 
     def generate(self, messages: list[dict], max_new_tokens: int) -> ModelOutput:
         """Greedy generation, blocking: the call waits for its own row of the batch."""
         prompt = self.fitted(messages, max_new_tokens)
-        return self.output(prompt, self.batcher.submit(prompt, max_new_tokens).result())
+        return self.output(prompt, self.batcher.submit(prompt, max_new_tokens).result(), max_new_tokens)
 
     def generate_plan(self, messages: list[dict], max_tasks: int) -> ModelOutput:
         """A TaskPlan as JSON, decoded under the plan schema (prsm/backends/guided.py)."""
@@ -133,7 +138,8 @@ class CausalLMBackend:
                 if piece:
                     yield ModelOutput(piece, len(prompt), len(tokens))
             tokens = future.result()  # the batch's error, if it failed
-            yield ModelOutput(text.rest(tokens), len(prompt), len(tokens))
+            finish = self.finish_reason(tokens, call.max_new_tokens)
+            yield ModelOutput(text.rest(tokens), len(prompt), len(tokens), finish_reason=finish)
         finally:
             future.cancel()  # no-op once it is done
 
@@ -150,7 +156,7 @@ class CausalLMBackend:
         prompt = self.fitted(list(call.messages), call.max_new_tokens)
         # Cancelled (the caller went away): the future is cancelled and its row leaves the batch.
         tokens = await asyncio.wrap_future(self.batcher.submit(prompt, call.max_new_tokens))
-        return self.output(prompt, tokens)
+        return self.output(prompt, tokens, call.max_new_tokens)
 
 
 class Detokenizer:

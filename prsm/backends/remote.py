@@ -65,13 +65,14 @@ class RemoteChatBackend:
         try:
             data = json.loads(content)
             text = data["choices"][0]["message"]["content"] or ""
+            finish = "length" if data["choices"][0].get("finish_reason") == "length" else "stop"
             usage = data.get("usage") or {}
             tokens_in, tokens_out = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
             if not isinstance(text, str) or tokens_in < 0 or tokens_out < 0:
                 raise TypeError("content is not text, or token counts are negative")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ModelCallFailed(f"{self.name} sent no chat completion: {exc}") from None
-        return ModelOutput(text=text, tokens_in=tokens_in, tokens_out=tokens_out)
+        return ModelOutput(text=text, tokens_in=tokens_in, tokens_out=tokens_out, finish_reason=finish)
 
     async def _post(self, content: bytes, path: str = PATH, headers: dict | None = None) -> tuple[int, bytes]:
         """POST `content` (JSON) to the checked address's `path`: (status, the answer's bytes)."""

@@ -21,6 +21,13 @@ def test_generates_with_the_chat_template_and_counts_tokens(tiny_model_dir):
     assert out.tokens_out == 5
     assert out.tokens_in > 5  # the chat template wraps the question
     assert isinstance(out.text, str)
+    assert out.finish_reason == "length"  # cut at its budget, as OpenAI's clients read it
+    *_, last = asyncio.run(drain_stream(backend, call))
+    assert last.finish_reason == "length" and last.tokens_out == 5
+
+
+async def drain_stream(backend, call):
+    return [piece async for piece in backend.stream(call)]
 
 
 def test_generation_is_deterministic(tiny_model_dir):

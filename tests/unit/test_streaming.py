@@ -176,3 +176,13 @@ def test_a_client_that_leaves_a_streamed_query_pays_for_the_sub_tasks_it_was_sen
     tool = services.registry.get("sympy-cas")
     assert paid == int(trace["cost"]["charged"]) == tool.price_per_call + services.settings.query_fee
     assert services.ledger.balance("escrow:alice") == 0
+
+
+def test_an_answer_cut_at_its_budget_finishes_with_length_streamed_or_not():
+    from prsm.api.schemas import chat_completion
+    from prsm.api.streaming import Chunks
+
+    last = events(Chunks("m", True).end(3, 8, "length"))
+    assert last[0]["choices"][0]["finish_reason"] == "length" and last[1]["usage"]["completion_tokens"] == 8
+    assert chat_completion("m", "x", 3, 8, None, "length")["choices"][0]["finish_reason"] == "length"
+    assert chat_completion("m", "x", 3, 8)["choices"][0]["finish_reason"] == "stop"
