@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prsm.backends.batching import ContinuousBatcher
 from prsm.backends.guided import PlanDecoder
-from prsm.errors import ContextTooLong, ModelCallFailed
+from prsm.errors import BadInstruction, ContextTooLong
 from prsm.storage.base import BlockStore
 from prsm.types import PLAN_SCHEMA_NAME, ModelCall, ModelOutput
 from prsm.weights import resolve_weights
@@ -147,7 +147,7 @@ class CausalLMBackend:
         if call.response_format:
             schema = (call.response_format.get("json_schema") or {}).get("name")
             if call.response_format.get("type") != "json_schema" or schema != PLAN_SCHEMA_NAME:
-                raise ModelCallFailed(
+                raise BadInstruction(  # the caller's mistake (NWTN refuses it earlier, with a 422)
                     f"local models decode only the {PLAN_SCHEMA_NAME!r} json_schema", "response_format"
                 )
             self.fitted(list(call.messages), 0)  # the plan's own length is bounded by its schema
