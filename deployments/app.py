@@ -532,7 +532,7 @@ class NWTN:
                     if trace is not None:
                         record_usage(request, *trace_usage(trace))
 
-                return await self._streamed(streaming.query_chunks(run, include_usage, finished))
+                return await self._streamed(streaming.query_chunks(run, include_usage, finished, body.stop))
             try:
                 trace = await self.nwtn.query(prompt, principal.account, body.user, body.route)
             except BaseException as exc:
@@ -543,7 +543,8 @@ class NWTN:
             tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
             tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
             extra = {"prsm_session_id": trace["session_id"], "prsm_charge": trace["cost"]}
-            return chat_completion("nwtn", trace["answer"], tokens_in, tokens_out, extra)
+            answer, _ = streaming.cut_at_stop(trace["answer"] or "", body.stop)
+            return chat_completion("nwtn", answer, tokens_in, tokens_out, extra)
         budget = body.max_completion_tokens or body.max_tokens
         if body.stream:
             receipt: dict = {}
@@ -555,6 +556,8 @@ class NWTN:
             pieces = self.nwtn.complete_stream(
                 body.model, messages, budget, body.response_format, principal.account, receipt
             )
+            if body.stop:  # the generation ends at the first stop sequence
+                pieces = streaming.stopped_at(pieces, body.stop)
             return await self._streamed(
                 streaming.completion_chunks(pieces, body.model, include_usage, receipt, used)
             )
@@ -563,9 +566,9 @@ class NWTN:
         )
         record_usage(request, output.tokens_in + output.tokens_out, int(charge["charged"]))
         extra = {"prsm_charge": charge}
-        return chat_completion(
-            body.model, output.text, output.tokens_in, output.tokens_out, extra, output.finish_reason
-        )
+        text, stopped = streaming.cut_at_stop(output.text, body.stop)
+        finish = "stop" if stopped else output.finish_reason
+        return chat_completion(body.model, text, output.tokens_in, output.tokens_out, extra, finish)
 
     @staticmethod
     async def _streamed(chunks) -> StreamingResponse:

@@ -311,9 +311,38 @@ class KeyRotation(BaseModel):
     )
 
 
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str
+    content: str | list[TextPart] = Field(
+        description="Text, or OpenAI's content parts of type text (read joined by newlines); an "
+        "assistant message's content may be null (read as empty). PRSM's models read text only."
+    )
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_only(cls, value, info: ValidationInfo):
+        if value is None and info.data.get("role") == "assistant":
+            return ""  # an assistant turn that only called tools
+        if isinstance(value, list):
+            if len(value) > 256:
+                raise ValueError("at most 256 content parts")
+            for part in value:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                if kind != "text":
+                    raise ValueError(
+                        f"PRSM's models read text only: a content part of type {kind!r} cannot be sent"
+                    )
+        return value
+
+    @field_validator("content")
+    @classmethod
+    def _joined(cls, value: str | list[TextPart]) -> str:
+        return value if isinstance(value, str) else "\n".join(part.text for part in value)
 
 
 class StreamOptions(BaseModel):
@@ -351,6 +380,22 @@ class ChatCompletionRequest(BaseModel):
     route: Route | None = Field(
         default=None, description="model nwtn: the routing trade-off, as in POST /v1/query (extra_body)"
     )
+    stop: str | list[str] | None = Field(
+        default=None,
+        description="Up to 4 sequences (1 to 256 characters each): the answer ends before the first "
+        "of them and finish_reason is stop. Streamed from one model, the generation stops there "
+        "and is charged for what ran; unstreamed, the answer is cut (the model ran to its end).",
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> tuple[str, ...] | None:
+        stops = [value] if isinstance(value, str) else value
+        if stops is None or not stops:
+            return None
+        if len(stops) > 4 or not all(1 <= len(s) <= 256 for s in stops):
+            raise ValueError("up to 4 stop sequences of 1 to 256 characters each")
+        return tuple(stops)
 
 
 class FederationCall(BaseModel):

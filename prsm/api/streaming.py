@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from prsm import logs
 from prsm.api.http import error_body
@@ -99,6 +100,46 @@ async def primed(stream: AsyncIterator[str]) -> AsyncIterator[str]:
     return rest()
 
 
+def cut_at_stop(text: str, stops: tuple[str, ...] | None) -> tuple[str, bool]:
+    """`text` up to the first of the stop sequences, and whether one was found (OpenAI's `stop`:
+    the sequence itself is not returned)."""
+    found = [at for at in (text.find(s) for s in stops or ()) if at >= 0]
+    return (text[: min(found)], True) if found else (text, False)
+
+
+def _pending(text: str, stops: tuple[str, ...]) -> int:
+    """How many characters at the end of `text` could be the start of a stop sequence."""
+    return max(
+        (n for s in stops for n in range(min(len(s) - 1, len(text)), 0, -1) if text.endswith(s[:n])),
+        default=0,
+    )
+
+
+async def stopped_at(
+    pieces: AsyncIterator[ModelOutput], stops: tuple[str, ...] | None
+) -> AsyncIterator[ModelOutput]:
+    """A streamed answer that ends before the first stop sequence: text that could begin one is
+    held back until it is clear, and once one is found the stream ends (closing `pieces`, which
+    stops the generation; the call is charged for what ran). The last piece has the counts."""
+    held, last = "", None
+    try:
+        async for piece in pieces:
+            last = piece
+            text = held + piece.text
+            if stops:
+                text, found = cut_at_stop(text, stops)
+                if found:
+                    yield replace(piece, text=text, finish_reason="stop")
+                    return
+                keep = _pending(text, stops)
+                text, held = text[: len(text) - keep], text[len(text) - keep :]
+            yield replace(piece, text=text)
+        if held and last is not None:  # the answer ended on the start of a sequence, not on one
+            yield replace(last, text=held)
+    finally:
+        await pieces.aclose()
+
+
 async def completion_chunks(
     pieces: AsyncIterator[ModelOutput], model: str, include_usage: bool, receipt: dict,
     finished: Callable[[ModelOutput | None], None],
@@ -134,7 +175,7 @@ async def completion_chunks(
 
 async def query_chunks(
     run: Callable[[Callable[[dict], None]], Awaitable[dict]], include_usage: bool,
-    finished: Callable[[dict | None, str], None],
+    finished: Callable[[dict | None, str], None], stops: tuple[str, ...] | None = None,
 ) -> AsyncIterator[str]:  # fmt: skip
     """A `nwtn` query as it runs: `run(on_event)` is the orchestrator's `query` with its
     arguments; its plan and sub-task events become chunks as they come, then the answer.
@@ -163,7 +204,8 @@ async def query_chunks(
             yield chunks.start()
         tokens_in = sum(t["tokens_in"] for t in trace["tasks"])
         tokens_out = sum(t["tokens_out"] for t in trace["tasks"])
-        yield chunks.chunk({"content": trace["answer"] or ""})
+        answer, _ = cut_at_stop(trace["answer"] or "", stops)
+        yield chunks.chunk({"content": answer})
         for item in chunks.end(tokens_in, tokens_out, prsm_session_id=trace["session_id"],
                                prsm_charge=trace["cost"]):  # fmt: skip
             yield item

@@ -158,6 +158,7 @@ class Orchestrator:
         self.breaker = breaker or CircuitBreaker()
         self._cards: dict[str, ModelCard] = {}
         self._cards_at = float("-inf")
+        self._cards_read: asyncio.Future | None = None  # the refresh in flight, shared
         self.tool_grader = ToolGrader()
         # Shadow grading against a reference model needs the router's embeddings (`similarity`).
         self.reference_grader = None
@@ -426,10 +427,26 @@ class Orchestrator:
     async def cards(self, needed: set[str]) -> dict[str, ModelCard]:
         """Registry cards for the quote and the answer's sources, re-read at most once a second
         (or when a model is missing, e.g. registered a moment ago)."""
-        if time.monotonic() - self._cards_at > CARDS_REFRESH_S or not needed <= self._cards.keys():
-            self._cards = {c.id: c for c in await asyncio.to_thread(self.registry.list)}
-            self._cards_at = time.monotonic()
+        if needed <= self._cards.keys() and time.monotonic() - self._cards_at <= CARDS_REFRESH_S:
+            return self._cards
+        asked = time.monotonic()
+        await self._refresh_cards()
+        if not needed <= self._cards.keys() and self._cards_at < asked:
+            await self._refresh_cards()  # the read it shared began before it asked: one of its own
         return self._cards
+
+    async def _refresh_cards(self) -> None:
+        """One registry read at a time: the queries that find the copy stale (or missing a card)
+        meanwhile wait for it, instead of each reading (under load a read takes tens of ms, and
+        every query that arrived in that time started its own)."""
+        if self._cards_read is None or self._cards_read.done():
+            self._cards_read = asyncio.ensure_future(self._read_cards())
+        await asyncio.shield(self._cards_read)  # a caller that goes away leaves it running
+
+    async def _read_cards(self) -> None:
+        started = time.monotonic()  # the copy is as fresh as the read's start
+        cards = {c.id: c for c in await asyncio.to_thread(self.registry.list)}
+        self._cards, self._cards_at = cards, started
 
     async def complete(
         self, model_id: str, messages: list[dict], max_tokens: int | None, response_format: dict | None,

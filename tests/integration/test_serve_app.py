@@ -145,6 +145,19 @@ def test_the_official_client_streams_a_model_token_by_token_and_nwtn_event_by_ev
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-2].model_extra["prsm_charge"]["charged"] == whole.model_extra["prsm_charge"]["charged"]
+    # Content parts of type text, and a stop sequence from the answer's middle: the stream ends
+    # before it, and what ran is charged (less than the whole answer).
+    text = whole.choices[0].message.content
+    stop = text[len(text) // 2 :][:4]
+    parts = [{"type": "text", "text": "Name three planets of the solar system."}]
+    cut = list(oai.chat.completions.create(**ask | {"messages": [{"role": "user", "content": parts}]},
+                                           stop=[stop], stream=True))  # fmt: skip
+    said = "".join(c.choices[0].delta.content or "" for c in cut if c.choices)
+    assert said == text[: text.find(stop)] and cut[-1].choices[0].finish_reason == "stop"
+    assert int(cut[-1].model_extra["prsm_charge"]["charged"]) < int(
+        whole.model_extra["prsm_charge"]["charged"]
+    )
+    assert oai.chat.completions.create(**ask, stop=stop).choices[0].message.content == said
 
     query = {"role": "user", "content": "Integrate x^2 from 0 to 3. Convert 2 km to m."}
     chunks = list(oai.chat.completions.create(model="nwtn", messages=[query], stream=True))

@@ -153,3 +153,28 @@ def test_an_output_format_a_model_cannot_decode_is_the_callers_mistake_and_holds
     output, _ = asyncio.run(nwtn.complete("pint-units", [{"role": "user", "content": "1 km to m"}], None,
                                           {"type": "text"}, "alice"))  # fmt: skip
     assert output.text.startswith("1000")
+
+
+def test_queries_that_find_the_cards_stale_at_once_share_one_registry_read(nwtn, registry, monkeypatch):
+    reads = []
+    real = registry.list
+
+    def slow_list():
+        reads.append(1)
+        import time
+
+        time.sleep(0.05)  # a read under load: queries keep arriving meanwhile
+        return real()
+
+    monkeypatch.setattr(nwtn.registry, "list", slow_list)
+
+    async def many() -> list[dict]:
+        return await asyncio.gather(*(nwtn.cards({"pint-units"}) for _ in range(20)))
+
+    nwtn._cards_at = float("-inf")
+    copies = asyncio.run(many())
+    assert len(reads) == 1
+    assert all("pint-units" in c for c in copies)
+    # A card the copy does not have yet (registered a moment ago) is read for at once.
+    asyncio.run(nwtn.cards({"pint-units", "registered-just-now"}))
+    assert len(reads) == 2

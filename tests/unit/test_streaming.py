@@ -7,7 +7,7 @@ import json
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from prsm.api.streaming import completion_chunks, primed, query_chunks
+from prsm.api.streaming import completion_chunks, cut_at_stop, primed, query_chunks, stopped_at
 from prsm.errors import InsufficientFunds, UnknownModel
 from prsm.ftns.pricing import call_cost
 from prsm.registry import DEFAULT_MODEL_ID
@@ -74,6 +74,54 @@ def test_a_client_that_goes_away_mid_stream_stops_the_model_and_pays_for_the_tok
     assert charged == call_cost(card, 8 + len(QUESTION[0]["content"].split()), made)
     assert services.ledger.balance("alice") == before - charged
     assert services.ledger.balance("escrow:alice") == 0  # the rest of the hold went back
+
+
+def test_stop_sequences_cut_an_answer_before_the_first_of_them():
+    assert cut_at_stop("a cat. A dog.", (".", "dog")) == ("a cat", True)
+    assert cut_at_stop("a cat", ("dog",)) == ("a cat", False)
+    assert cut_at_stop("a cat", None) == ("a cat", False)
+
+
+def test_a_stop_sequence_split_across_pieces_ends_the_stream_and_closes_the_generation():
+    closed = []
+
+    async def pieces(*texts):
+        try:
+            for i, text in enumerate(texts, 1):
+                yield ModelOutput(text, 5, i)
+        finally:
+            closed.append(len(texts))
+
+    async def collect(stream) -> list[ModelOutput]:
+        return [piece async for piece in stream]
+
+    got = asyncio.run(collect(stopped_at(pieces("Hel", "lo EN", "D more", "never"), ("END",))))
+    assert "".join(p.text for p in got) == "Hello "
+    assert (got[-1].tokens_out, got[-1].finish_reason) == (3, "stop") and closed == [4]
+    # The answer ends on what could have begun a sequence: held back, then sent with the counts.
+    got = asyncio.run(collect(stopped_at(pieces("One E", "N"), ("END",))))
+    assert "".join(p.text for p in got) == "One EN" and got[-1].tokens_out == 2
+    assert got[-1].finish_reason == "stop"  # the model's own (it ended at its end token)
+
+
+def test_a_streamed_completion_with_stop_ends_before_it_and_pays_only_for_what_ran(nwtn, services):
+    async def scenario():
+        output, charge = await nwtn.complete(DEFAULT_MODEL_ID, QUESTION, 16, None, "alice")
+        middle = len(output.text) // 2
+        stop = output.text[middle : middle + 3]
+        receipt: dict = {}
+        pieces = stopped_at(
+            nwtn.complete_stream(DEFAULT_MODEL_ID, QUESTION, 16, None, "alice", receipt), (stop,)
+        )
+        chunks = completion_chunks(pieces, DEFAULT_MODEL_ID, False, receipt, lambda last: None)
+        return output, charge, stop, receipt, events(await drain(await primed(chunks)))
+
+    output, charge, stop, receipt, got = asyncio.run(scenario())
+    content = "".join(e["choices"][0]["delta"].get("content") or "" for e in got[:-1] if e["choices"])
+    assert content == output.text[: output.text.find(stop)]
+    assert got[-2]["choices"][0]["finish_reason"] == "stop"
+    assert 0 < int(receipt["charged"]) < int(charge["charged"])  # the generation stopped there
+    assert services.ledger.balance("escrow:alice") == 0
 
 
 def test_errors_before_the_first_chunk_are_plain_errors_and_hold_nothing(nwtn, services):
