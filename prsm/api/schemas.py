@@ -380,6 +380,34 @@ class ChatCompletionRequest(BaseModel):
     route: Route | None = Field(
         default=None, description="model nwtn: the routing trade-off, as in POST /v1/query (extra_body)"
     )
+    # Tools and log-probabilities: PRSM's models answer in text and report no log-probabilities.
+    # `tools` with tool_choice auto (the default) or none is answered in text, as OpenAI's models
+    # may answer; a call that demands a tool call, or log-probabilities, is refused by name
+    # rather than answered without what it asked for.
+    tool_choice: str | dict | None = Field(
+        default=None, description="auto or none: answered in text; a required tool call is refused"
+    )
+    logprobs: bool | None = Field(
+        default=None, description="PRSM reports no log-probabilities: true is refused"
+    )
+    top_logprobs: int | None = Field(
+        default=None, ge=0, le=0, description="PRSM reports no log-probabilities"
+    )
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _text_answers(cls, value: str | dict | None) -> str | dict | None:
+        if value is not None and value not in ("auto", "none"):
+            raise ValueError("PRSM's models answer in text and call no tools: tool_choice auto or none")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("PRSM's models report no log-probabilities: leave logprobs out or false")
+        return value
+
     stop: str | list[str] | None = Field(
         default=None,
         description="Up to 4 sequences (1 to 256 characters each): the answer ends before the first "
