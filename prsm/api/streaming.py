@@ -116,7 +116,7 @@ def _pending(text: str, stops: tuple[str, ...]) -> int:
 
 
 async def stopped_at(
-    pieces: AsyncIterator[ModelOutput], stops: tuple[str, ...] | None
+    pieces: AsyncIterator[ModelOutput], stops: tuple[str, ...]
 ) -> AsyncIterator[ModelOutput]:
     """A streamed answer that ends before the first stop sequence: text that could begin one is
     held back until it is clear, and once one is found the stream ends (closing `pieces`, which
@@ -125,14 +125,12 @@ async def stopped_at(
     try:
         async for piece in pieces:
             last = piece
-            text = held + piece.text
-            if stops:
-                text, found = cut_at_stop(text, stops)
-                if found:
-                    yield replace(piece, text=text, finish_reason="stop")
-                    return
-                keep = _pending(text, stops)
-                text, held = text[: len(text) - keep], text[len(text) - keep :]
+            text, found = cut_at_stop(held + piece.text, stops)
+            if found:
+                yield replace(piece, text=text, finish_reason="stop")
+                return
+            keep = _pending(text, stops)
+            text, held = text[: len(text) - keep], text[len(text) - keep :]
             yield replace(piece, text=text)
         if held and last is not None:  # the answer ended on the start of a sequence, not on one
             yield replace(last, text=held)
