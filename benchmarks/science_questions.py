@@ -4,7 +4,8 @@ capability it needs and, where it is a number, the value it must have.
 Written from references, not from PRSM's output: conversion factors from NIST SP 811 (2008)
 Appendix B, the SI defining constants (CODATA 2018), standard formulas as stated in Halliday,
 Resnick & Walker (Fundamentals of Physics, 10th ed.) and IUPAC's Green Book, standard atomic
-weights (IUPAC CIAAW 2021, abridged). Each expected value is written as the arithmetic that gives
+weights (IUPAC CIAAW 2021, abridged), areas and volumes of figures as in the CRC Standard
+Mathematical Tables and Formulae. Each expected value is written as the arithmetic that gives
 it, from those numbers.
 
 A part is (capability, expected): expected is a number (the answer's value, within 1e-6
@@ -28,6 +29,8 @@ H, C, KB, NA, E = 6.62607015e-34, 299792458.0, 1.380649e-23, 6.02214076e23, 1.60
 R = KB * NA  # molar gas constant, exact
 G_N, GRAV = 6.6743e-11, 9.80665  # CODATA 2018 G; standard gravity (exact)
 EPS0 = 8.8541878128e-12
+M_E = 9.1093837139e-31  # electron mass, CODATA 2022
+M_EARTH, R_EARTH = 5.9722e24, 6.3710e6  # kg (IAU 2015 nominal GM / G), m (IUGG mean radius)
 AW = {
     "H": 1.008,
     "C": 12.011,
@@ -480,7 +483,52 @@ QUESTIONS: list[Question] = [
         (F, 100),
         (M, 400),
     ),
-]
+    # --- a second hand's wordings: a quantity the formula does not use, the question after its
+    # data, givens in other units, plain numbers in geometry, number theory, degrees ----------
+    q("formula", "A 2 kg object falls from a height of 10 m. What is its speed just before it hits the ground?",
+      (F, math.sqrt(2 * GRAV * 10))),
+    q("formula", "A stone is dropped from a cliff and hits the water 4 seconds later. How high is the cliff?",
+      (F, GRAV * 4**2 / 2)),
+    q("formula", "A car travels 150 miles in 2.5 hours; what is its average speed in km/h?", (F, 150 * MILE / 1000 / 2.5)),
+    q("formula", "How far does a car travel in 3 hours at 60 km/h?", (F, 60 * 3)),
+    q("formula", "What's the escape velocity from the surface of the Earth?", (F, math.sqrt(2 * G_N * M_EARTH / R_EARTH))),
+    q("formula", "Determine the power used by a device drawing 2 A at 120 V.", (F, 2 * 120)),
+    q("formula", "What's the power when 3 A flows through 10 ohms?", (F, 3**2 * 10)),
+    q("formula", "How much of 100 g of a radioactive isotope remains after 3 half-lives?", (F, 100 / 2**3)),
+    q("formula", "A 100 g sample decays to 25 g in 10 years. What is its half-life?", (F, 10 / 2)),
+    q("formula", "What is the half-life of a substance if 25 g of a 100 g sample remain after 10 years?", (F, 10 / 2)),
+    q("formula", "How many atoms are in 12 g of carbon?", (F, 12 / AW["C"] * NA)),
+    q("formula", "What is the energy of an electron moving at 1e6 m/s?", (F, 0.5 * M_E * 1e6**2)),
+    q("formula", "What is the acceleration of a 10 kg block pushed by a net force of 50 N?", (F, 50 / 10)),
+    q("formula", "What is the pressure exerted by a 200 N force on an area of 0.5 m^2?", (F, 200 / 0.5)),
+    q("formula", "A spring with a spring constant of 300 N/m is compressed 0.2 m. How much energy is stored?",
+      (F, 300 * 0.2**2 / 2)),
+    q("formula", "How fast must a 0.5 kg ball move to have 100 J of kinetic energy?", (F, math.sqrt(2 * 100 / 0.5))),
+    q("formula", "A 1200 kg car goes around a curve of radius 50 m at 20 m/s. What is the centripetal force?",
+      (F, 1200 * 20**2 / 50)),
+    q("formula", "A gas at 300 K and 2 atm occupies 10 L. How many moles of gas are there?",
+      (F, 2 * ATM * 10 * LITER / (R * 300))),
+    q("formula", "What is the current through a 12 V battery connected to a 4 ohm resistor?", (F, 12 / 4)),
+    q("geometry", "What is the area of a circle with a radius of 3 cm?", (F, math.pi * 3**2)),
+    q("geometry", "What is the area of a circle whose diameter is 10 m?", (F, math.pi * 10**2 / 4)),
+    q("geometry", "What is the circumference of a circle of radius 7 m?", (F, 2 * math.pi * 7)),
+    q("geometry", "What is the volume of a sphere with a diameter of 10 cm?", (F, math.pi * 10**3 / 6)),
+    q("geometry", "What is the surface area of a sphere with radius 2 m?", (F, 4 * math.pi * 2**2)),
+    q("geometry", "What is the volume of a cylinder with radius 2 m and height 5 m?", (F, math.pi * 2**2 * 5)),
+    q("geometry", "What is the volume of a cone with a radius of 3 cm and a height of 4 cm?", (F, math.pi * 3**2 * 4 / 3)),
+    q("geometry", "A right triangle has legs of 3 cm and 4 cm. How long is the hypotenuse?", (F, math.hypot(3, 4))),
+    q("geometry", "Find the hypotenuse of a right triangle with sides 5 and 12.", (F, math.hypot(5, 12))),
+    q("geometry", "A triangle has a base of 10 and a height of 6. What is its area?", (F, 10 * 6 / 2)),
+    q("arithmetic", "What is the greatest common divisor of 48 and 180?", (M, math.gcd(48, 180))),
+    q("arithmetic", "What is the lowest common multiple of 8, 12 and 20?", (M, math.lcm(8, 12, 20))),
+    q("arithmetic", "What is the remainder when 100 is divided by 7?", (M, 100 % 7)),
+    q("arithmetic", "What is the sum of the first 100 positive integers?", (M, 100 * 101 // 2)),
+    q("arithmetic", "Compute the sum of the integers from 1 to 1000.", (M, 1000 * 1001 // 2)),
+    q("arithmetic", "What is the sine of 30 degrees?", (M, 0.5)),
+    q("arithmetic", "What is the cosine of 60 degrees plus the sine of 30 degrees?", (M, 0.5 + 0.5)),
+    q("mixed", "What is the kinetic energy of a 1000 kg car traveling at 25 m/s, and why does it grow with the square of speed?",
+      (F, 0.5 * 1000 * 25**2), (G, None), edges=((0, 1),)),
+]  # fmt: skip
 
 
 def capabilities_of(question: Question) -> list[str]:

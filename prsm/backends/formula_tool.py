@@ -14,6 +14,7 @@ the formula takes, or matches no formula is refused with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ class Plan:
     values: dict[str, pint.Quantity]  # known variables, in their own units
     unknown: Variable
     score: float
+    asked: bool = False  # the question names the unknown (before its quantities, or in a question after them)
+    ignored: tuple[Given, ...] = ()  # a quantity of a kind the formula has no variable for
 
 
 def _dimension(unit: str) -> object:
@@ -147,12 +150,20 @@ def _distance(text: str, given: Given, variable: Variable) -> float:
     return best
 
 
-def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | None) -> Plan | str:
-    """Which quantity is which variable; the unknown; or why the formula does not fit."""
+def _plan(
+    formula: Formula, text: str, given: list[Given], target: pint.Unit | None, may_ignore: bool = True
+) -> Plan | str:
+    """Which quantity is which variable; the unknown; or why the formula does not fit.
+
+    `may_ignore`: one quantity with a unit of a kind no variable of the formula has (the mass
+    in "a 2 kg stone falls from 10 m: how fast ...") is left out, said so in the answer, when
+    the rest determine the formula; two such, or a quantity of a kind the formula has but no
+    open variable for, and the formula does not fit."""
     lowered = text.lower()
     values: dict[str, pint.Quantity] = {}
     open_vars = dict(formula.variables)
     leftover = 0
+    ignored: list[Given] = []
     delta = next((v for v in open_vars.values() if v.delta), None)
     temperatures = [g for g in given if g.quantity.dimensionality == registry().kelvin.dimensionality]
     span = re.search(r"\bfrom\s+(.+?)\s+to\s+(.+?)(?:[,;.?]|$)", text, re.I)
@@ -161,10 +172,19 @@ def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | N
         values[delta.name] = registry().Quantity(abs(high - low), "kelvin")
         del open_vars[delta.name]
         given = [g for g in given if g not in temperatures]
+    sought = _sought(formula, text, given)
     for g in given:
         fitting = [v for v in open_vars.values() if _fits(v, g.quantity)]
+        if len(fitting) > 1 and sought in fitting:  # "... in 10 years. What is its half-life?"
+            fitting.remove(sought)
         if not fitting:
-            leftover += 1
+            foreign = not g.quantity.dimensionless and not any(
+                _fits(v, g.quantity) for v in formula.variables.values()
+            )
+            if foreign and may_ignore and not ignored:
+                ignored.append(g)
+            else:
+                leftover += 1
             continue
         chosen = min(fitting, key=lambda v: _distance(text, g, v))  # ties: the table's order
         values[chosen.name] = as_delta(g.quantity) if chosen.delta else g.quantity
@@ -218,11 +238,34 @@ def _plan(formula: Formula, text: str, given: list[Given], target: pint.Unit | N
     ):
         return f"{formula.name} gives {unknown.name} in {unknown.unit}, not in {target}"
     head = lowered[: given[0].start] if given else lowered  # "what is the energy stored in ..."
-    asked = any(re.search(rf"\b{re.escape(w)}\b", head) for w in unknown.words)
-    score = 3 * formula.called_for(text) + 2 * len(values) - 4 * leftover + (4 if asked else 0)
-    if leftover:
-        return f"{formula.name}: {leftover} of the question's quantities fit no variable"
-    return Plan(formula, values, unknown, score)
+    asked = unknown is sought or any(re.search(rf"\b{re.escape(w)}\b", head) for w in unknown.words)
+    if leftover or (ignored and len(ignored) == len(given)):
+        return f"{formula.name}: {leftover or len(ignored)} of the question's quantities fit no variable"
+    score = 3 * formula.called_for(text) + 2 * len(values) - 4 * len(ignored) + (4 if asked else 0)
+    return Plan(formula, values, unknown, score, asked, tuple(ignored))
+
+
+_QUESTION = re.compile(r"\b(?:what|how|find|calculate|compute|determine|which|estimate)\b", re.I)
+
+
+def _sought(formula: Formula, text: str, given: list[Given]) -> Variable | None:
+    """The variable the question asks for by name: after its last quantity when a question is put
+    there ("A sample ... in 10 years. What is its half-life?"), else before its first; the one
+    named first. Words of three letters or fewer (the "of", "in", "at" that tell variables apart
+    by where they stand) name nothing here."""
+    if not given:
+        return None
+    tail = text[given[-1].end :]
+    question = _QUESTION.search(tail)
+    asked = (tail[question.start() :] if question else text[: given[0].start]).lower()
+    named = []
+    for v in formula.variables.values():
+        at = [
+            m.start() for w in v.words if len(w) > 3 for m in [re.search(rf"\b{re.escape(w)}\b", asked)] if m
+        ]
+        if at:
+            named.append((min(at), v))
+    return min(named, key=lambda n: n[0])[1] if named else None
 
 
 def _si(quantity: pint.Quantity) -> sympy.Float:
@@ -256,10 +299,51 @@ def _solve(plan: Plan) -> pint.Quantity:
         )
     positive = [v for v in real if v > 0]
     base = ureg.Quantity(1, plan.unknown.unit).to_base_units().units
+    if not positive and _never_negative(plan.unknown) and any(v < 0 for v in real):
+        raise BadInstruction(
+            f"{f.name}: only a negative {plan.unknown.name} fits these numbers, and a "
+            f"{plan.unknown.words[0] if plan.unknown.words else plan.unknown.name}{_NEVER_NEGATIVE}",
+            "instruction",
+        )
     return ureg.Quantity((positive or real)[0], base).to(plan.unknown.unit)
 
 
-_TARGET_INSIDE = re.compile(r"\b(?:in|into)\s+(?P<unit>[^\s,;?]+)\s+(?:of|for|from|needed|when)\b", re.I)
+# Kinds of quantity this table only has magnitudes of: a time, a length, area or volume, a mass,
+# an amount of substance, an absolute temperature. A negative one is a misread question.
+_MAGNITUDES = ("[time]", "[length]", "[mass]", "[substance]", "[temperature]")
+_NEVER_NEGATIVE = " is never negative"
+
+
+def _never_negative(variable: Variable) -> bool:
+    if variable.unit == "dimensionless" or variable.delta:
+        return False
+    dims = dict(_dimension(variable.unit).items())
+    return len(dims) == 1 and next(iter(dims)) in _MAGNITUDES and next(iter(dims.values())) > 0
+
+
+def _solve_either_way(plan: Plan) -> tuple[Plan, pint.Quantity]:
+    """The plan's value; when only a negative magnitude fits and the question gave exactly two
+    quantities of one kind ("25 g of a 100 g sample remain"), the other way round, if that
+    gives a value that is not negative (the answer shows which quantity went where)."""
+    try:
+        return plan, _solve(plan)
+    except BadInstruction as exc:
+        if _NEVER_NEGATIVE not in str(exc):
+            raise
+        by_unit: dict[object, list[str]] = {}
+        for name, q in plan.values.items():
+            by_unit.setdefault(q.dimensionality, []).append(name)
+        pairs = [names for names in by_unit.values() if len(names) == 2]
+        if len(pairs) != 1:
+            raise
+        a, b = pairs[0]
+        swapped = dataclasses.replace(plan, values=plan.values | {a: plan.values[b], b: plan.values[a]})
+        return swapped, _solve(swapped)
+
+
+_TARGET_INSIDE = re.compile(
+    r"\b(?:in|into)\s+(?P<unit>[^\s,;?]+)\s+(?:of|for|from|needed|when|is|are|does|do|would|will)\b", re.I
+)
 
 
 def _target(text: str) -> pint.Unit | None:
@@ -295,20 +379,124 @@ def answer_formula(instruction: str) -> str:
     scan = text[: end.start()] if target is not None and end and _target(text[end.start() :]) else text
     given = quantities(scan)
     candidates = [f for f in formulas() if f.called_for(lowered)]
-    if not candidates:
-        raise BadInstruction("no formula in the table matches this question", "instruction")
+    unitless = _unitless_geometry(scan, given, target, candidates)
+    if unitless is not None:
+        return unitless
     plans, reasons = [], []
     for formula in candidates:
         planned = _plan(formula, scan, given, target)
         (plans if isinstance(planned, Plan) else reasons).append(planned)
-    if not plans:
+    best = max(plans, key=lambda p: p.score) if plans else None  # ties: the table's order
+    # A formula the question names but does not give enough for is refused, not swapped for
+    # another ("the kinetic energy of a 2 kg mass" is no E = m*c^2); one that fits but answers
+    # something else than the question asks for is ("what's the power when 3 A flows through
+    # 10 ohms" is no V = I*R).
+    if not candidates or (best is not None and not best.asked):
+        best = _by_quantities(scan, given, target, candidates) or best
+    if best is None:
+        conversion = _conversion(given, target)
+        if conversion is not None:
+            return conversion
+        if not candidates:
+            raise BadInstruction("no formula in the table matches this question", "instruction")
         raise BadInstruction("; ".join(reasons[:3]), "instruction")
-    best = max(plans, key=lambda p: p.score)  # ties: the table's order
-    result = _solve(best)
-    if target is not None:
-        result = result.to(target)
+    best, result = _solve_either_way(best)
+    result = result.to(target) if target is not None else _in_given_units(result, best)
     inputs = ", ".join(f"{name} = {_show(q)}" for name, q in best.values.items())
+    unused = "".join(f"; not used: {g.text} (the formula takes no such quantity)" for g in best.ignored)
     return (
         f"{best.unknown.name} = {_show(result)} ({best.formula.name}: {best.formula.expression}, "
-        f"with {inputs}; source: {best.formula.source})"
+        f"with {inputs}{unused}; source: {best.formula.source})"
     )
+
+
+def _geometric(formula: Formula) -> bool:
+    """Every variable a length, an area or a volume."""
+    meter = registry().meter.dimensionality
+    return all(
+        v.unit != "dimensionless" and any(_dimension(v.unit) == meter**k for k in (1, 2, 3))
+        for v in formula.variables.values()
+    )
+
+
+def _unitless_geometry(
+    text: str, given: list[Given], target: pint.Unit | None, candidates: list[Formula]
+) -> str | None:
+    """A geometry question in plain numbers ("the hypotenuse of a right triangle with sides 5
+    and 12"): its numbers are lengths in one unspoken unit, the answer a number in that unit
+    (squared for an area, cubed for a volume)."""
+    shapes = [f for f in candidates if _geometric(f)]
+    if target is not None or not given or not shapes or not all(g.quantity.dimensionless for g in given):
+        return None
+    lengths = [
+        dataclasses.replace(g, quantity=registry().Quantity(g.quantity.magnitude, "meter")) for g in given
+    ]
+    plans = [p for f in shapes if isinstance(p := _plan(f, text, lengths, None, may_ignore=False), Plan)]
+    if not plans:
+        return None
+    best, result = _solve_either_way(max(plans, key=lambda p: p.score))
+    power = next(k for k in (1, 2, 3) if result.dimensionality == registry().meter.dimensionality ** k)
+    value = result.to(registry().meter ** power).magnitude
+    inputs = ", ".join(f"{name} = {q.magnitude:.10g}" for name, q in best.values.items())
+    kind = {1: "a length in", 2: "an area, in the square of", 3: "a volume, in the cube of"}[power]
+    return (
+        f"{best.unknown.name} = {value:.10g} ({best.formula.name}: {best.formula.expression}, with {inputs}; "
+        f"{kind} the question's unit of length; source: {best.formula.source})"
+    )
+
+
+def _by_quantities(
+    text: str, given: list[Given], target: pint.Unit | None, tried: list[Formula]
+) -> Plan | None:
+    """When no formula its words call for fits what the question asks: the one formula whose
+    unknown the question names before its quantities and whose other variables those quantities
+    fill, every one used ("what's the power when 3 A flows through 10 ohms"). Two formulas that
+    fit as well: none (no guess)."""
+    if not given:
+        return None
+    fits = []
+    for formula in formulas():
+        if formula in tried:
+            continue
+        planned = _plan(formula, text, given, target, may_ignore=False)
+        if isinstance(planned, Plan) and planned.asked:
+            fits.append(planned)
+    if not fits:
+        return None
+    top = max(p.score for p in fits)
+    best = [p for p in fits if p.score == top]
+    return best[0] if len(best) == 1 else None
+
+
+def _conversion(given: list[Given], target: pint.Unit | None) -> str | None:
+    """A question that gives one quantity and asks for it in another unit of its kind ("how much
+    energy in joules is 2.5 kWh") is a conversion, whatever words it uses."""
+    if target is None or len(given) != 1 or given[0].quantity.dimensionless:
+        return None
+    quantity = given[0].quantity
+    if quantity.dimensionality != target.dimensionality:
+        return None
+    if quantity.units.is_compatible_with(registry().kelvin) and not str(quantity.units).startswith("delta"):
+        return None  # a temperature: the units tool's (offset scales), not converted here
+    return f"{_show(quantity.to(target))} ({given[0].text} in {target}: a conversion, no formula needed)"
+
+
+def _in_given_units(result: pint.Quantity, plan: Plan) -> pint.Quantity:
+    """The answer in the unit the question gave its own quantities of that kind in, when it gave
+    them all in one unit and asked for none: a half-life in years from "after 10 years", a
+    distance in km from "at 60 km/h", an area in cm^2 from "a radius of 3 cm". A variable the
+    table gives its own unit (a wavelength in nm, an energy in eV) keeps it."""
+    ureg = registry()
+    if ureg.Quantity(1, plan.unknown.unit).to_base_units().magnitude != 1:
+        return result
+    units = {}  # unit name -> its dimensionality, from every given quantity's own unit parts
+    for q in plan.values.values():
+        for name in q.units._units:
+            units[name] = ureg.Unit(name).dimensionality
+    for power in (1, 2, 3):
+        found = {name for name, dims in units.items() if dims**power == result.dimensionality}
+        if len(found) == 1:
+            return result.to(ureg.Unit(next(iter(found))) ** power)
+        if found:
+            return result
+    return result

@@ -84,6 +84,11 @@ COMPOUNDS = {
     "hydrogen gas": "H2", "helium": "He", "sulfuric acid": "H2SO4", "sulphuric acid": "H2SO4",
     "hydrochloric acid": "HCl", "nitric acid": "HNO3", "sodium hydroxide": "NaOH",
     "potassium hydroxide": "KOH", "calcium carbonate": "CaCO3", "sodium bicarbonate": "NaHCO3",
+    # elements by name, after the compounds that start with one ("carbon dioxide" is no carbon)
+    "carbon": "C", "iron": "Fe", "gold": "Au", "silver": "Ag", "copper": "Cu", "aluminium": "Al",
+    "aluminum": "Al", "sodium": "Na", "sulfur": "S", "sulphur": "S", "zinc": "Zn", "magnesium": "Mg",
+    "calcium": "Ca", "potassium": "K", "mercury": "Hg", "silicon": "Si", "nickel": "Ni",
+    "platinum": "Pt", "uranium": "U", "lithium": "Li", "neon": "Ne", "argon": "Ar",
 }  # fmt: skip
 _CHEMICAL = re.compile(r"\b(?:[A-Z][a-z]?\d*|\((?:[A-Z][a-z]?\d*)+\)\d*)+\b")
 _ELEMENT = re.compile(r"([A-Z][a-z]?)(\d*)|\(([^()]+)\)(\d*)")
@@ -131,7 +136,16 @@ _HAS_NUMBER = re.compile(rf"(?<![A-Za-z]){NUMBER}")
 
 
 def looks_like_formula(text: str) -> bool:
-    """A question the formula tool may answer: it gives a number and names a formula's topic."""
+    """A question the formula tool may answer: it gives a number and names a formula's topic, or
+    names what fills all but one of a formula's variables ("the escape velocity of the Earth")."""
     if re.search(r"\bmolar mass\b", text, re.I) and compound(text):
         return True
-    return bool(_HAS_NUMBER.search(text)) and any(f.called_for(text) for f in formulas())
+    called = [f for f in formulas() if f.called_for(text)]
+    if _HAS_NUMBER.search(text):
+        return bool(called)
+    lowered = text.lower()
+    return any(
+        sum(1 for v in f.variables.values() if v.default and v.default_when and v.default_when in lowered)
+        == len(f.variables) - 1
+        for f in called
+    )

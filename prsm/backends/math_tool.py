@@ -42,7 +42,8 @@ FUNCTIONS = {
     name: getattr(sympy, name)
     for name in ("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh",
                  "exp", "log", "sqrt", "cbrt", "Abs", "factorial")
-} | {"ln": sympy.log, "abs": sympy.Abs}  # fmt: skip
+} | {"ln": sympy.log, "abs": sympy.Abs, "gcd": lambda a, b: _integers(sympy.gcd, a, b),
+     "lcm": lambda a, b: _integers(sympy.lcm, a, b), "Mod": lambda a, b: _integers(_remainder, a, b)}  # fmt: skip
 # "e" is Euler's number, as a reader means it in "e^x"; "I" the imaginary unit, "oo" infinity.
 CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "e": sympy.E, "I": sympy.I, "oo": sympy.oo, "inf": sympy.oo}
 _OPERATORS = {ast.Add: sympy.Add, ast.Mult: sympy.Mul}
@@ -53,6 +54,25 @@ _OPERATION = re.compile(
     r"integral\s+of|solve|simplify|expand|factor|evaluate|limit|compute|calculate|what\s+is)\s+(?P<rest>.+)$",
     re.IGNORECASE | re.DOTALL,
 )
+
+
+def _integers(function, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    """gcd, lcm and remainders of whole numbers (gcd and lcm also of polynomials); a number that
+    is not whole is refused."""
+    if any(x.is_number and not x.is_integer for x in (a, b)):
+        raise BadInstruction(f"{function.__name__} takes whole numbers", "instruction")
+    return function(a, b)
+
+
+def _remainder(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    if not (a.is_number and b.is_number):
+        raise BadInstruction("a remainder of whole numbers only", "instruction")
+    if b == 0:
+        raise BadInstruction("a remainder after dividing by zero", "instruction")
+    return sympy.Mod(a, b)
+
+
+_remainder.__name__ = "remainder"
 
 
 def tokens(text: str) -> list[tuple[str, str]]:

@@ -86,7 +86,14 @@ _REWRITES = tuple(
         ),
         (rf"\b(?:the\s+)?(?:base[-\s]10\s+|common\s+)(?:log|logarithm)\s+of\s+({_O})", r"log(\1, 10)"),
         (rf"\b(?:the\s+)?(?:log|logarithm)\s+of\s+({_O})", r"log(\1)"),
-        (rf"\b(?:the\s+)?(sine|cosine|tangent|sin|cos|tan)\s+of\s+({_O})", r"\2__FN__\1"),
+        (  # "the sine of 30 degrees", "cos 45°": degrees are radians times pi/180
+            rf"\b(?:the\s+)?(sine|cosine|tangent|sin|cos|tan)\s*(?:of\s+)?(\(\s*)?({NUMBER})\s*(?:°|degrees?\b|deg\b)(?(2)\s*\))",
+            lambda m: f"{_FN_NAMES[m[1].lower()]}({m[3]}*pi/180)",
+        ),
+        (
+            rf"\b(?:the\s+)?(sine|cosine|tangent|sin|cos|tan)\s+of\s+({_O})",
+            lambda m: f"{_FN_NAMES[m[1].lower()]}({m[2]})",
+        ),
         (rf"\b(?:the\s+)?absolute\s+value\s+of\s+({_O})", r"Abs(\1)"),
         (rf"\b(?:the\s+)?factorial\s+of\s+({_O})", r"factorial(\1)"),
         (rf"({_O})\s+factorial\b", r"factorial(\1)"),
@@ -114,6 +121,11 @@ _REWRITES = tuple(
         (r"^(?:the\s+)?difference\s+(?:between|of)\s+(.+?)\s+and\s+(.+)$", r"(\1)-(\2)"),
         (r"^(?:the\s+)?quotient\s+of\s+(.+?)\s+(?:and|by|over)\s+(.+)$", r"(\1)/(\2)"),
         (r"^(?:the\s+)?ratio\s+of\s+(.+?)\s+to\s+(.+)$", r"(\1)/(\2)"),
+        (
+            r"^(?:the\s+)?remainder\s+(?:when|of|after)\s+(.+?)\s+(?:is\s+)?divided\s+by\s+(.+)$",
+            r"Mod(\1, \2)",
+        ),
+        (rf"^({_O})\s+(?:mod|modulo)\s+({_O})$", r"Mod(\1, \2)"),
         # infix operators in words
         (r"\s+plus\s+", "+"),
         (r"\s+minus\s+", "-"),
@@ -124,6 +136,62 @@ _REWRITES = tuple(
 )
 _FN_NAMES = {"sine": "sin", "cosine": "cos", "tangent": "tan", "sin": "sin", "cos": "cos", "tan": "tan"}
 _AVERAGE = re.compile(r"^(?:the\s+)?(?:average|mean|arithmetic\s+mean)\s+of\s+(?P<items>.+)$", re.I)
+# "the greatest common divisor of 48 and 180", "the LCM of 4, 6 and 10": gcd(...) / lcm(...) of
+# two numbers, nested for more.
+_COMMON = re.compile(
+    r"^(?:the\s+)?(?P<kind>(?:greatest|highest|largest)\s+common\s+(?:divisor|factor)|gcd|gcf|hcf|"
+    r"(?:least|lowest|smallest)\s+common\s+multiple|lcm)\s+of\s+(?P<items>.+)$",
+    re.I,
+)
+# Sums with a closed form: "the sum of the first 100 positive integers" (n(n+1)/2), of the first
+# n odd numbers (n^2), even numbers (n(n+1)), squares, cubes; "the sum of the integers from 1 to
+# 50" ((a+b)(b-a+1)/2).
+_FIRST_N = re.compile(
+    r"^(?:the\s+)?sum\s+of\s+(?:all\s+)?(?:the\s+)?first\s+(?P<n>\d{1,6})\s+(?:positive\s+|natural\s+|whole\s+|counting\s+)?"
+    r"(?P<kind>odd|even|square|perfect\s+square|cube)?\s*(?:natural\s+|whole\s+|positive\s+)?"
+    r"(?:integers|numbers|squares|cubes)$",
+    re.I,
+)
+_FROM_TO = re.compile(
+    r"^(?:the\s+)?sum\s+of\s+(?:all\s+)?(?:the\s+)?(?:integers|whole\s+numbers|numbers)\s+from\s+"
+    r"(?P<a>-?\d{1,9})\s+(?:to|through|up\s+to)\s+(?P<b>-?\d{1,9})(?:\s+inclusive)?$",
+    re.I,
+)
+_SERIES = {
+    None: "({n})*({n}+1)/2",
+    "odd": "({n})^2",
+    "even": "({n})*({n}+1)",
+    "square": "({n})*({n}+1)*(2*({n})+1)/6",
+    "perfect square": "({n})*({n}+1)*(2*({n})+1)/6",
+    "cube": "(({n})*({n}+1)/2)^2",
+}
+
+
+def _common(match: re.Match) -> str | None:
+    parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", match["items"]) if p.strip()]
+    if len(parts) < 2:
+        return None
+    name = "lcm" if re.search(r"multiple|lcm", match["kind"], re.I) else "gcd"
+    expression = f"({_rewrite(parts[0])})"
+    for part in parts[1:]:
+        expression = f"{name}({expression}, ({_rewrite(part)}))"
+    return expression
+
+
+def _series(rest: str) -> str | None:
+    first = _FIRST_N.match(rest)
+    if first:
+        kind = first["kind"]
+        if kind is None and re.search(r"squares$", rest, re.I):
+            kind = "square"
+        elif kind is None and re.search(r"cubes$", rest, re.I):
+            kind = "cube"
+        return _SERIES[" ".join(kind.lower().split()) if kind else None].format(n=first["n"])
+    span = _FROM_TO.match(rest)
+    if span and int(span["b"]) >= int(span["a"]):
+        a, b = span["a"], span["b"]
+        return f"(({a})+({b}))*(({b})-({a})+1)/2"
+    return None
 
 
 def _rewrite(expression: str) -> str:
@@ -132,8 +200,6 @@ def _rewrite(expression: str) -> str:
         before = text
         for pattern, replacement in _REWRITES:
             text = pattern.sub(replacement, text)
-        text = re.sub(r"\(([^()]*)\)__FN__(\w+)", lambda m: f"{_FN_NAMES[m[2].lower()]}({m[1]})", text)
-        text = re.sub(r"(\S+)__FN__(\w+)", lambda m: f"{_FN_NAMES[m[2].lower()]}({m[1]})", text)
         if text == before:
             break
     return text
@@ -208,6 +274,12 @@ def math_instruction(instruction: str) -> str:
     for pattern, replacement in _CALCULUS:
         if pattern.match(rest):
             return _rewrite_operands(pattern.sub(replacement, rest, count=1))
+    common = _COMMON.match(rest)
+    if common and _common(common):
+        return f"evaluate {_common(common)}"
+    series = _series(rest)
+    if series:
+        return f"evaluate {series}"
     average = _AVERAGE.match(rest)
     if average and _average(average["items"]):
         return f"evaluate {_rewrite(_average(average['items']))}"
@@ -232,7 +304,7 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 # operations ("with respect to x", "from 0 to 1", "at x = 2", "as x approaches 0").
 _KNOWN_NAMES = frozenset((
     "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh", "exp",
-    "log", "ln", "sqrt", "cbrt", "Abs", "abs", "factorial", "pi", "E", "e", "I", "oo",
+    "log", "ln", "sqrt", "cbrt", "Abs", "abs", "factorial", "gcd", "lcm", "Mod", "pi", "E", "e", "I", "oo",
     "with", "respect", "to", "wrt", "from", "for", "at", "where", "and", "d", "dx", "dy", "dt",
     "as", "approaches", "tends", "goes", "evaluated",
 ))  # fmt: skip

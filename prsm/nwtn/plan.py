@@ -11,6 +11,7 @@ A sub-task refers to an earlier result with a `{t1}` placeholder; the orchestrat
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 
@@ -20,6 +21,8 @@ from prsm.backends.formulas import compound, looks_like_formula
 from prsm.backends.wording import looks_like_math
 from prsm.errors import PlanRejected
 from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
+
+log = logging.getLogger(__name__)
 
 
 def validate(plan: TaskPlan, max_tasks: int, max_depth: int) -> TaskPlan:
@@ -114,6 +117,14 @@ MAX_CLAUSES = 60
 
 @lru_cache(maxsize=4096)  # a plan classifies each clause several times while it splits and links
 def classify(instruction: str) -> Capability:
+    try:
+        return _classify(instruction)
+    except Exception:  # a reading of words that fails is no 500: a general model gets the clause
+        log.warning("classifying a clause failed; it goes to a general model", exc_info=True)
+        return Capability.GENERAL
+
+
+def _classify(instruction: str) -> Capability:
     text = _LEADING_CONNECTIVE.sub("", instruction.strip()).rstrip("?!. ")
     if len(text) > MAX_TOOL_CLAUSE_CHARS:
         return Capability.GENERAL
@@ -169,7 +180,7 @@ def _clauses(part: str) -> list[tuple[str, str]]:
         else:  # "If it rains, then the ground is wet": a condition, not a step
             thens[-1] += separator + text
     for i, then_clause in enumerate(thens):
-        for j, also_clause in enumerate(_ALSO.split(then_clause)):
+        for j, also_clause in enumerate(_settings_joined(_ALSO.split(then_clause))):
             also_clause = _LEADING_CONNECTIVE.sub("", also_clause.strip())
             lead = re.match(
                 r"^(?:using|with)\s+(?:that|this|the\s+result|the\s+answer)\s*,?\s*", also_clause, re.I
@@ -196,6 +207,25 @@ def _clauses(part: str) -> list[tuple[str, str]]:
                 if clause:
                     found.append(("and" if k else "also" if j else "then" if i else "", clause))
     return found
+
+
+def _settings_joined(clauses: list[str]) -> list[str]:
+    """A clause that only states quantities ("A car travels 150 miles in 2.5 hours; what is its
+    average speed?") stays with the question after it when a tool reads the two together."""
+    joined: list[str] = []
+    for clause in clauses:
+        last = _clean(joined[-1]) if joined else ""
+        if (
+            last
+            and not _ASKS.match(last)
+            and re.search(r"\d", last)
+            and classify(last) == Capability.GENERAL
+            and classify(f"{last}; {_clean(clause)}") != Capability.GENERAL
+        ):
+            joined[-1] = f"{joined[-1]}; {clause}"
+        else:
+            joined.append(clause)
+    return joined
 
 
 def _clean(clause: str) -> str:

@@ -77,6 +77,30 @@ WORKED = [  # (question, unknown, value, unit as printed), values by hand
     ("How many molecules are in 2 mol of water?", "N", 2 * NA, None),
     ("What is the molarity of 0.5 mol of NaCl dissolved in 2 L of solution?", "C", 0.25, "mole / liter"),
     ("What is the molar mass of H2SO4?", "M", 2 * 1.008 + 32.06 + 4 * 15.999, "gram / mole"),
+    # held-out wordings: an unused mass, a question after its data, givens in other units
+    ("A 2 kg object falls from a height of 10 m. What is its speed just before it hits the ground?", "v",
+     math.sqrt(2 * 9.80665 * 10), "meter / second"),
+    ("A stone is dropped from a cliff and hits the water 4 seconds later. How high is the cliff?", "d",
+     9.80665 * 16 / 2, "meter"),
+    ("A car travels 150 miles in 2.5 hours; what is its average speed in km/h?", "v", 150 * 1.609344 / 2.5,
+     "kilometer / hour"),
+    ("How far does a car travel in 3 hours at 60 km/h?", "d", 180.0, "kilometer"),
+    ("What's the escape velocity from the surface of the Earth?", "v", math.sqrt(2 * 6.6743e-11 * 5.9722e24 / 6.371e6),
+     "meter / second"),
+    ("Determine the power used by a device drawing 2 A at 120 V.", "P", 240.0, "watt"),
+    ("What's the power when 3 A flows through 10 ohms?", "P", 90.0, "watt"),  # not V = I*R
+    ("What is the energy of an electron moving at 1e6 m/s?", "K", 0.5 * 9.1093837139e-31 * 1e12, "joule"),
+    ("How much of 100 g of a radioactive isotope remains after 3 half-lives?", "N", 12.5, "gram"),
+    ("What is the half-life of a substance if 25 g of a 100 g sample remain after 10 years?", "T_h", 5.0, "year"),
+    ("A 100 g sample decays to 25 g in 10 years. What is its half-life?", "T_h", 5.0, "year"),
+    ("How many atoms are in 12 g of carbon?", "N", 12 / 12.011 * NA, None),
+    ("What is the area of a circle with a radius of 3 cm?", "A", math.pi * 9, "centimeter ** 2"),
+    ("What is the area of a circle whose diameter is 10 m?", "A", math.pi * 25, "meter ** 2"),
+    ("What is the volume of a sphere with a diameter of 10 cm?", "V", math.pi * 1000 / 6, "centimeter ** 3"),
+    ("What is the volume of a cylinder with radius 2 m and height 5 m?", "V", math.pi * 20, "meter ** 3"),
+    ("A right triangle has legs of 3 cm and 4 cm. How long is the hypotenuse?", "c", 5.0, "centimeter"),
+    ("Find the hypotenuse of a right triangle with sides 5 and 12.", "c", 13.0, None),  # plain numbers
+    ("A triangle has a base of 10 and a height of 6. What is its area?", "A", 30.0, None),
 ]  # fmt: skip
 
 
@@ -105,8 +129,36 @@ def test_a_worked_question_gives_the_value_by_hand(question, unknown, value, uni
         "What is the kinetic energy of a 2 × 10^400 kg mass moving at 3 m/s?",
         "What is the pH of a 0 M HCl solution?",  # -inf is no answer
         "What is the de Broglie wavelength of an electron moving at 0 m/s?",  # a division by zero
+        "A 2 kg stone with a 3 C charge falls from 10 m. How fast is it going?",  # two quantities unused
+        "What is the escape velocity of a planet?",  # no mass, no radius, no body named
     ],
 )
 def test_a_question_the_formulas_do_not_settle_is_refused_with_the_reason(question):
     with pytest.raises(ModelCallFailed):
         answer_formula(question)
+
+
+def test_a_quantity_the_formula_does_not_use_is_said_so_in_the_answer():
+    answer = answer_formula(
+        "A 2 kg object falls from a height of 10 m. What is its speed just before it hits the ground?"
+    )
+    assert "not used: 2 kg" in answer
+
+
+def test_one_quantity_asked_for_in_another_unit_is_converted():
+    assert answer_formula("How much energy in joules is 2.5 kWh?").startswith("9000000 joule ")
+
+
+def test_a_negative_time_is_no_answer_and_two_masses_read_the_wrong_way_round_are_turned():
+    from prsm.backends.formula_tool import Plan, _solve, _solve_either_way
+    from prsm.errors import BadInstruction
+
+    decay = next(f for f in formulas() if f.id == "half_life")
+    q = registry().Quantity
+    misread = Plan(
+        decay, {"N_0": q(25, "gram"), "N": q(100, "gram"), "t": q(10, "year")}, decay.variables["T_h"], 0
+    )
+    with pytest.raises(BadInstruction, match="never negative"):
+        _solve(misread)  # a negative half-life is no answer
+    turned, value = _solve_either_way(misread)  # the two masses the other way round: 5 years
+    assert turned.values["N_0"] == q(100, "gram") and value.to("year").magnitude == pytest.approx(5.0)

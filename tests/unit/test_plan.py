@@ -186,6 +186,28 @@ def test_a_sentence_of_givens_joins_the_question_after_it():
     ]  # fmt: skip
 
 
+def test_a_clause_of_givens_before_a_semicolon_stays_with_its_question():
+    assert shape("A car travels 150 miles in 2.5 hours; what is its average speed in km/h?") == [
+        ("formula", "A car travels 150 miles in 2.5 hours; what is its average speed in km/h?", ())
+    ]
+    # two questions stay two
+    assert [c for c, _, _ in shape("Convert 3 km to miles; why is the mile longer?")] == ["units", "general"]
+
+
+def test_a_reading_of_words_that_fails_sends_the_clause_to_a_general_model(monkeypatch):
+    import prsm.nwtn.plan as plan
+
+    def broken(text):
+        raise KeyError(text)
+
+    monkeypatch.setattr(plan, "looks_like_math", broken)
+    plan.classify.cache_clear()
+    try:
+        assert plan.classify("What is the sine of 30 degrees?") == "general"
+    finally:
+        plan.classify.cache_clear()
+
+
 @pytest.mark.parametrize(
     "text,capability",
     [
@@ -194,6 +216,14 @@ def test_a_sentence_of_givens_joins_the_question_after_it():
         ("What is the resistance of a circuit with 12 V and 2 A?", "formula"),
         ("What is the kinetic energy of a car?", "general"),  # no numbers: nothing to compute
         ("How many grams are in 3.5 pounds?", "units"),
+        (
+            "What's the escape velocity from the surface of the Earth?",
+            "formula",
+        ),  # the Earth's mass and radius
+        ("What is the escape velocity of a planet?", "general"),  # nothing to compute with
+        ("What is the area of a circle with a radius of 3 cm?", "formula"),
+        ("What is the greatest common divisor of 48 and 180?", "math"),
+        ("What is the remainder when 100 is divided by 7?", "math"),
     ],
 )
 def test_classify_sends_formula_questions_to_the_formula_tool(text, capability):

@@ -159,6 +159,36 @@ def test_math_tool_reads_what_people_write(instruction, answer):
     assert solve_math(instruction) == answer
 
 
+@pytest.mark.parametrize(
+    "instruction,answer",
+    [  # by hand: Euclid's algorithm, n(n+1)/2, n^2, n(n+1)(2n+1)/6, exact sines of 30 and 60 degrees
+        ("What is the greatest common divisor of 48 and 180?", "12"),
+        ("the highest common factor of 84 and 126", "42"),
+        ("What is the lowest common multiple of 8, 12 and 20?", "120"),
+        ("What is the remainder when 100 is divided by 7?", "2"),
+        ("17 mod 5", "2"),
+        ("What is the sum of the first 100 positive integers?", "5050"),
+        ("the sum of the first 10 odd numbers", "100"),
+        ("What is the sum of the first 5 squares?", "55"),
+        ("Compute the sum of the integers from 1 to 1000.", "500500"),
+        ("What is the sine of 30 degrees?", "1/2"),
+        ("What is the cosine of 60 degrees plus the sine of 30 degrees?", "1"),
+        ("What is the cosine of x plus the sine of y?", "sin(y) + cos(x)"),  # two calls, not one nested
+    ],
+)
+def test_math_tool_reads_number_theory_series_and_degrees(instruction, answer):
+    assert solve_math(instruction) == answer
+
+
+@pytest.mark.parametrize(
+    "instruction",
+    ["gcd of 2.5 and 5", "the remainder when 10 is divided by 0", "the remainder when x is divided by 2"],
+)
+def test_math_tool_refuses_what_has_no_whole_number_answer(instruction):
+    with pytest.raises(ModelCallFailed):
+        solve_math(instruction)
+
+
 def test_math_tool_refuses_a_long_instruction_before_reading_it():
     started = time.monotonic()
     with pytest.raises(ModelCallFailed, match="over 600 characters"):
