@@ -43,7 +43,8 @@ FUNCTIONS = {
     for name in ("sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh",
                  "exp", "log", "sqrt", "cbrt", "Abs", "factorial")
 } | {"ln": sympy.log, "abs": sympy.Abs, "gcd": lambda a, b: _integers(sympy.gcd, a, b),
-     "lcm": lambda a, b: _integers(sympy.lcm, a, b), "Mod": lambda a, b: _integers(_remainder, a, b)}  # fmt: skip
+     "lcm": lambda a, b: _integers(sympy.lcm, a, b), "Mod": lambda a, b: _integers(_remainder, a, b),
+     "binomial": lambda n, k: _integers(_choose, n, k), "fraction": lambda x: _fraction(x)}  # fmt: skip
 # "e" is Euler's number, as a reader means it in "e^x"; "I" the imaginary unit, "oo" infinity.
 CONSTANTS = {"pi": sympy.pi, "E": sympy.E, "e": sympy.E, "I": sympy.I, "oo": sympy.oo, "inf": sympy.oo}
 _OPERATORS = {ast.Add: sympy.Add, ast.Mult: sympy.Mul}
@@ -73,6 +74,22 @@ def _remainder(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
 
 
 _remainder.__name__ = "remainder"
+
+
+def _choose(n: sympy.Expr, k: sympy.Expr) -> sympy.Expr:
+    if not (n.is_number and k.is_number) or n < 0 or k < 0 or n > MAX_EXPONENT:
+        raise BadInstruction(f"n choose k of whole numbers 0 to {MAX_EXPONENT}", "instruction")
+    return sympy.binomial(n, k)
+
+
+_choose.__name__ = "n choose k"
+
+
+def _fraction(x: sympy.Expr) -> sympy.Expr:
+    """A decimal as the fraction it writes: 0.75 is 3/4 (its digits, not its binary float)."""
+    if not x.is_number or not x.is_real:
+        raise BadInstruction("only a number can be written as a fraction", "instruction")
+    return sympy.nsimplify(sympy.Float(x, 15), rational=True) if x.is_Float else x
 
 
 def tokens(text: str) -> list[tuple[str, str]]:
@@ -280,6 +297,9 @@ def _solve(instruction: str) -> str:
             return _format_number(sympy.integrate(expr, (var, parse(bounds[1]), parse(bounds[2]))))
         return str(sympy.integrate(expr, var))
 
+    if op == "solve" and rest.count("=") > 1:
+        return _solve_system(rest)
+
     if op == "solve":
         rest, wrt = _split(rest, r"\s+for\s+([a-z]\w*)\s*$")
         left, _, right = rest.partition("=")
@@ -290,10 +310,28 @@ def _solve(instruction: str) -> str:
             return f"no solution for {var}"
         return ", ".join(f"{var} = {s}" for s in solutions)
 
+    if op == "factor" and parse(rest).is_Integer and abs(parse(rest)) > 1:  # "factor 360": its primes
+        n = parse(rest)
+        primes = sympy.factorint(n, limit=10**6)
+        if any(not sympy.isprime(p) for p in primes):
+            raise BadInstruction("an integer with a prime factor past a million", "instruction")
+        sign = "-" if n < 0 else ""
+        return sign + " * ".join(
+            f"{p}^{e}" if e > 1 else str(p) for p, e in sorted(primes.items()) if p != -1
+        )
+
     if op in ("simplify", "expand", "factor"):
         return str(getattr(sympy, op)(parse(rest)))
 
     # evaluate / compute / calculate / what is
+    prime = re.fullmatch(r"\s*isprime\((\d{1,30})\)\s*", rest)
+    if prime:  # "is 97 a prime number": yes, or no with its factors
+        n = int(prime[1])
+        if n < 2:
+            return f"no: {n} is not prime (a prime is a whole number above 1)"
+        if sympy.isprime(n):
+            return f"yes: {n} is prime"
+        return f"no: {n} = {_solve(f'factor {n}')}"
     rest, at = _split(rest, r"\s+(?:at|where|with|for)\s+(.+)$")
     try:
         expr = parse(rest)
@@ -304,6 +342,35 @@ def _solve(instruction: str) -> str:
     if at:
         expr = expr.subs(_assignments(at[1]))
     return _format_number(sympy.simplify(expr))
+
+
+def _solve_system(rest: str) -> str:
+    """Equations joined by "and", "," or ";", solved together for their unknowns (at most 6)."""
+    rest, wrt = _split(rest, r"\s+for\s+([a-z]\w*(?:\s*(?:,|and)\s*[a-z]\w*)*)\s*$")
+    parts = [p for p in re.split(r",\s*(?:and\s+)?|\s+and\s+|;", rest) if p.strip()]
+    if len(parts) > 6:
+        raise BadInstruction("a system of at most 6 equations", "instruction")
+    equations = []
+    for part in parts:
+        left, eq, right = part.partition("=")
+        if not eq or "=" in right:
+            raise BadInstruction(f"not an equation: {part.strip()!r}", "instruction")
+        equations.append(sympy.Eq(parse(left), parse(right)))
+    unknowns = (
+        [sympy.Symbol(v) for v in re.split(r"\s*(?:,|and)\s*", wrt[1]) if v]
+        if wrt
+        else sorted(set().union(*(e.free_symbols for e in equations)), key=str)
+    )
+    if not unknowns or len(unknowns) > 6:
+        raise BadInstruction("a system of 1 to 6 unknowns", "instruction")
+    present = set().union(*(e.free_symbols for e in equations))
+    missing = [str(v) for v in unknowns if v not in present]
+    if missing:
+        raise BadInstruction(f"{', '.join(missing)} is in none of the equations", "instruction")
+    solutions = sympy.solve(equations, unknowns, dict=True)
+    if not solutions:
+        return "no solution"
+    return "; ".join(", ".join(f"{v} = {sol[v]}" for v in unknowns if v in sol) for sol in solutions)
 
 
 _HAS_UNIT = re.compile(r"\d\s*(?!(?:at|and|for|with|where)\b)[A-Za-z_]{2,}")

@@ -85,9 +85,26 @@ def registry() -> pint.UnitRegistry:
     return pint.UnitRegistry()
 
 
+_MIXED = re.compile(
+    r"^(?P<a>\d+(?:\.\d+)?)\s*(?P<ua>[A-Za-z]+)\s+(?:and\s+)?(?P<b>\d+(?:\.\d+)?)\s*(?P<ub>[A-Za-z]+)$"
+)
+
+
 def _quantity(text: str) -> pint.Quantity:
     ureg = registry()
     text = re.sub(r"^(?:an?|one)\s+(?=[a-z])", "1 ", _LEADING.sub("", text.strip()), flags=re.I)
+    mixed = _MIXED.match(text)
+    if mixed:  # "5 feet 10 inches", "1 hour and 30 minutes": one quantity in two units of its kind
+        try:
+            first = ureg.Quantity(float(mixed["a"]), _unit(mixed["ua"]))
+            second = ureg.Quantity(float(mixed["b"]), _unit(mixed["ub"]))
+            if (
+                first.dimensionality == second.dimensionality
+                and first.dimensionality != ureg.kelvin.dimensionality
+            ):
+                return first + second.to(first.units)
+        except BadInstruction:
+            pass
     number = _NUMBER.match(text)
     if number:  # "100 degF": offset units must be built from magnitude and unit, not parsed
         try:

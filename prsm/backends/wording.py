@@ -22,7 +22,8 @@ _OPERAND = rf"(?:{_ATOM}(?:\s*(?:\^|\*\*)\s*{_ATOM})?)"
 _THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])")
 _ASK = re.compile(
     r"^(?:please\s+|now\s+)?(?:(?:can|could)\s+you\s+)?(?:what\s+is|what's|whats|how\s+much\s+is|"
-    r"compute|calculate|find|work\s+out|determine|give(?:\s+me)?|evaluate|tell\s+me|take)\s+(?:the\s+value\s+of\s+)?",
+    r"compute|calculate|find|work\s+out|determine|give(?:\s+me)?|evaluate|tell\s+me|take|round(?:\s+off)?)\s+"
+    r"(?:the\s+value\s+of\s+)?",
     re.I,
 )
 _CALCULUS = (
@@ -72,6 +73,29 @@ _REWRITES = tuple(
         ),
         (rf"({_O})\s*{_PCT}\s+more\s+than\s+({_O})", r"(\2)*(1+(\1)/100)"),
         (rf"({_O})\s*{_PCT}\s+less\s+than\s+({_O})", r"(\2)*(1-(\1)/100)"),
+        (  # "the percentage increase from 50 to 75": of the first; a decrease is counted positive
+            rf"\b(?:the\s+)?percent(?:age)?\s+(?:increase|change|growth|gain)\s+(?:from|between)\s+({_O})\s+(?:to|and)\s+({_O})",
+            r"100*((\2)-(\1))/(\1)",
+        ),
+        (
+            rf"\b(?:the\s+)?percent(?:age)?\s+(?:decrease|drop|fall|loss|reduction)\s+(?:from|between)\s+({_O})\s+(?:to|and)\s+({_O})",
+            r"100*((\1)-(\2))/(\1)",
+        ),
+        (rf"({_O})\s+choose\s+({_O})", r"binomial(\1, \2)"),
+        (  # points in the plane: "(1, 2) and (3, 8)"
+            rf"\b(?:the\s+)?distance\s+(?:between|from)\s+(?:the\s+)?(?:points?\s+)?\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)"
+            rf"\s+(?:and|to)\s+(?:the\s+point\s+)?\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)",
+            r"sqrt(((\3)-(\1))^2+((\4)-(\2))^2)",
+        ),
+        (
+            rf"\b(?:the\s+)?(?:slope|gradient)\s+of\s+the\s+(?:straight\s+)?line\s+(?:through|between|joining|connecting|"
+            rf"passing\s+through)\s+(?:the\s+points?\s+)?\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)\s+and\s+\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)",
+            r"((\4)-(\2))/((\3)-(\1))",
+        ),
+        (
+            rf"^({NUMBER})\s+(?:as|in)\s+(?:a\s+)?(?:fraction|ratio)(?:\s+in\s+(?:its\s+)?(?:lowest|simplest)\s+terms)?$",
+            r"fraction(\1)",
+        ),
         (rf"({_O})\s*{_PCT}\s+of\s+", r"(\1/100)*"),
         (rf"\b({NUMBER}\s*/\s*{NUMBER})\s+of\s+", r"(\1)*"),
         (rf"({NUMBER})\s*{_PCT}", r"(\1/100)"),
@@ -96,7 +120,7 @@ _REWRITES = tuple(
         ),
         (rf"\b(?:the\s+)?absolute\s+value\s+of\s+({_O})", r"Abs(\1)"),
         (rf"\b(?:the\s+)?factorial\s+of\s+({_O})", r"factorial(\1)"),
-        (rf"({_O})\s+factorial\b", r"factorial(\1)"),
+        (rf"({_O})\s+factorial\b(?!\s*\()", r"factorial(\1)"),
         (rf"\b(?:the\s+)?(?:reciprocal|inverse)\s+of\s+({_O})", r"1/(\1)"),
         (rf"\b(?:the\s+)?square\s+of\s+({_O})", r"(\1)^2"),
         (rf"\b(?:the\s+)?cube\s+of\s+({_O})", r"(\1)^3"),
@@ -136,6 +160,19 @@ _REWRITES = tuple(
 )
 _FN_NAMES = {"sine": "sin", "cosine": "cos", "tangent": "tan", "sin": "sin", "cos": "cos", "tan": "tan"}
 _AVERAGE = re.compile(r"^(?:the\s+)?(?:average|mean|arithmetic\s+mean)\s+of\s+(?P<items>.+)$", re.I)
+# "How many ways can you choose 3 items from 10?", "how many combinations of 2 from 5": n choose k.
+_CHOOSE = re.compile(
+    r"^(?:in\s+)?how\s+many\s+(?:different\s+)?(?:ways|combinations)\s+(?:can\s+(?:you|one|we|i)\s+|are\s+there\s+(?:to\s+)?|"
+    r"to\s+|of\s+|is\s+it\s+possible\s+to\s+)?(?:choose|pick|select)?\s*(?P<k>\d{1,4})\s+(?:\w+\s+){0,2}?"
+    r"(?:from|out\s+of|among)\s+(?:a\s+(?:group|set)\s+of\s+)?(?P<n>\d{1,4})(?:\s+\w+){0,2}$",
+    re.I,
+)
+# "solve the system x + y = 10 and x - y = 2": equations joined by "and", "," or ";".
+_SYSTEM = re.compile(
+    r"^solve\s+(?:the\s+)?(?:(?:linear\s+)?system\s+(?:of\s+equations\s+)?:?\s*|equations\s+|simultaneous\s+equations\s+)"
+    r"(?P<equations>[^=]+=[^=]+(?:(?:,\s*(?:and\s+)?|\s+and\s+|;\s*)[^=]+=[^=]+)+)$",
+    re.I,
+)
 # "the greatest common divisor of 48 and 180", "the LCM of 4, 6 and 10": gcd(...) / lcm(...) of
 # two numbers, nested for more.
 _COMMON = re.compile(
@@ -165,6 +202,23 @@ _SERIES = {
     "perfect square": "({n})*({n}+1)*(2*({n})+1)/6",
     "cube": "(({n})*({n}+1)/2)^2",
 }
+
+
+_MEDIAN = re.compile(
+    r"^(?:the\s+)?median\s+(?:value\s+)?of\s+(?:the\s+(?:numbers|values|data)\s+)?(?P<items>.+)$", re.I
+)
+
+
+def _median(items: str) -> str | None:
+    """The middle of plain numbers in order (the mean of the two middle ones for an even count)."""
+    parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", items) if p.strip()]
+    if len(parts) < 2 or len(parts) > 1000 or not all(re.fullmatch(NUMBER, p) for p in parts):
+        return None
+    ordered = sorted(parts, key=float)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return f"({ordered[middle]})"
+    return f"(({ordered[middle - 1]})+({ordered[middle]}))/2"
 
 
 def _common(match: re.Match) -> str | None:
@@ -255,12 +309,25 @@ def split_rounding(instruction: str) -> tuple[str, tuple[int, bool] | None]:
     return rest, (0, False)
 
 
+_FACTORIAL_MARK = re.compile(r"(?<![\w.])(\d{1,4})\s*!(?!=)")
+
+
+def trim_end(text: str) -> str:
+    """The text without the punctuation and spaces at its end, but a factorial's "!" ("5!")."""
+    trimmed = text.rstrip("?!. ")
+    if re.search(r"(?<![\w.])\d{1,4}!", text.rstrip("?. ")):
+        trimmed = text.rstrip("?. ")
+        trimmed = trimmed[:-1] + "!" if trimmed.endswith("!") else trimmed
+    return trimmed
+
+
 def math_instruction(instruction: str) -> str:
     """The instruction in the math tool's own words: an operation verb and expressions.
     Text that is already so, or that is no mathematics, comes back unchanged but for spacing.
     A rounding request at the end is left out (the math tool applies it to the result)."""
     instruction, _ = split_rounding(instruction)
-    text = " ".join(instruction.split()).strip().rstrip("?!. ")
+    text = _FACTORIAL_MARK.sub(r"factorial(\1)", trim_end(" ".join(instruction.split()).strip()))
+    text = text.rstrip("?!. ")
     text = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), text)
     asked = _ASK.match(text)
     rest = text[asked.end() :] if asked else text
@@ -269,6 +336,23 @@ def math_instruction(instruction: str) -> str:
     solve_for = _SOLVE_FOR_COLON.match(text) or _UNKNOWN_IF.match(rest) or _IF_THEN_WHAT.match(text)
     if solve_for:
         return f"solve {_rewrite(solve_for['eq'])} for {solve_for['var']}"
+    counting = _CHOOSE.match(text)
+    if counting:
+        return f"evaluate binomial({counting['n']}, {counting['k']})"
+    system = _SYSTEM.match(rest)
+    if system:
+        return f"solve {_rewrite(system['equations'])}"
+    prime = re.match(r"^is\s+(\d{1,30})\s+(?:a\s+)?prime(?:\s+number)?$", rest, re.I)
+    if prime:
+        return f"evaluate isprime({prime[1]})"
+    median = _MEDIAN.match(rest)
+    if median and _median(median["items"]):
+        return f"evaluate {_median(median['items'])}"
+    primes = re.match(
+        r"^(?:the\s+)?prime\s+(?:factori[sz]ation|factors|decomposition)\s+of\s+(\d{1,30})$", rest, re.I
+    )
+    if primes:
+        return f"factor {primes[1]}"
     if _VERB.match(rest):  # "calculate the derivative ..." was stripped to "derivative ..."
         return _rewrite_operands(rest)
     for pattern, replacement in _CALCULUS:
@@ -304,7 +388,7 @@ _NAME = re.compile(r"[A-Za-z_]\w*")
 # operations ("with respect to x", "from 0 to 1", "at x = 2", "as x approaches 0").
 _KNOWN_NAMES = frozenset((
     "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh", "cosh", "tanh", "exp",
-    "log", "ln", "sqrt", "cbrt", "Abs", "abs", "factorial", "gcd", "lcm", "Mod", "pi", "E", "e", "I", "oo",
+    "log", "ln", "sqrt", "cbrt", "Abs", "abs", "factorial", "gcd", "lcm", "Mod", "binomial", "fraction", "isprime", "pi", "E", "e", "I", "oo",
     "with", "respect", "to", "wrt", "from", "for", "at", "where", "and", "d", "dx", "dy", "dt",
     "as", "approaches", "tends", "goes", "evaluated",
 ))  # fmt: skip

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pydantic import BaseModel, Field, ValidationError
 
 from prsm.backends.formulas import compound, looks_like_formula
-from prsm.backends.wording import looks_like_math
+from prsm.backends.wording import looks_like_math, trim_end
 from prsm.errors import PlanRejected
 from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
 
@@ -101,7 +101,12 @@ _LEADING_CONNECTIVE = re.compile(
     r"^(?:and\s+also|and|also|plus|additionally|next|finally|lastly|moreover|furthermore)\s*,?\s+", re.I
 )
 _NUMBERED = re.compile(r"(?:^|(?<=[\s:]))\(?(\d{1,2})[.)]\s+")
-_SENTENCE_END = re.compile(r"(?<=[?!])\s+|(?<=[a-z)\]}\d][.;])\s+(?=[A-Z(])")
+# A "!" after a number is a factorial ("What is 5! divided by 3!?"), a sentence's end only before
+# a capital.
+_SENTENCE_END = re.compile(
+    r"(?<=\?)\s+|(?<=[^\d\s]!)\s+|(?<=\d!)\s+(?=[A-Z])|(?<=[a-z)\]}\d][.;])\s+(?=[A-Z(])"
+    r"|(?<=[\d° a-z][A-Z][.;])\s+(?=[A-Z(])"  # after a unit's capital: "... to 80 °C. Explain ..."
+)
 
 
 _CONVERSION = re.compile(r"^(?:please\s+)?(?:convert|express|change)\b(?!.*\bof\b)", re.I)
@@ -125,7 +130,7 @@ def classify(instruction: str) -> Capability:
 
 
 def _classify(instruction: str) -> Capability:
-    text = _LEADING_CONNECTIVE.sub("", instruction.strip()).rstrip("?!. ")
+    text = trim_end(_LEADING_CONNECTIVE.sub("", instruction.strip()))
     if len(text) > MAX_TOOL_CLAUSE_CHARS:
         return Capability.GENERAL
     if _CONVERSION.match(text) and _UNITS.match(text):  # the common case, without the math reading
@@ -279,18 +284,33 @@ def _capability(clause: str) -> Capability:
     return capability
 
 
+_EXPLAINS = re.compile(r"^(?:please\s+)?(?:explain|why|describe|define|discuss|compare|summari[sz]e)\b", re.I)
+# A question about what the sentence before it described: "... in 5 s. What is its acceleration?"
+_ABOUT_IT = re.compile(r"\b(?:its?|this|that|these|they|their|the\s+same)\b", re.I)
+
+
 def _with_givens(parts: list[str]) -> list[str]:
     """A sentence that only states quantities ("A spring of 200 N/m is stretched by 0.1 m.") is
-    the setting of the question after it: the two are one part."""
+    the setting of the question after it: the two are one part. So is one a tool could read on
+    its own ("A car accelerates from 10 m/s to 30 m/s in 5 s.") when the question after it gives
+    no number, asks about "it", and a tool reads the two together."""
     joined: list[str] = []
     for part in parts:
         last = _clean(joined[-1]) if joined else ""
-        if (
+        setting = (
             last
             and not last.endswith("?")
             and not _ASKS.match(last)
             and re.search(r"\d", last)
-            and classify(last) == Capability.GENERAL
+            and not _EXPLAINS.match(_clean(part))  # "... to 80 °C. Explain what heat is.": two parts
+        )
+        if setting and (
+            classify(last) == Capability.GENERAL
+            or (
+                not re.search(r"\d", part)
+                and _ABOUT_IT.search(part)
+                and classify(f"{last} {_clean(part)}") != Capability.GENERAL
+            )
         ):
             joined[-1] = f"{joined[-1]} {part}"
         else:

@@ -101,6 +101,11 @@ WORKED = [  # (question, unknown, value, unit as printed), values by hand
     ("A right triangle has legs of 3 cm and 4 cm. How long is the hypotenuse?", "c", 5.0, "centimeter"),
     ("Find the hypotenuse of a right triangle with sides 5 and 12.", "c", 13.0, None),  # plain numbers
     ("A triangle has a base of 10 and a height of 6. What is its area?", "A", 30.0, None),
+    ("How long does it take a car accelerating at 3 m/s^2 from rest to reach 30 m/s?", "t", 10.0, "second"),
+    ("A car accelerates from 10 m/s to 30 m/s in 5 s. What is its acceleration?", "a", (30 - 10) / 5,
+     "meter / second ** 2"),
+    ("A plane accelerates from rest at 4 m/s^2 over a 1800 m runway. How fast is it going at the end?", "v",
+     math.sqrt(2 * 4 * 1800), "meter / second"),
 ]  # fmt: skip
 
 

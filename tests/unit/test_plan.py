@@ -194,6 +194,19 @@ def test_a_clause_of_givens_before_a_semicolon_stays_with_its_question():
     assert [c for c, _, _ in shape("Convert 3 km to miles; why is the mile longer?")] == ["units", "general"]
 
 
+def test_sentences_end_where_a_reader_ends_them():
+    # a factorial's "!" ends no sentence; a unit's capital before a full stop does
+    assert shape("What is 5! divided by 3!?") == [("math", "What is 5! divided by 3!?", ())]
+    assert [c for c, _, _ in shape("Water is heated from 20 °C to 80 °C. Explain what heat is.")] == [
+        "formula",
+        "general",
+    ]
+    # a question about "it" after a sentence a tool could read alone is one part with it
+    assert shape("A car accelerates from 10 m/s to 30 m/s in 5 s. What is its acceleration?") == [
+        ("formula", "A car accelerates from 10 m/s to 30 m/s in 5 s. What is its acceleration?", ())
+    ]
+
+
 def test_a_reading_of_words_that_fails_sends_the_clause_to_a_general_model(monkeypatch):
     import prsm.nwtn.plan as plan
 

@@ -94,6 +94,8 @@ def test_units_tool_refuses_inputs_that_would_run_away(instruction):
         ("how many seconds are in 2 days", "172800 second"),
         ("What is the speed of light in km/s?", "299792.458 kilometer / second"),
         ("convert 100 degF to degC", "37.77777778 degree_Celsius"),
+        ("Convert 5 feet 10 inches to centimeters.", "177.8 centimeter"),  # (5 * 12 + 10) * 2.54
+        ("How many minutes is 1 hour and 30 minutes?", "90 minute"),
     ],
 )
 def test_units_tool_converts(instruction, answer):
@@ -174,6 +176,21 @@ def test_math_tool_reads_what_people_write(instruction, answer):
         ("What is the sine of 30 degrees?", "1/2"),
         ("What is the cosine of 60 degrees plus the sine of 30 degrees?", "1"),
         ("What is the cosine of x plus the sine of y?", "sin(y) + cos(x)"),  # two calls, not one nested
+        ("What is 5! divided by 3!?", "20"),  # 120 / 6
+        ("How many ways can you choose 3 items from 10?", "120"),  # 10! / (3! 7!)
+        ("What is 10 choose 3?", "120"),
+        ("What is the percentage increase from 50 to 75?", "50"),
+        ("What is the percentage decrease from 80 to 60?", "25"),
+        ("Solve the system x + y = 10 and x - y = 2.", "x = 6, y = 4"),
+        ("Solve the equations 2x + y = 7, x - y = -1", "x = 2, y = 3"),
+        ("What is the prime factorization of 360?", "2^3 * 3^2 * 5"),
+        ("Is 97 a prime number?", "yes: 97 is prime"),
+        ("Is 91 prime?", "no: 91 = 7 * 13"),
+        ("What is the median of 3, 1, 4, 1, 5?", "3"),
+        ("What is the distance between the points (0, 0) and (3, 4)?", "5"),
+        ("What is the slope of the line through (1, 2) and (3, 8)?", "3"),
+        ("What is 0.75 as a fraction?", "3/4"),
+        ("Round 3.14159 to 2 decimal places.", "3.14"),
     ],
 )
 def test_math_tool_reads_number_theory_series_and_degrees(instruction, answer):
@@ -182,7 +199,13 @@ def test_math_tool_reads_number_theory_series_and_degrees(instruction, answer):
 
 @pytest.mark.parametrize(
     "instruction",
-    ["gcd of 2.5 and 5", "the remainder when 10 is divided by 0", "the remainder when x is divided by 2"],
+    [
+        "gcd of 2.5 and 5",
+        "the remainder when 10 is divided by 0",
+        "the remainder when x is divided by 2",
+        "solve x = 2, x = 3 for y",  # y is in no equation
+        "What is 2000 choose 3?",  # past the factorial bound
+    ],
 )
 def test_math_tool_refuses_what_has_no_whole_number_answer(instruction):
     with pytest.raises(ModelCallFailed):
