@@ -310,8 +310,8 @@ def _solve(instruction: str) -> str:
             return f"no solution for {var}"
         return ", ".join(f"{var} = {s}" for s in solutions)
 
-    if op == "factor" and parse(rest).is_Integer and abs(parse(rest)) > 1:  # "factor 360": its primes
-        n = parse(rest)
+    n = parse(rest) if op == "factor" else None
+    if n is not None and n.is_Integer and abs(n) > 1:  # "factor 360": its primes
         primes = sympy.factorint(n, limit=10**6)
         if any(not sympy.isprime(p) for p in primes):
             raise BadInstruction("an integer with a prime factor past a million", "instruction")

@@ -313,11 +313,10 @@ _FACTORIAL_MARK = re.compile(r"(?<![\w.])(\d{1,4})\s*!(?!=)")
 
 
 def trim_end(text: str) -> str:
-    """The text without the punctuation and spaces at its end, but a factorial's "!" ("5!")."""
+    """The text without the punctuation and spaces at its end, but a factorial's "!" ("... 3!?")."""
     trimmed = text.rstrip("?!. ")
-    if re.search(r"(?<![\w.])\d{1,4}!", text.rstrip("?. ")):
-        trimmed = text.rstrip("?. ")
-        trimmed = trimmed[:-1] + "!" if trimmed.endswith("!") else trimmed
+    if re.search(r"(?<![\w.])\d{1,4}$", trimmed) and text[len(trimmed) :].startswith("!"):
+        return trimmed + "!"
     return trimmed
 
 
