@@ -248,16 +248,24 @@ def _plan(
 _QUESTION = re.compile(r"\b(?:what|how|find|calculate|compute|determine|which|estimate)\b", re.I)
 
 
+def _asked_text(text: str, given: list[Given]) -> str | None:
+    """Where a question names what it asks for: a question after its last quantity, else the
+    words before its first (lower case); None without quantities."""
+    if not given:
+        return None
+    tail = text[given[-1].end :]
+    question = _QUESTION.search(tail)
+    return (tail[question.start() :] if question else text[: given[0].start]).lower()
+
+
 def _sought(formula: Formula, text: str, given: list[Given]) -> Variable | None:
     """The variable the question asks for by name: after its last quantity when a question is put
     there ("A sample ... in 10 years. What is its half-life?"), else before its first; the one
     named first. Words of three letters or fewer (the "of", "in", "at" that tell variables apart
     by where they stand) name nothing here."""
-    if not given:
+    asked = _asked_text(text, given)
+    if asked is None:
         return None
-    tail = text[given[-1].end :]
-    question = _QUESTION.search(tail)
-    asked = (tail[question.start() :] if question else text[: given[0].start]).lower()
     named = []
     for v in formula.variables.values():
         at = [
@@ -393,6 +401,12 @@ def answer_formula(instruction: str) -> str:
     # 10 ohms" is no V = I*R).
     if not candidates or (best is not None and not best.asked):
         best = _by_quantities(scan, given, target, candidates) or best
+    if best is not None and not best.asked:
+        other = _asked_elsewhere(scan, given, best)
+        if other:  # "the wavelength of an electron with 100 eV" is no speed from K = m*v^2/2
+            raise BadInstruction(
+                f"the question asks for {other}; {best.formula.name} gives {best.unknown.name}", "instruction"
+            )
     if best is None:
         conversion = _conversion(given, target)
         if conversion is not None:
@@ -408,6 +422,29 @@ def answer_formula(instruction: str) -> str:
         f"{best.unknown.name} = {_show(result)} ({best.formula.name}: {best.formula.expression}, "
         f"with {inputs}{unused}; source: {best.formula.source})"
     )
+
+
+def _asked_elsewhere(text: str, given: list[Given], plan: Plan) -> str | None:
+    """The quantity the question asks for by name (the table's word for it named first in the
+    question) when no variable that word names is of the plan's unknown's kind: then the plan
+    answers another question ("the wavelength of ..." answered with a mass)."""
+    asked = _asked_text(text, given)
+    if asked is None:
+        return None
+    named: dict[str, tuple[int, set]] = {}  # word -> (where, the kinds of quantity it names)
+    for f in formulas():
+        for v in f.variables.values():
+            for w in v.words:
+                m = re.search(rf"\b{re.escape(w)}\b", asked) if len(w) > 3 else None
+                if m:
+                    kind = "dimensionless" if v.unit == "dimensionless" else str(_dimension(v.unit))
+                    named.setdefault(w, (m.start(), set()))[1].add(kind)
+    if not named:
+        return None
+    word = min(named, key=lambda w: named[w][0])
+    unknown = plan.unknown.unit
+    kind = "dimensionless" if unknown == "dimensionless" else str(_dimension(unknown))
+    return None if kind in named[word][1] else word
 
 
 def _geometric(formula: Formula) -> bool:

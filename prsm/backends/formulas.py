@@ -112,12 +112,30 @@ def molar_mass(formula: str) -> float:
     return total
 
 
+_MASS_OF = re.compile(r"\d\s*(?:mg|g|kg|grams?|kilograms?|milligrams?|mol|moles?)\s+of\s+(.{1,40})", re.I)
+
+
 def compound(text: str) -> str | None:
-    """A chemical formula the question names, by formula (H2O) or common name (water)."""
+    """A chemical formula the question names, by formula (H2O) or common name (water); of several,
+    the one a mass or amount is given of ("58.44 g of NaCl in 1 L of water" is NaCl)."""
+    for match in _MASS_OF.finditer(text):
+        named = _compound(match[1], first=True)
+        if named:
+            return named
+    return _compound(text)
+
+
+def _compound(text: str, first: bool = False) -> str | None:
+    """The compound named by name (the table's order: "carbon dioxide" before "carbon") or by
+    formula; with `first`, the one named first in the text (at one place, the table's first)."""
     lowered = text.lower()
-    for name, formula in COMPOUNDS.items():
-        if re.search(rf"\b{name}\b", lowered):
-            return formula
+    found: list[tuple[int, int, str]] = []  # (where, the table's order, formula)
+    for order, (name, formula) in enumerate(COMPOUNDS.items()):
+        named = re.search(rf"\b{name}\b", lowered)
+        if named:
+            if not first:
+                return formula
+            found.append((named.start(), order, formula))
     for match in _CHEMICAL.finditer(text):
         candidate = match[0]
         # a formula has a digit or two elements: "NaCl", "O2"; a lone capital ("A", "I") is no formula
@@ -128,8 +146,9 @@ def compound(text: str) -> str | None:
                 molar_mass(candidate)
             except BadInstruction:
                 continue
-            return candidate
-    return None
+            found.append((match.start(), -1, candidate))
+            break
+    return min(found)[2] if found else None
 
 
 _HAS_NUMBER = re.compile(rf"(?<![A-Za-z]){NUMBER}")

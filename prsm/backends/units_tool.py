@@ -23,6 +23,11 @@ from prsm.errors import BadInstruction
 _PATTERNS = (
     re.compile(r"^how\s+many\s+(?P<unit>.+?)\s+(?:are\s+|is\s+)?(?:in|per)\s+(?P<qty>.+)$", re.I),
     re.compile(r"^how\s+many\s+(?P<unit>.+?)\s+(?:is|are|equals?|makes?)\s+(?P<qty>.+)$", re.I),
+    re.compile(
+        r"^what\s+(?:temperature|length|distance|mass|weight|volume|speed|time)\s+in\s+(?P<unit>.+?)\s+"
+        r"(?:is|are|equals?)\s+(?P<qty>.+)$",
+        re.I,
+    ),
     re.compile(r"^(?:what\s+is\s+|express\s+)?(?P<qty>.+?)\s+(?:in|to|into|as)\s+(?P<unit>[^,]+)$", re.I),
 )
 _LEADING = re.compile(r"^(?:please\s+)?(?:convert\s+|give\s+)?(?:the\s+value\s+of\s+)?(?:the\s+)?", re.I)

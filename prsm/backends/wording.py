@@ -159,6 +159,17 @@ _REWRITES = tuple(
     )
 )
 _FN_NAMES = {"sine": "sin", "cosine": "cos", "tangent": "tan", "sin": "sin", "cos": "cos", "tan": "tan"}
+# "3.5 × 10^4": one number, whatever stands around it ("3.5 × 10^4 divided by 7 × 10^2" is 50);
+# a number that is itself an exponent or a factor ("10^999 * 10^999", "2*3 x 10^4") is left alone
+_SCIENTIFIC = re.compile(
+    rf"(?<![\w.^*])({NUMBER})\s*(?:×|·|\*|\s[xX]\s)\s*10\s*(?:\^|\*\*)\s*(\()?\s*([-+]?\d{{1,3}})(?(2)\s*\))"
+)
+# "If f(x) = x^2 + 3x, what is f(2)?", "given g(t) = 3t - 1, find g(4)"
+_FUNCTION_AT = re.compile(
+    r"^(?:if|given(?:\s+that)?|let|suppose|for)\s+(?P<f>[a-z])\((?P<var>[a-z])\)\s*=\s*(?P<body>[^,;]+?)\s*[,;]?\s*"
+    r"(?:then\s+)?(?:what\s+is|what's|find|compute|calculate|evaluate)\s+(?P=f)\(\s*(?P<at>[-+]?[\d./]+)\s*\)$",
+    re.I,
+)
 _AVERAGE = re.compile(r"^(?:the\s+)?(?:average|mean|arithmetic\s+mean)\s+of\s+(?P<items>.+)$", re.I)
 # "How many ways can you choose 3 items from 10?", "how many combinations of 2 from 5": n choose k.
 _CHOOSE = re.compile(
@@ -328,6 +339,10 @@ def math_instruction(instruction: str) -> str:
     text = _FACTORIAL_MARK.sub(r"factorial(\1)", trim_end(" ".join(instruction.split()).strip()))
     text = text.rstrip("?!. ")
     text = _THOUSANDS.sub(lambda m: m[0].replace(",", ""), text)
+    text = _SCIENTIFIC.sub(r"(\1*10^(\3))", text).replace("×", "*").replace("·", "*")
+    function = _FUNCTION_AT.match(text)
+    if function:  # "if f(x) = x^2 + 3x, what is f(2)?"
+        return f"evaluate {_rewrite(function['body'])} at {function['var']} = {function['at']}"
     asked = _ASK.match(text)
     rest = text[asked.end() :] if asked else text
     if asked and re.match(r"^what\s+.+\s+(?:is|equals)$", rest, re.I):  # "tell me what 3^5 is"

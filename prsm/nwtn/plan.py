@@ -67,7 +67,9 @@ _UNITS = re.compile(
     r"|^(?:what\s+is\s+|what's\s+)?(?:an?\s+(?:temperature\s+)?(?:difference|change|rise|drop)\s+of\s+)?"
     r"[-+]?[\d.]+(?:e[-+]?\d+)?\s*[a-z°º/^*\d\s]+?\s+(?:in|to|into)\s+[a-z°º/^*\d\s]+$"
     r"|^what\s+is\s+the\s+(?:speed\s+of\s+light|gravitational\s+constant|planck\s+constant|"
-    r"boltzmann\s+constant|avogadro\s+constant|elementary\s+charge|electron\s+mass)\s+in\s+\S+",
+    r"boltzmann\s+constant|avogadro\s+constant|elementary\s+charge|electron\s+mass)\s+in\s+\S+"
+    r"|^what\s+(?:temperature|length|distance|mass|weight|volume|speed|time)\s+in\s+\S+(?:\s+\S+)?\s+(?:is|are|equals?)"
+    r"\s+[-+]?[\d.]+\s*\S+",  # "what temperature in Fahrenheit is 37 degrees Celsius"
     re.IGNORECASE,
 )
 # Phrases that point back at the previous sub-task's result.

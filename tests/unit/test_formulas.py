@@ -106,6 +106,18 @@ WORKED = [  # (question, unknown, value, unit as printed), values by hand
      "meter / second ** 2"),
     ("A plane accelerates from rest at 4 m/s^2 over a 1800 m runway. How fast is it going at the end?", "v",
      math.sqrt(2 * 4 * 1800), "meter / second"),
+    ("A 0.5 kg ball is thrown upward at 20 m/s. How high does it go?", "h", 20**2 / (2 * 9.80665), "meter"),
+    ("A current of 2 A flows for 10 seconds. How much charge passes?", "Q", 20.0, "coulomb"),
+    ("What is the total resistance of a 4 ohm and a 6 ohm resistor in series?", "R", 10.0, "ohm"),
+    ("What is the total resistance of a 4 ohm and a 6 ohm resistor in parallel?", "R", 1 / (1 / 4 + 1 / 6), "ohm"),
+    ("What is the wavelength of an electron with a kinetic energy of 100 eV?", "l_w",
+     H / math.sqrt(2 * 9.1093837139e-31 * 100 * EV) * 1e9, "nanometer"),
+    # the solute is the compound a mass is given of, not the water it is dissolved in
+    ("What is the concentration of a solution made by dissolving 58.44 g of NaCl in 1 L of water?", "C",
+     58.44 / (22.990 + 35.45), "mole / liter"),
+    ("What is the molarity of 10 g of sodium chloride dissolved in water to make 0.5 L?", "C",
+     10 / (22.990 + 35.45) / 0.5, "mole / liter"),
+    ("How much work is done lifting a 20 kg box 1.5 m?", "U", 20 * 9.80665 * 1.5, "joule"),
 ]  # fmt: skip
 
 
@@ -136,6 +148,8 @@ def test_a_worked_question_gives_the_value_by_hand(question, unknown, value, uni
         "What is the de Broglie wavelength of an electron moving at 0 m/s?",  # a division by zero
         "A 2 kg stone with a 3 C charge falls from 10 m. How fast is it going?",  # two quantities unused
         "What is the escape velocity of a planet?",  # no mass, no radius, no body named
+        # a formula that fits the numbers but gives another quantity than the one asked for
+        "What is the wavelength of a proton with a speed of 100 m/s and a kinetic energy of 5 J?",
     ],
 )
 def test_a_question_the_formulas_do_not_settle_is_refused_with_the_reason(question):

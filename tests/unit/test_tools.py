@@ -96,6 +96,7 @@ def test_units_tool_refuses_inputs_that_would_run_away(instruction):
         ("convert 100 degF to degC", "37.77777778 degree_Celsius"),
         ("Convert 5 feet 10 inches to centimeters.", "177.8 centimeter"),  # (5 * 12 + 10) * 2.54
         ("How many minutes is 1 hour and 30 minutes?", "90 minute"),
+        ("What temperature in Fahrenheit is 37 degrees Celsius?", "98.6 degree_Fahrenheit"),
     ],
 )
 def test_units_tool_converts(instruction, answer):
@@ -191,6 +192,8 @@ def test_math_tool_reads_what_people_write(instruction, answer):
         ("What is the slope of the line through (1, 2) and (3, 8)?", "3"),
         ("What is 0.75 as a fraction?", "3/4"),
         ("Round 3.14159 to 2 decimal places.", "3.14"),
+        ("Calculate 3.5 × 10^4 divided by 7 × 10^2.", "50"),  # each number in scientific notation whole
+        ("If f(x) = x^2 + 3x, what is f(2)?", "10"),
     ],
 )
 def test_math_tool_reads_number_theory_series_and_degrees(instruction, answer):
