@@ -549,6 +549,15 @@ QUESTIONS: list[Question] = [
     q("arithmetic", "Calculate 3.5 × 10^4 divided by 7 × 10^2.", (M, 3.5e4 / 7e2)),
     q("arithmetic", "If f(x) = x^2 + 3x, what is f(2)?", (M, 2**2 + 3 * 2)),
     q("units", "What temperature in Fahrenheit is 37 degrees Celsius?", (U, c2f(37))),
+    q("formula", "How much heat is needed to melt 2 kg of ice at 0 °C?", (F, 2 * 333e3)),  # HRW Table 18-4
+    q("formula", "What is the kinetic energy of an electron accelerated through 100 V?", (F, 100)),  # in eV
+    q("formula", "A wave has a period of 0.02 s. What is its frequency?", (F, 1 / 0.02)),
+    q("formula", "What is the frequency of a pendulum 0.5 m long?", (F, math.sqrt(GRAV / 0.5) / (2 * math.pi))),
+    q("formula", "A 70 kg skier slides down a 30 m high slope from rest. What is her speed at the bottom, ignoring friction?",
+      (F, math.sqrt(2 * GRAV * 30))),
+    q("formula", "What is the power needed to lift a 50 kg mass 10 m in 5 s?", (F, 50 * GRAV * 10 / 5)),
+    q("formula", "What is the volume of 2 mol of an ideal gas at STP?", (F, 2 * R * 273.15 / ATM)),
+    q("formula", "What is the wavelength of a 100 MHz radio wave?", (F, C / 100e6)),
     q("mixed", "What is the kinetic energy of a 1000 kg car traveling at 25 m/s, and why does it grow with the square of speed?",
       (F, 0.5 * 1000 * 25**2), (G, None), edges=((0, 1),)),
 ]  # fmt: skip

@@ -395,12 +395,13 @@ def answer_formula(instruction: str) -> str:
         planned = _plan(formula, scan, given, target)
         (plans if isinstance(planned, Plan) else reasons).append(planned)
     best = max(plans, key=lambda p: p.score) if plans else None  # ties: the table's order
-    # A formula the question names but does not give enough for is refused, not swapped for
-    # another ("the kinetic energy of a 2 kg mass" is no E = m*c^2); one that fits but answers
-    # something else than the question asks for is ("what's the power when 3 A flows through
-    # 10 ohms" is no V = I*R).
-    if not candidates or (best is not None and not best.asked):
-        best = _by_quantities(scan, given, target, candidates) or best
+    # Formulas its words call for come first: one the question names but does not give enough for
+    # is refused, not swapped for another ("the kinetic energy of a 2 kg mass" is no E = m*c^2),
+    # and one that fits but gives another kind of quantity than the one asked is refused below
+    # ("the frequency of a pendulum" is no c = f*l_w). Only a question no formula's words call for
+    # is matched by its quantities and the quantity it asks for.
+    if not candidates:
+        best = _by_quantities(scan, given, target, candidates)
     if best is not None and not best.asked:
         other = _asked_elsewhere(scan, given, best)
         if other:  # "the wavelength of an electron with 100 eV" is no speed from K = m*v^2/2
@@ -525,6 +526,8 @@ def _in_given_units(result: pint.Quantity, plan: Plan) -> pint.Quantity:
     table gives its own unit (a wavelength in nm, an energy in eV) keeps it."""
     ureg = registry()
     if ureg.Quantity(1, plan.unknown.unit).to_base_units().magnitude != 1:
+        if result.dimensionality == ureg.meter.dimensionality and not 1e-3 <= abs(result.magnitude) < 1e6:
+            return result.to("meter")  # a radio wave's 3 m, not 3e9 nm
         return result
     units = {}  # unit name -> its dimensionality, from every given quantity's own unit parts
     for q in plan.values.values():

@@ -118,6 +118,17 @@ WORKED = [  # (question, unknown, value, unit as printed), values by hand
     ("What is the molarity of 10 g of sodium chloride dissolved in water to make 0.5 L?", "C",
      10 / (22.990 + 35.45) / 0.5, "mole / liter"),
     ("How much work is done lifting a 20 kg box 1.5 m?", "U", 20 * 9.80665 * 1.5, "joule"),
+    ("How much energy does it take to boil 1 kg of water at 100 °C?", "Q", 2256e3, "joule"),  # HRW Table 18-4
+    ("How much heat is needed to melt 2 kg of ice at 0 °C?", "Q", 2 * 333e3, "joule"),
+    ("What is the kinetic energy of an electron accelerated through 100 V?", "K", 100.0, "electron_volt"),
+    ("What is the momentum of a photon with a wavelength of 500 nm?", "p", H / 500e-9, "kilogram * meter / second"),
+    ("A wave has a period of 0.02 s. What is its frequency?", "f", 50.0, "hertz"),
+    ("What is the frequency of a pendulum 0.5 m long?", "f", math.sqrt(9.80665 / 0.5) / (2 * math.pi), "hertz"),
+    ("A 70 kg skier slides down a 30 m high slope from rest. What is her speed at the bottom, ignoring friction?",
+     "v", math.sqrt(2 * 9.80665 * 30), "meter / second"),
+    ("What is the power needed to lift a 50 kg mass 10 m in 5 s?", "P", 50 * 9.80665 * 10 / 5, "watt"),
+    ("What is the volume of 2 mol of an ideal gas at STP?", "V", 2 * R * 273.15 / 101325, "meter ** 3"),
+    ("What is the wavelength of a 100 MHz radio wave?", "l_w", C / 100e6, "meter"),
 ]  # fmt: skip
 
 
