@@ -73,9 +73,15 @@ _UNITS = re.compile(
     re.IGNORECASE,
 )
 # Phrases that point back at the previous sub-task's result.
+# "that energy", "this speed": the earlier result with the name of its quantity, all of it one slot
+_QUANTITY_NOUNS = (
+    r"energy|speed|velocity|distance|length|mass|force|pressure|temperature|time|volume|area|"
+    r"frequency|wavelength|power|current|voltage|charge|momentum|acceleration|amount|quantity|angle"
+)
 _BACK_REFERENCE = re.compile(
     r"\b(?:using\s+(?:that|this|the\s+result|the\s+answer)|the\s+(?:result|answer|value|solution)|"
-    r"that\s+(?:result|value|number|answer|amount)|this\s+(?:result|value|number|amount)|that|this|it)\b",
+    rf"that\s+(?:result|value|number|answer|{_QUANTITY_NOUNS})|this\s+(?:result|value|number|{_QUANTITY_NOUNS})|"
+    r"that|this|it)\b",
     re.IGNORECASE,
 )
 # The same, but only the explicit ones: a general clause's "that" or "it" is usually its own.

@@ -207,6 +207,15 @@ def test_sentences_end_where_a_reader_ends_them():
     ]
 
 
+def test_that_with_the_name_of_a_quantity_is_one_slot():
+    assert shape(
+        "What is the energy of a photon with a wavelength of 400 nm? Convert that energy to eV."
+    ) == [
+        ("formula", "What is the energy of a photon with a wavelength of 400 nm?", ()),
+        ("units", "Convert {t1} to eV.", ("t1",)),
+    ]
+
+
 def test_a_reading_of_words_that_fails_sends_the_clause_to_a_general_model(monkeypatch):
     import prsm.nwtn.plan as plan
 
