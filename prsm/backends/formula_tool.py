@@ -237,7 +237,9 @@ def _plan(
         and target.dimensionality != _dimension(unknown.unit)
     ):
         return f"{formula.name} gives {unknown.name} in {unknown.unit}, not in {target}"
-    head = lowered[: given[0].start] if given else lowered  # "what is the energy stored in ..."
+    head = _CONDITION.split(lowered[: given[0].start] if given else lowered, 1)[
+        0
+    ]  # "what is the energy stored in ..."
     asked = unknown is sought or any(re.search(rf"\b{re.escape(w)}\b", head) for w in unknown.words)
     if leftover or (ignored and len(ignored) == len(given)):
         return f"{formula.name}: {leftover or len(ignored)} of the question's quantities fit no variable"
@@ -245,7 +247,16 @@ def _plan(
     return Plan(formula, values, unknown, score, asked, tuple(ignored))
 
 
-_QUESTION = re.compile(r"\b(?:what|how|find|calculate|compute|determine|which|estimate)\b", re.I)
+# Where a question's conditions begin: what it asks for is named before ("the magnification of a
+# lens if the image distance is 15 cm" asks for no image distance).
+_CONDITION = re.compile(r"\b(?:if|when|given|where|whose|provided)\b")
+# Words the table uses to tell variables apart by where they stand ("a force of 10 N from ..."),
+# which name no quantity a question asks for.
+_NOT_NAMES = frozenset(
+    ("from", "into", "with", "does", "make", "after", "within", "through", "where", "when", "that", "this",
+     "than", "then", "over", "across", "along", "later", "moving", "first", "second", "other")
+)  # fmt: skip
+_QUESTION = re.compile(r"\b(?:what|how|find|calculate|compute|determine|which|estimate|where|when)\b", re.I)
 
 
 def _asked_text(text: str, given: list[Given]) -> str | None:
@@ -255,7 +266,9 @@ def _asked_text(text: str, given: list[Given]) -> str | None:
         return None
     tail = text[given[-1].end :]
     question = _QUESTION.search(tail)
-    return (tail[question.start() :] if question else text[: given[0].start]).lower()
+    if question:
+        return tail[question.start() :].lower()
+    return _CONDITION.split(text[: given[0].start].lower(), 1)[0]  # "... of a lens if the image distance is"
 
 
 def _sought(formula: Formula, text: str, given: list[Given]) -> Variable | None:
@@ -269,7 +282,11 @@ def _sought(formula: Formula, text: str, given: list[Given]) -> Variable | None:
     named = []
     for v in formula.variables.values():
         at = [
-            m.start() for w in v.words if len(w) > 3 for m in [re.search(rf"\b{re.escape(w)}\b", asked)] if m
+            m.start()
+            for w in v.words
+            if len(w) > 3 and w not in _NOT_NAMES
+            for m in [re.search(rf"\b{re.escape(w)}\b", asked)]
+            if m
         ]
         if at:
             named.append((min(at), v))
@@ -305,7 +322,7 @@ def _solve(plan: Plan) -> pint.Quantity:
         raise BadInstruction(
             f"{f.name}: no real, finite value of {plan.unknown.name} fits these numbers", "instruction"
         )
-    positive = [v for v in real if v > 0]
+    positive = sorted(v for v in real if v > 0)  # of several, the least (an angle of refraction under 90°)
     base = ureg.Quantity(1, plan.unknown.unit).to_base_units().units
     if not positive and _never_negative(plan.unknown) and any(v < 0 for v in real):
         raise BadInstruction(
@@ -366,7 +383,8 @@ def _target(text: str) -> pint.Unit | None:
 
 
 def _show(q: pint.Quantity) -> str:
-    return f"{q.magnitude:.10g}" + ("" if q.dimensionless else f" {q.units}")
+    plain = q.dimensionless and str(q.units) == "dimensionless"  # an angle keeps its degree
+    return f"{q.magnitude:.10g}" + ("" if plain else f" {q.units}")
 
 
 @BadInstruction.refusing("the formula tool")
@@ -436,7 +454,7 @@ def _asked_elsewhere(text: str, given: list[Given], plan: Plan) -> str | None:
     for f in formulas():
         for v in f.variables.values():
             for w in v.words:
-                m = re.search(rf"\b{re.escape(w)}\b", asked) if len(w) > 3 else None
+                m = re.search(rf"\b{re.escape(w)}\b", asked) if len(w) > 3 and w not in _NOT_NAMES else None
                 if m:
                     kind = "dimensionless" if v.unit == "dimensionless" else str(_dimension(v.unit))
                     named.setdefault(w, (m.start(), set()))[1].add(kind)

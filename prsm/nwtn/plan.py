@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field, ValidationError
 
-from prsm.backends.formulas import compound, looks_like_formula
+from prsm.backends.formulas import compound, formulas, looks_like_formula
 from prsm.backends.wording import looks_like_math, trim_end
 from prsm.errors import PlanRejected
 from prsm.types import PLACEHOLDER, PLAN_SCHEMA_NAME, Capability, SubTask, TaskPlan
@@ -297,6 +297,20 @@ _EXPLAINS = re.compile(r"^(?:please\s+)?(?:explain|why|describe|define|discuss|c
 _ABOUT_IT = re.compile(r"\b(?:its?|this|that|these|they|their|the\s+same)\b", re.I)
 
 
+def _names_a_quantity(question: str, text: str) -> bool:
+    """The question names a variable of a formula the whole text calls for ("... at 30 degrees.
+    What is the angle of refraction?")."""
+    lowered, asked = text.lower(), question.lower()
+    return any(
+        re.search(rf"\b{re.escape(w)}\b", asked)
+        for f in formulas()
+        if f.called_for(lowered)
+        for v in f.variables.values()
+        for w in v.words
+        if len(w) > 3
+    )
+
+
 def _with_givens(parts: list[str]) -> list[str]:
     """A sentence that only states quantities ("A spring of 200 N/m is stretched by 0.1 m.") is
     the setting of the question after it: the two are one part. So is one a tool could read on
@@ -316,7 +330,7 @@ def _with_givens(parts: list[str]) -> list[str]:
             classify(last) == Capability.GENERAL
             or (
                 not re.search(r"\d", part)
-                and _ABOUT_IT.search(part)
+                and (_ABOUT_IT.search(part) or _names_a_quantity(part, f"{last} {part}"))
                 and classify(f"{last} {_clean(part)}") != Capability.GENERAL
             )
         ):

@@ -129,6 +129,22 @@ WORKED = [  # (question, unknown, value, unit as printed), values by hand
     ("What is the power needed to lift a 50 kg mass 10 m in 5 s?", "P", 50 * 9.80665 * 10 / 5, "watt"),
     ("What is the volume of 2 mol of an ideal gas at STP?", "V", 2 * R * 273.15 / 101325, "meter ** 3"),
     ("What is the wavelength of a 100 MHz radio wave?", "l_w", C / 100e6, "meter"),
+    ("What is the pOH of a solution with a pH of 3?", "pOH", 11.0, None),
+    ("How many grams of NaCl are needed to make 0.5 L of a 0.2 M solution?", "m", 0.2 * 0.5 * (22.990 + 35.45),
+     "gram"),
+    ("What is the efficiency of an engine that does 200 J of work from 500 J of heat?", "eta", 0.4, None),
+    ("Light passes from air into glass with a refractive index of 1.5 at an angle of incidence of 30 degrees. "
+     "What is the angle of refraction?", "t_2", math.degrees(math.asin(math.sin(math.radians(30)) / 1.5)), "degree"),
+    ("An object is 30 cm from a lens with a focal length of 10 cm. Where is the image?", "d_i", 15.0, "centimeter"),
+    ("What is the magnification of a lens if the image distance is 15 cm and the object distance is 30 cm?", "M",
+     -0.5, None),  # asks for the magnification, not the image distance the condition names
+    ("What is the acceleration due to gravity on the surface of a planet with mass 6.4e23 kg and radius 3.4e6 m?",
+     "a", 6.6743e-11 * 6.4e23 / 3.4e6**2, "meter / second ** 2"),
+    ("What is the orbital speed of a satellite 7000 km from the center of the Earth?", "v",
+     math.sqrt(6.6743e-11 * 5.9722e24 / 7e6), "meter / second"),
+    ("A 1500 kg car moving at 20 m/s brakes to a stop in 4 s. What is the average braking force?", "F",
+     1500 * 20 / 4, "newton"),
+    ("How much does a 50 kg person weigh in newtons?", "W", 50 * 9.80665, "newton"),
 ]  # fmt: skip
 
 
