@@ -29,7 +29,7 @@ H, C, KB, NA, E = 6.62607015e-34, 299792458.0, 1.380649e-23, 6.02214076e23, 1.60
 R = KB * NA  # molar gas constant, exact
 G_N, GRAV = 6.6743e-11, 9.80665  # CODATA 2018 G; standard gravity (exact)
 EPS0 = 8.8541878128e-12
-M_E = 9.1093837139e-31  # electron mass, CODATA 2022
+M_E, M_P = 9.1093837139e-31, 1.67262192595e-27  # electron and proton masses, CODATA 2022
 M_EARTH, R_EARTH = 5.9722e24, 6.3710e6  # kg (IAU 2015 nominal GM / G), m (IUGG mean radius)
 AW = {
     "H": 1.008,
@@ -559,6 +559,9 @@ QUESTIONS: list[Question] = [
     q("formula", "What is the volume of 2 mol of an ideal gas at STP?", (F, 2 * R * 273.15 / ATM)),
     q("formula", "What is the wavelength of a 100 MHz radio wave?", (F, C / 100e6)),
     q("formula", "What is the pOH of a solution with a pH of 3?", (F, 14 - 3)),
+    q("formula", "How many electrons make up a charge of 1 C?", (F, 1 / E)),
+    q("formula", "What is the kinetic energy of a proton moving at 1e7 m/s?", (F, 0.5 * M_P * 1e7**2)),
+    q("formula", "What is the energy in kWh used by a 2 kW heater running for 90 minutes?", (F, 2 * 1.5)),
     q("formula", "How many grams of NaCl are needed to make 0.5 L of a 0.2 M solution?",
       (F, 0.2 * 0.5 * (AW["Na"] + AW["Cl"]))),
     q("formula", "What is the efficiency of an engine that does 200 J of work from 500 J of heat?", (F, 200 / 500)),

@@ -216,17 +216,13 @@ def _plan(
             }
     while len(open_vars) > 1:  # the rest must have defaults (water's specific heat, an electron's mass)
         defaulted = next(
-            (
-                v
-                for v in list(open_vars.values())[1:] + list(open_vars.values())[:1]
-                if v.default and (v.default_when is None or v.default_when in lowered)
-            ),
+            (v for v in list(open_vars.values())[1:] + list(open_vars.values())[:1] if v.default_in(lowered)),
             None,
         )
         if defaulted is None:
             missing = ", ".join(f"{v.name} ({v.words[0] if v.words else v.unit})" for v in open_vars.values())
             return f"{formula.name}: give a value for all but one of {missing}"
-        values[defaulted.name] = registry().Quantity(defaulted.default)
+        values[defaulted.name] = registry().Quantity(defaulted.default_in(lowered))
         del open_vars[defaulted.name]
     if not open_vars:
         return f"{formula.name}: every variable is given; nothing is left to compute"
@@ -254,7 +250,8 @@ _CONDITION = re.compile(r"\b(?:if|when|given|where|whose|provided)\b")
 # which name no quantity a question asks for.
 _NOT_NAMES = frozenset(
     ("from", "into", "with", "does", "make", "after", "within", "through", "where", "when", "that", "this",
-     "than", "then", "over", "across", "along", "later", "moving", "first", "second", "other")
+     "than", "then", "over", "across", "along", "later", "moving", "first", "second", "other", "total",
+     "equivalent", "combined", "net")
 )  # fmt: skip
 _QUESTION = re.compile(r"\b(?:what|how|find|calculate|compute|determine|which|estimate|where|when)\b", re.I)
 
@@ -342,6 +339,8 @@ _NEVER_NEGATIVE = " is never negative"
 def _never_negative(variable: Variable) -> bool:
     if variable.unit == "dimensionless" or variable.delta:
         return False
+    if variable.unit in ("ohm", "farad", "hertz", "pascal", "kilogram / meter ** 3"):
+        return True  # a resistance, capacitance, frequency, pressure or density
     dims = dict(_dimension(variable.unit).items())
     return len(dims) == 1 and next(iter(dims)) in _MAGNITUDES and next(iter(dims.values())) > 0
 
@@ -367,7 +366,9 @@ def _solve_either_way(plan: Plan) -> tuple[Plan, pint.Quantity]:
 
 
 _TARGET_INSIDE = re.compile(
-    r"\b(?:in|into)\s+(?P<unit>[^\s,;?]+)\s+(?:of|for|from|needed|when|is|are|does|do|would|will)\b", re.I
+    r"\b(?:in|into)\s+(?P<unit>[^\s,;?]+)\s+(?:of|for|from|needed|when|is|are|does|do|would|will|used|consumed|"
+    r"produced|released|required|stored|gained|lost)\b",
+    re.I,
 )
 
 
@@ -420,6 +421,12 @@ def answer_formula(instruction: str) -> str:
     # is matched by its quantities and the quantity it asks for.
     if not candidates:
         best = _by_quantities(scan, given, target, candidates)
+    body = _OTHER_BODY.search(lowered)
+    if best is not None and body and _earthly(best):  # "the weight of 10 kg on the Moon" is no m*9.81
+        raise BadInstruction(
+            f"{best.formula.name} takes the Earth's gravity or mass; the question is about the {body[0]}",
+            "instruction",
+        )
     if best is not None and not best.asked:
         other = _asked_elsewhere(scan, given, best)
         if other:  # "the wavelength of an electron with 100 eV" is no speed from K = m*v^2/2
@@ -440,6 +447,17 @@ def answer_formula(instruction: str) -> str:
     return (
         f"{best.unknown.name} = {_show(result)} ({best.formula.name}: {best.formula.expression}, "
         f"with {inputs}{unused}; source: {best.formula.source})"
+    )
+
+
+# Bodies whose gravity is not the Earth's (Mercury is also an element, so it is not here).
+_OTHER_BODY = re.compile(r"\b(?:moon|mars|jupiter|saturn|venus|neptune|uranus|pluto|sun|titan|europa)\b")
+
+
+def _earthly(plan: Plan) -> bool:
+    """The plan uses standard gravity or the Earth's mass or radius by default."""
+    return "standard_gravity" in plan.formula.constants.values() or any(
+        v.default_when == "earth" and v.name in plan.values for v in plan.formula.variables.values()
     )
 
 

@@ -26,6 +26,18 @@ class Variable:
     default: str | None = None  # a quantity used when the question gives none ("1000 kg/m^3")
     default_when: str | None = None  # ... only when the question says this ("water")
     delta: bool = False  # a temperature difference, not a temperature
+    others: tuple[tuple[str, str], ...] = ()  # more (word, value) defaults: ("proton", "1.67e-27 kg")
+
+    def default_in(self, lowered: str) -> str | None:
+        """The value this variable takes when a question (lower case) gives none, if it has one."""
+        for word, value in self.others:
+            if re.search(rf"\b{re.escape(word)}\b", lowered):
+                return value
+        if self.default and (
+            self.default_when is None or re.search(rf"\b{re.escape(self.default_when)}\b", lowered)
+        ):
+            return self.default
+        return None
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ def formulas() -> tuple[Formula, ...]:
                 v.get("default"),
                 v.get("default_when"),
                 v.get("delta", False),
+                tuple(v.get("others", {}).items()),
             )
             for name, v in f["variables"].items()
         }
@@ -164,7 +177,7 @@ def looks_like_formula(text: str) -> bool:
         return bool(called)
     lowered = text.lower()
     return any(
-        sum(1 for v in f.variables.values() if v.default and v.default_when and v.default_when in lowered)
+        sum(1 for v in f.variables.values() if (v.default_when or v.others) and v.default_in(lowered))
         == len(f.variables) - 1
         for f in called
     )

@@ -145,6 +145,11 @@ WORKED = [  # (question, unknown, value, unit as printed), values by hand
     ("A 1500 kg car moving at 20 m/s brakes to a stop in 4 s. What is the average braking force?", "F",
      1500 * 20 / 4, "newton"),
     ("How much does a 50 kg person weigh in newtons?", "W", 50 * 9.80665, "newton"),
+    ("How many electrons make up a charge of 1 C?", "N", 1 / 1.602176634e-19, None),
+    ("What is the kinetic energy of a proton moving at 1e7 m/s?", "K", 0.5 * 1.67262192595e-27 * 1e14, "joule"),
+    ("What is the de Broglie wavelength of a neutron moving at 2000 m/s?", "l_w",
+     H / (1.67492750056e-27 * 2000) * 1e9, "nanometer"),
+    ("What is the energy in kWh used by a 2 kW heater running for 90 minutes?", "E", 3.0, "kilowatt_hour"),
 ]  # fmt: skip
 
 
@@ -176,7 +181,10 @@ def test_a_worked_question_gives_the_value_by_hand(question, unknown, value, uni
         "A 2 kg stone with a 3 C charge falls from 10 m. How fast is it going?",  # two quantities unused
         "What is the escape velocity of a planet?",  # no mass, no radius, no body named
         # a formula that fits the numbers but gives another quantity than the one asked for
-        "What is the wavelength of a proton with a speed of 100 m/s and a kinetic energy of 5 J?",
+        "What is the wavelength of a 2 kg ball with a kinetic energy of 5 J?",
+        "What is the weight of a 10 kg object on the Moon?",  # standard gravity is the Earth's
+        # two steps (a total resistance, then a current): the resistance is not the current asked for
+        "A 3 ohm and a 6 ohm resistor are connected in parallel to a 12 V battery. What is the total current?",
     ],
 )
 def test_a_question_the_formulas_do_not_settle_is_refused_with_the_reason(question):
