@@ -233,9 +233,8 @@ def _plan(
         and target.dimensionality != _dimension(unknown.unit)
     ):
         return f"{formula.name} gives {unknown.name} in {unknown.unit}, not in {target}"
-    head = _CONDITION.split(lowered[: given[0].start] if given else lowered, 1)[
-        0
-    ]  # "what is the energy stored in ..."
+    head = lowered[: given[0].start] if given else lowered  # "what is the energy stored in ..."
+    head = _CONDITION.split(head, 1)[0]
     asked = unknown is sought or any(re.search(rf"\b{re.escape(w)}\b", head) for w in unknown.words)
     if leftover or (ignored and len(ignored) == len(given)):
         return f"{formula.name}: {leftover or len(ignored)} of the question's quantities fit no variable"
@@ -278,16 +277,19 @@ def _sought(formula: Formula, text: str, given: list[Given]) -> Variable | None:
         return None
     named = []
     for v in formula.variables.values():
-        at = [
-            m.start()
-            for w in v.words
-            if len(w) > 3 and w not in _NOT_NAMES
-            for m in [re.search(rf"\b{re.escape(w)}\b", asked)]
-            if m
-        ]
+        at = [where for w in v.words if (where := _named_at(w, asked)) is not None]
         if at:
             named.append((min(at), v))
     return min(named, key=lambda n: n[0])[1] if named else None
+
+
+def _named_at(word: str, asked: str) -> int | None:
+    """Where `asked` names a quantity with the table's `word`; None if it does not, or if the
+    word names no quantity by itself (three letters or fewer, or one of `_NOT_NAMES`)."""
+    if len(word) <= 3 or word in _NOT_NAMES:
+        return None
+    found = re.search(rf"\b{re.escape(word)}\b", asked)
+    return found.start() if found else None
 
 
 def _si(quantity: pint.Quantity) -> sympy.Float:
@@ -420,7 +422,7 @@ def answer_formula(instruction: str) -> str:
     # ("the frequency of a pendulum" is no c = f*l_w). Only a question no formula's words call for
     # is matched by its quantities and the quantity it asks for.
     if not candidates:
-        best = _by_quantities(scan, given, target, candidates)
+        best = _by_quantities(scan, given, target)
     body = _OTHER_BODY.search(lowered)
     if best is not None and body and _earthly(best):  # "the weight of 10 kg on the Moon" is no m*9.81
         raise BadInstruction(
@@ -472,16 +474,18 @@ def _asked_elsewhere(text: str, given: list[Given], plan: Plan) -> str | None:
     for f in formulas():
         for v in f.variables.values():
             for w in v.words:
-                m = re.search(rf"\b{re.escape(w)}\b", asked) if len(w) > 3 and w not in _NOT_NAMES else None
-                if m:
-                    kind = "dimensionless" if v.unit == "dimensionless" else str(_dimension(v.unit))
-                    named.setdefault(w, (m.start(), set()))[1].add(kind)
+                where = _named_at(w, asked)
+                if where is not None:
+                    named.setdefault(w, (where, set()))[1].add(_kind(v.unit))
     if not named:
         return None
     word = min(named, key=lambda w: named[w][0])
-    unknown = plan.unknown.unit
-    kind = "dimensionless" if unknown == "dimensionless" else str(_dimension(unknown))
-    return None if kind in named[word][1] else word
+    return None if _kind(plan.unknown.unit) in named[word][1] else word
+
+
+def _kind(unit: str) -> str:
+    """The kind of quantity a table unit measures, comparable across units ("km" and "m")."""
+    return "dimensionless" if unit == "dimensionless" else str(_dimension(unit))
 
 
 def _geometric(formula: Formula) -> bool:
@@ -519,19 +523,14 @@ def _unitless_geometry(
     )
 
 
-def _by_quantities(
-    text: str, given: list[Given], target: pint.Unit | None, tried: list[Formula]
-) -> Plan | None:
-    """When no formula its words call for fits what the question asks: the one formula whose
-    unknown the question names before its quantities and whose other variables those quantities
-    fill, every one used ("what's the power when 3 A flows through 10 ohms"). Two formulas that
-    fit as well: none (no guess)."""
+def _by_quantities(text: str, given: list[Given], target: pint.Unit | None) -> Plan | None:
+    """For a question no formula's words call for: the one formula whose unknown the question
+    names and whose other variables its quantities fill, every one used. Two formulas that fit
+    as well: none (no guess)."""
     if not given:
         return None
     fits = []
     for formula in formulas():
-        if formula in tried:
-            continue
         planned = _plan(formula, text, given, target, may_ignore=False)
         if isinstance(planned, Plan) and planned.asked:
             fits.append(planned)
@@ -567,7 +566,7 @@ def _in_given_units(result: pint.Quantity, plan: Plan) -> pint.Quantity:
         return result
     units = {}  # unit name -> its dimensionality, from every given quantity's own unit parts
     for q in plan.values.values():
-        for name in q.units._units:
+        for name, _ in q.unit_items():
             units[name] = ureg.Unit(name).dimensionality
     for power in (1, 2, 3):
         found = {name for name, dims in units.items() if dims**power == result.dimensionality}

@@ -220,9 +220,14 @@ _MEDIAN = re.compile(
 )
 
 
+def _items(text: str) -> list[str]:
+    """The items of a list written "a, b and c"."""
+    return [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", text) if p.strip()]
+
+
 def _median(items: str) -> str | None:
     """The middle of plain numbers in order (the mean of the two middle ones for an even count)."""
-    parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", items) if p.strip()]
+    parts = _items(items)
     if len(parts) < 2 or len(parts) > 1000 or not all(re.fullmatch(NUMBER, p) for p in parts):
         return None
     ordered = sorted(parts, key=float)
@@ -233,7 +238,7 @@ def _median(items: str) -> str | None:
 
 
 def _common(match: re.Match) -> str | None:
-    parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", match["items"]) if p.strip()]
+    parts = _items(match["items"])
     if len(parts) < 2:
         return None
     name = "lcm" if re.search(r"multiple|lcm", match["kind"], re.I) else "gcd"
@@ -271,7 +276,7 @@ def _rewrite(expression: str) -> str:
 
 
 def _average(items: str) -> str | None:
-    parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", items) if p.strip()]
+    parts = _items(items)
     if len(parts) < 2:
         return None
     return f"({' + '.join(f'({p})' for p in parts)})/{len(parts)}"

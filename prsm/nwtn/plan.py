@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from pydantic import BaseModel, Field, ValidationError
@@ -225,19 +226,33 @@ def _clauses(part: str) -> list[tuple[str, str]]:
 def _settings_joined(clauses: list[str]) -> list[str]:
     """A clause that only states quantities ("A car travels 150 miles in 2.5 hours; what is its
     average speed?") stays with the question after it when a tool reads the two together."""
+    return _joined(
+        clauses,
+        "; ",
+        lambda last, clause: (
+            classify(last) == Capability.GENERAL
+            and classify(f"{last}; {_clean(clause)}") != Capability.GENERAL
+        ),
+    )
+
+
+def _joined(pieces: list[str], separator: str, together: Callable[[str, str], bool]) -> list[str]:
+    """`pieces` with each one that sets the scene (states quantities, asks nothing) joined to the
+    piece after it when `together(setting, next piece)` says so."""
     joined: list[str] = []
-    for clause in clauses:
+    for piece in pieces:
         last = _clean(joined[-1]) if joined else ""
         if (
             last
+            and not last.endswith("?")
             and not _ASKS.match(last)
             and re.search(r"\d", last)
-            and classify(last) == Capability.GENERAL
-            and classify(f"{last}; {_clean(clause)}") != Capability.GENERAL
+            and not _EXPLAINS.match(_clean(piece))  # "... to 80 °C. Explain what heat is.": two parts
+            and together(last, piece)
         ):
-            joined[-1] = f"{joined[-1]}; {clause}"
+            joined[-1] = f"{joined[-1]}{separator}{piece}"
         else:
-            joined.append(clause)
+            joined.append(piece)
     return joined
 
 
@@ -315,29 +330,19 @@ def _with_givens(parts: list[str]) -> list[str]:
     """A sentence that only states quantities ("A spring of 200 N/m is stretched by 0.1 m.") is
     the setting of the question after it: the two are one part. So is one a tool could read on
     its own ("A car accelerates from 10 m/s to 30 m/s in 5 s.") when the question after it gives
-    no number, asks about "it", and a tool reads the two together."""
-    joined: list[str] = []
-    for part in parts:
-        last = _clean(joined[-1]) if joined else ""
-        setting = (
-            last
-            and not last.endswith("?")
-            and not _ASKS.match(last)
-            and re.search(r"\d", last)
-            and not _EXPLAINS.match(_clean(part))  # "... to 80 °C. Explain what heat is.": two parts
-        )
-        if setting and (
+    no number, asks about "it" or names a quantity, and a tool reads the two together."""
+    return _joined(
+        parts,
+        " ",
+        lambda last, part: (
             classify(last) == Capability.GENERAL
             or (
                 not re.search(r"\d", part)
-                and (_ABOUT_IT.search(part) or _names_a_quantity(part, f"{last} {part}"))
+                and bool(_ABOUT_IT.search(part) or _names_a_quantity(part, f"{last} {part}"))
                 and classify(f"{last} {_clean(part)}") != Capability.GENERAL
             )
-        ):
-            joined[-1] = f"{joined[-1]} {part}"
-        else:
-            joined.append(part)
-    return joined
+        ),
+    )
 
 
 def plan_deterministic(prompt: str) -> TaskPlan:

@@ -156,15 +156,7 @@ def test_a_tool_call_runs_in_the_sandbox_and_a_slow_one_is_stopped_while_others_
         ("take the square root of 256", "16"),
         ("what is 10% of 6.213711922 mile", "0.6213711922 mile"),  # an earlier result keeps its unit
         ("multiply 9 joule by 3", "27 joule"),
-    ],
-)
-def test_math_tool_reads_what_people_write(instruction, answer):
-    assert solve_math(instruction) == answer
-
-
-@pytest.mark.parametrize(
-    "instruction,answer",
-    [  # by hand: Euclid's algorithm, n(n+1)/2, n^2, n(n+1)(2n+1)/6, exact sines of 30 and 60 degrees
+        # by hand: Euclid's algorithm, n(n+1)/2, n^2, n(n+1)(2n+1)/6, exact sines of 30 and 60 degrees
         ("What is the greatest common divisor of 48 and 180?", "12"),
         ("the highest common factor of 84 and 126", "42"),
         ("What is the lowest common multiple of 8, 12 and 20?", "120"),
@@ -196,7 +188,7 @@ def test_math_tool_reads_what_people_write(instruction, answer):
         ("If f(x) = x^2 + 3x, what is f(2)?", "10"),
     ],
 )
-def test_math_tool_reads_number_theory_series_and_degrees(instruction, answer):
+def test_math_tool_reads_what_people_write(instruction, answer):
     assert solve_math(instruction) == answer
 
 
